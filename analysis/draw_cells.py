@@ -1,0 +1,227 @@
+"""Draw DartsReNet cells as graphs, in the style of the paper's Fig. 3–5.
+
+The inputs x_t and h_{t−1} (boxes) enter node 0 (fixed tanh, SPEC §2); node i = 1 … 8
+is labelled with its number and activation f_i and has one edge from its predecessor
+p_i (eq. 4–5); the averaged nodes feed the output h_t = mean(…) (eq. 6).
+
+Usage::
+
+    python analysis/draw_cells.py --genotypes paper --out figures/cells --format pdf
+    python analysis/draw_cells.py --genotypes results/search_digits_demo/selected_genotypes.json
+    python analysis/draw_cells.py            # latest search sweep's selection, else the paper's cells
+
+:func:`draw_genotype` only builds a :class:`graphviz.Digraph`; rendering files (which
+needs graphviz's ``dot``) happens in :func:`main` only, and never opens a viewer.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+if __package__ in (None, ""):
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import graphviz
+
+from analysis.results import DEFAULT_RESULTS_ROOT, latest_experiment
+from analysis.tables import variant_label
+from dartsrenet.genotypes import PAPER_GENOTYPES, Genotype, GenotypeError, parse_genotype
+
+INPUT_NODES: tuple[tuple[str, str], ...] = (("x_t", "<x<sub>t</sub>>"), ("h_prev", "<h<sub>t−1</sub>>"))
+"""Graph node names and (HTML) labels of the cell's inputs."""
+
+INPUT_NODE = "0"
+OUTPUT_NODE = "h_t"
+OUTPUT_LABEL = "<h<sub>t</sub><br/>mean>"
+
+ACTIVATION_COLOURS: dict[str, str] = {
+    "tanh": "#c6dbef",
+    "relu": "#fdd0a2",
+    "sigmoid": "#c7e9c0",
+    "identity": "#e5e5e5",
+}
+"""Fill colour per activation, so equal activations are seen at a glance."""
+
+FORMATS: tuple[str, ...] = ("png", "svg", "pdf")
+SELECTION_FILE = "selected_genotypes.json"
+
+
+def node_label(node: int, activation: str) -> str:
+    """Label of an intermediate node: ``"1\\nsigmoid"`` (DOT's ``\\n`` line break)."""
+    return f"{node}\\n{activation}"
+
+
+def draw_genotype(genotype: Genotype, title: str | None = None) -> graphviz.Digraph:
+    """The cell of ``genotype`` as a graph (not rendered).
+
+    Nodes: ``x_t`` and ``h_prev`` (inputs, boxes), ``0`` … ``8`` (ellipses labelled
+    ``"<i>\\n<activation>"``, node 0 with tanh), ``h_t`` (output box, the mean of the
+    averaged nodes). Edges: both inputs → 0, p_i → i for every node, every averaged
+    node → h_t.
+
+    Args:
+        genotype: the cell.
+        title: optional caption drawn above the cell.
+    """
+    graph = graphviz.Digraph(name="cell", format="png")
+    graph.attr(rankdir="LR", nodesep="0.25", ranksep="0.45", fontname="Helvetica", fontsize="18")
+    if title:
+        graph.attr(label=title, labelloc="t")
+    graph.attr("node", fontname="Helvetica", fontsize="16", style="filled", penwidth="1.2")
+    graph.attr("edge", fontname="Helvetica", penwidth="1.2", arrowsize="0.8")
+    for name, label in INPUT_NODES:
+        graph.node(name, label, shape="box", fillcolor="#fbe3d4")
+    graph.node(INPUT_NODE, node_label(0, "tanh"), shape="ellipse", fillcolor=ACTIVATION_COLOURS["tanh"])
+    for node, (activation, _) in enumerate(genotype.recurrent, start=1):
+        graph.node(
+            str(node),
+            node_label(node, activation),
+            shape="ellipse",
+            fillcolor=ACTIVATION_COLOURS.get(activation, "white"),
+        )
+    graph.node(OUTPUT_NODE, OUTPUT_LABEL, shape="box", fillcolor="#fff2ae")
+    for name, _ in INPUT_NODES:
+        graph.edge(name, INPUT_NODE)
+    for node, (_, predecessor) in enumerate(genotype.recurrent, start=1):
+        graph.edge(str(predecessor), str(node))
+    for node in genotype.concat:
+        graph.edge(str(node), OUTPUT_NODE, color="gray45", style="dashed")
+    return graph
+
+
+@dataclass(frozen=True)
+class NamedGenotype:
+    """A genotype to draw, with the file name stem and the title of its drawing."""
+
+    name: str
+    genotype: Genotype
+    title: str
+
+
+def paper_genotypes() -> list[NamedGenotype]:
+    """The three cells the paper evaluated (SPEC §5)."""
+    return [
+        NamedGenotype(f"paper_{variant}", genotype, f"{variant_label(variant)} (paper)")
+        for variant, genotype in PAPER_GENOTYPES.items()
+    ]
+
+
+def selected_genotypes(selection: Mapping[str, Any]) -> list[NamedGenotype]:
+    """The selected cell of every variant in a search sweep's ``selected_genotypes.json``.
+
+    Variants without a selection (no finished seed) are left out.
+    """
+    named = []
+    dataset = selection.get("dataset")
+    for variant, entry in (selection.get("variants") or {}).items():
+        selected = (entry or {}).get("selected") or {}
+        data = selected.get("genotype") or selected.get("genotype_string")
+        if not data:
+            continue
+        genotype = Genotype.from_string(data) if isinstance(data, str) else Genotype.from_dict(data)
+        details = [f"seed {selected['seed']}"] if "seed" in selected else []
+        if isinstance(selected.get("best_val_accuracy"), int | float):
+            details.append(f"val_cs {100 * selected['best_val_accuracy']:.2f}%")
+        if dataset:
+            details.insert(0, f"searched on {dataset}")
+        title = variant_label(variant) + (f" ({', '.join(details)})" if details else "")
+        named.append(NamedGenotype(variant, genotype, title))
+    return named
+
+
+def load_genotypes(spec: str) -> list[NamedGenotype]:
+    """Resolve ``--genotypes``: ``paper``, a search experiment folder, a
+    ``selected_genotypes.json``, a genotype JSON file, a paper variant name or a compact
+    genotype string.
+
+    Raises:
+        GenotypeError: if ``spec`` is none of those.
+    """
+    if spec == "paper":
+        return paper_genotypes()
+    path = Path(spec)
+    if path.is_dir():
+        path = path / SELECTION_FILE
+        if not path.is_file():
+            raise GenotypeError(f"{spec}: no {SELECTION_FILE} (the search sweep writes it when it ends)")
+    if path.is_file():
+        try:
+            data = json.loads(path.read_text())
+        except ValueError as error:
+            raise GenotypeError(f"{path}: malformed JSON: {error}") from None
+        if isinstance(data, dict) and "variants" in data:
+            named = selected_genotypes(data)
+            if not named:
+                raise GenotypeError(f"{path}: no variant has a selected genotype yet")
+            return named
+        genotype = Genotype.load(path)
+        return [NamedGenotype(path.stem, genotype, path.stem)]
+    genotype = parse_genotype(spec)
+    name = spec if spec in PAPER_GENOTYPES else "cell"
+    title = f"{variant_label(spec)} (paper)" if spec in PAPER_GENOTYPES else genotype.to_string()
+    return [NamedGenotype(name, genotype, title)]
+
+
+def default_genotypes(results_root: Path) -> tuple[str, list[NamedGenotype]]:
+    """The latest search sweep's selection under ``results_root``, else the paper's cells.
+
+    Returns:
+        A description of the source and the genotypes.
+    """
+    experiment = latest_experiment(results_root, "search")
+    if experiment is not None and (experiment.path / SELECTION_FILE).is_file():
+        path = experiment.path / SELECTION_FILE
+        return str(path), load_genotypes(str(path))
+    return "the paper's cells (no search selection found)", paper_genotypes()
+
+
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument(
+        "--genotypes",
+        metavar="FILE|paper",
+        help="'paper', a selected_genotypes.json or search experiment folder, a genotype JSON file, "
+        "or a genotype string (default: the latest search sweep's selection, else 'paper')",
+    )
+    parser.add_argument(
+        "--results", metavar="ROOT", type=Path, default=DEFAULT_RESULTS_ROOT, help="results root (default: ./results)"
+    )
+    parser.add_argument(
+        "--out", metavar="DIR", type=Path, default=Path("figures/cells"), help="output folder (default: figures/cells)"
+    )
+    parser.add_argument("--format", choices=FORMATS, default="png", help="file format (default: png)")
+    return parser.parse_args(argv)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Command-line entry: render one file per genotype. Returns the exit status."""
+    args = parse_args(argv)
+    try:
+        if args.genotypes is None:
+            source, named = default_genotypes(args.results)
+        else:
+            source, named = args.genotypes, load_genotypes(args.genotypes)
+    except (GenotypeError, ValueError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    print(f"drawing {len(named)} cell(s) from {source}", file=sys.stderr)
+    args.out.mkdir(parents=True, exist_ok=True)
+    for item in named:
+        graph = draw_genotype(item.genotype, item.title)
+        try:
+            path = graph.render(filename=item.name, directory=args.out, format=args.format, cleanup=True, view=False)
+        except graphviz.ExecutableNotFound:
+            print("error: graphviz's `dot` is not installed (e.g. apt-get install graphviz)", file=sys.stderr)
+            return 1
+        print(path)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

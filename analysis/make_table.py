@@ -1,0 +1,164 @@
+"""Print the paper's Table 1 and the cell-search summary from the sweeps' result folders.
+
+Usage::
+
+    python analysis/make_table.py                       # latest experiments under ./results
+    python analysis/make_table.py --eval results/eval_cifar10_paper --format latex --out table1.tex
+    python analysis/make_table.py --format csv --out table1.csv   # also writes table1_search.csv
+
+Table 1 (SPEC §7) has one row per dataset × model of the latest ``eval`` experiment;
+the search summary one row per variant of the latest ``search`` experiment. See
+:mod:`analysis.tables` for how numbers are computed and shown.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+if __package__ in (None, ""):
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import pandas as pd
+
+from analysis.formatting import to_csv, to_latex, to_markdown
+from analysis.results import (
+    DEFAULT_RESULTS_ROOT,
+    Experiment,
+    ExperimentNotFoundError,
+    latest_experiment,
+    load_trials,
+    read_experiment,
+)
+from analysis.tables import (
+    RESULTS_DISPLAY_ALIGN,
+    RESULTS_NOTE,
+    SEARCH_DISPLAY_ALIGN,
+    SEARCH_NOTE,
+    display_results_table,
+    display_search_summary,
+    results_table,
+    search_summary,
+)
+
+FORMATS: tuple[str, ...] = ("markdown", "latex", "csv")
+
+HOW_TO_CREATE = (
+    "Create them with `make demo` (a small search + evaluation on the digits dataset), or run the "
+    "sweeps, e.g. `python sweeps/search_all_variants.py ...` then the evaluation sweep; "
+    "or point to existing ones with --results ROOT, --search DIR, --eval DIR."
+)
+
+
+def render(
+    numeric: pd.DataFrame, display: pd.DataFrame, fmt: str, title: str, note: str, align: str | None = None
+) -> str:
+    """One table as text.
+
+    Args:
+        numeric: the numeric table (written as is in CSV).
+        display: the same rows as strings (Markdown and LaTeX).
+        fmt: one of :data:`FORMATS`.
+        title: heading (Markdown) or caption (LaTeX); not part of CSV.
+        note: explanation printed under the table (Markdown) or in the caption (LaTeX).
+        align: ``"l"``/``"r"`` per display column.
+    """
+    if fmt == "csv":
+        return to_csv(numeric)
+    if fmt == "latex":
+        return to_latex(display, caption=f"{title}. {note}", align=align)
+    if fmt == "markdown":
+        return f"## {title}\n\n{to_markdown(display, align)}\n{note}\n"
+    raise ValueError(f"unknown format {fmt!r}; valid formats: {', '.join(FORMATS)}")
+
+
+def results_text(experiment: Experiment, fmt: str) -> str:
+    """Table 1 of an ``eval`` experiment as text in format ``fmt``."""
+    table = results_table(load_trials(experiment))
+    title = f"Table 1: test accuracy per data set and model (experiment {experiment.name})"
+    return render(table, display_results_table(table), fmt, title, RESULTS_NOTE, RESULTS_DISPLAY_ALIGN)
+
+
+def search_text(experiment: Experiment, fmt: str) -> str:
+    """The search summary of a ``search`` experiment as text in format ``fmt``."""
+    summary = search_summary(load_trials(experiment))
+    title = f"Cell search: selected cell per variant (experiment {experiment.name})"
+    return render(summary, display_search_summary(summary), fmt, title, SEARCH_NOTE, SEARCH_DISPLAY_ALIGN)
+
+
+def _resolve(path: str | None, root: Path, kind: str) -> Experiment | None:
+    if path is None:
+        return latest_experiment(root, kind)
+    experiment = read_experiment(path)
+    if experiment.kind != kind:
+        raise ValueError(f"{path} is a {experiment.kind!r} experiment, not {kind!r}")
+    return experiment
+
+
+def search_output_path(out: Path) -> Path:
+    """Where the search summary goes in CSV mode: ``table1.csv`` → ``table1_search.csv``."""
+    return out.with_name(f"{out.stem}_search{out.suffix}")
+
+
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--search", metavar="DIR", help="search experiment folder (default: latest under --results)")
+    parser.add_argument("--eval", metavar="DIR", help="evaluation experiment folder (default: latest under --results)")
+    parser.add_argument(
+        "--results", metavar="ROOT", type=Path, default=DEFAULT_RESULTS_ROOT, help="results root (default: ./results)"
+    )
+    parser.add_argument("--format", choices=FORMATS, default="markdown", help="output format (default: markdown)")
+    parser.add_argument(
+        "--out",
+        metavar="FILE",
+        type=Path,
+        help="also write the output to FILE; with --format csv, FILE gets Table 1 and "
+        "FILE_search.csv (same suffix) the search summary",
+    )
+    return parser.parse_args(argv)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Command-line entry: print the tables and optionally write them. Returns the exit status."""
+    args = parse_args(argv)
+    try:
+        search = _resolve(args.search, args.results, "search")
+        evaluation = _resolve(args.eval, args.results, "eval")
+    except (ExperimentNotFoundError, ValueError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    if search is None and evaluation is None:
+        print(f"error: no search or evaluation experiments under {args.results}/. {HOW_TO_CREATE}", file=sys.stderr)
+        return 1
+
+    parts: dict[str, str] = {}
+    if evaluation is not None:
+        parts["results"] = results_text(evaluation, args.format)
+    else:
+        print(f"note: no evaluation experiment under {args.results}/; showing the search only", file=sys.stderr)
+    if search is not None:
+        parts["search"] = search_text(search, args.format)
+    else:
+        print(f"note: no search experiment under {args.results}/; showing Table 1 only", file=sys.stderr)
+
+    if args.format == "csv":
+        print("\n".join(f"# {name}\n{text}" for name, text in parts.items()), end="")
+    else:
+        text = "\n".join(parts.values())
+        print(text, end="")
+    if args.out is not None:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        if args.format == "csv":
+            if "results" in parts:
+                args.out.write_text(parts["results"])
+            if "search" in parts:
+                search_output_path(args.out).write_text(parts["search"])
+        else:
+            args.out.write_text("\n".join(parts.values()))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

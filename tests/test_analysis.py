@@ -1,0 +1,495 @@
+"""Analysis: result folders in Ray Tune's layout → tables, cell drawings and plots (no Ray).
+
+The experiments are hand-written by :mod:`tests.fixtures_results` with finished, failed,
+unfinished (truncated ``result.json``) and planned-but-missing trials.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import math
+import re
+import shutil
+import sys
+from collections import Counter
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from matplotlib.figure import Figure
+
+from analysis import draw_cells, make_table, plot_search
+from analysis.formatting import latex_escape, to_markdown
+from analysis.results import (
+    FAILED,
+    FINISHED,
+    MISSING,
+    UNFINISHED,
+    ExperimentNotFoundError,
+    find_experiments,
+    latest_experiment,
+    load_history,
+    load_trials,
+    read_experiment,
+    read_json_lines,
+    unique_trials,
+)
+from analysis.tables import display_results_table, results_table, search_summary, select_seed
+from dartsrenet.activations import PRIMITIVES
+from dartsrenet.genotypes import PAPER_GENOTYPES, Genotype, edge_index
+from tests.fixtures_results import (
+    EVAL_TRIALS,
+    SEARCH_EPOCHS,
+    SEARCH_EXPECTED_SELECTION,
+    SEARCH_VAL_ACCURACIES,
+    eval_config,
+    eval_reports,
+    make_eval_experiment,
+    make_search_experiment,
+    search_reports,
+    write_sweep,
+    write_trial,
+)
+
+HAS_DOT = shutil.which("dot") is not None
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.fixture(scope="module")
+def results_root(tmp_path_factory) -> Path:
+    """A results root with an old and a new evaluation experiment and one search experiment."""
+    root = tmp_path_factory.mktemp("results")
+    old_trials = [{"dataset": "cifar10", "model": "vanilla", "seed": 0, "test": 0.10, "params": 1, "status": "finished"}]
+    make_eval_experiment(root, name="eval_old", created="2025-01-01T00:00:00", trials=old_trials)
+    make_eval_experiment(root)  # created 2026-01-02 05:00 UTC (POSIX seconds in the marker)
+    make_search_experiment(root)  # created 2026-01-02 03:04:05 UTC (ISO string in the marker)
+    (root / "not_an_experiment").mkdir()
+    return root
+
+
+@pytest.fixture(scope="module")
+def eval_trials(results_root) -> pd.DataFrame:
+    return load_trials(read_experiment(results_root / "eval_paper"))
+
+
+@pytest.fixture(scope="module")
+def search_trials(results_root) -> pd.DataFrame:
+    return load_trials(read_experiment(results_root / "search_digits_demo"))
+
+
+# --- results.py ----------------------------------------------------------------------
+
+
+def test_find_experiments_by_marker_and_pick_latest(results_root):
+    experiments = find_experiments(results_root)
+    assert [experiment.name for experiment in experiments] == ["eval_old", "search_digits_demo", "eval_paper"]
+    assert latest_experiment(results_root, "eval").name == "eval_paper"
+    assert latest_experiment(results_root, "search").name == "search_digits_demo"
+    assert latest_experiment(results_root / "nowhere", "search") is None
+    with pytest.raises(ExperimentNotFoundError):
+        read_experiment(results_root / "not_an_experiment")
+
+
+def test_read_json_lines_tolerates_truncated_last_line(tmp_path):
+    path = tmp_path / "result.json"
+    path.write_text('{"epoch": 1}\n{"epoch": 2}\n{"epoch": 3, "val_acc')
+    assert read_json_lines(path) == [{"epoch": 1}, {"epoch": 2}]
+    assert read_json_lines(tmp_path / "absent.json") == []
+
+
+def test_trial_statuses(eval_trials, search_trials):
+    for trials, expected in (
+        (eval_trials, [trial["status"] for trial in EVAL_TRIALS]),
+        (search_trials, None),
+    ):
+        assert set(trials["status"]) <= {FINISHED, FAILED, UNFINISHED, MISSING}
+        if expected is not None:
+            assert trials["status"].tolist() == expected  # planned order, missing included
+    by_key = {(row["config/variant"], row["config/seed"]): row for _, row in search_trials.iterrows()}
+    assert by_key[("sigmoid_weighting", 0)]["status"] == FAILED
+    assert by_key[("sigmoid_weighting", 0)]["error"] == "RuntimeError: CUDA out of memory (simulated)"
+    assert by_key[("sigmoid_weighting", 2)]["status"] == MISSING
+    unfinished = by_key[("directional_weight_sharing", 0)]
+    assert unfinished["status"] == UNFINISHED
+    assert unfinished["reports"] == 2  # the truncated third line is skipped
+    assert unfinished["epoch"] == 2
+    finished = by_key[("vanilla", 1)]
+    assert finished["status"] == FINISHED
+    assert finished["checkpoint"] == f"checkpoint_{SEARCH_EPOCHS - 1:06d}"
+    assert finished["trial"].startswith("trainable_abc12_00001_1_")
+    assert finished["trial_id"] == "abc12_00001"
+    assert finished["training_iteration"] == SEARCH_EPOCHS
+    assert "config" not in search_trials  # Ray's repeated config is dropped
+
+
+def test_trials_without_result_json_fall_back_to_progress_csv(tmp_path):
+    experiment_dir = tmp_path / "exp"
+    config = eval_config("cifar10", "gru", 0)
+    write_sweep(experiment_dir, "eval", [config], 1.0)
+    trial_dir = write_trial(experiment_dir, 0, config, eval_reports(0.8, 4_790_000))
+    (trial_dir / "result.json").unlink()
+    trials = load_trials(read_experiment(experiment_dir))
+    assert trials.loc[0, "status"] == FINISHED
+    assert trials.loc[0, "test_accuracy"] == pytest.approx(0.8)
+
+
+def test_trial_without_params_json_still_matches_its_plan(tmp_path):
+    experiment_dir = tmp_path / "exp"
+    config = eval_config("svhn", "lstm", 3)
+    write_sweep(experiment_dir, "eval", [config], 1.0)
+    trial_dir = write_trial(experiment_dir, 0, config, eval_reports(0.9, 6_000_000))
+    (trial_dir / "params.json").unlink()
+    trials = load_trials(read_experiment(experiment_dir))
+    assert trials["status"].tolist() == [FINISHED]
+    assert trials.loc[0, "config/seed"] == 3
+
+
+def test_unique_trials_prefers_the_finished_rerun(tmp_path):
+    experiment_dir = tmp_path / "exp"
+    config = eval_config("cifar10", "vanilla", 0)
+    write_sweep(experiment_dir, "eval", [config], 1.0)
+    write_trial(experiment_dir, 0, config, eval_reports(None, 1, finished=False), error="boom", trial_hex="aaaaa")
+    write_trial(experiment_dir, 0, config, eval_reports(0.5, 1), trial_hex="bbbbb")
+    trials = load_trials(read_experiment(experiment_dir))
+    assert sorted(trials["status"]) == [FAILED, FINISHED]
+    kept = unique_trials(trials, ["config/dataset", "config/model", "config/seed"])
+    assert kept["status"].tolist() == [FINISHED]
+    table = results_table(trials)
+    assert table.loc[0, ["n_finished", "n_planned", "n_failed"]].tolist() == [1, 1, 0]
+
+
+def test_history_has_one_row_per_epoch(results_root):
+    history = load_history(read_experiment(results_root / "search_digits_demo"))
+    epochs = history.groupby(["config/variant", "config/seed"])["epoch"].apply(list).to_dict()
+    expected = {key: list(range(1, len(values) + 1)) for key, values in SEARCH_VAL_ACCURACIES.items()}
+    expected[("directional_weight_sharing", 0)] = [1, 2]  # third line truncated
+    assert epochs == expected
+    assert len(history.loc[0, "alpha"]) == 36 and len(history.loc[0, "alpha"][0]) == len(PRIMITIVES)
+
+
+# --- Table 1 -------------------------------------------------------------------------
+
+
+def test_results_table_numbers(eval_trials):
+    table = results_table(eval_trials).set_index(["dataset", "model"])
+    assert list(table.index) == [
+        ("cifar10", "vanilla"),
+        ("cifar10", "gru"),
+        ("svhn", "directional_weight_sharing"),
+        ("digits", "lstm"),
+    ]
+    vanilla = table.loc[("cifar10", "vanilla")]
+    assert vanilla["accuracy_mean"] == pytest.approx(91.0)
+    assert vanilla["accuracy_std"] == pytest.approx(1.0)  # sample std of 90, 91, 92
+    assert vanilla["accuracy_best"] == pytest.approx(92.0)
+    assert vanilla[["n_finished", "n_planned", "n_failed", "n_unfinished", "n_missing"]].tolist() == [3, 5, 1, 0, 1]
+    assert vanilla["params_m"] == pytest.approx(6.812)
+    assert vanilla["paper_accuracy"] == pytest.approx(90.26)
+    assert vanilla["paper_params_m"] == pytest.approx(6.8)
+    assert vanilla["difference"] == pytest.approx(0.74)
+
+    gru = table.loc[("cifar10", "gru")]
+    assert gru["accuracy_mean"] == pytest.approx(75.0)
+    assert math.isnan(gru["accuracy_std"])  # one finished seed
+    assert gru[["n_finished", "n_planned", "n_unfinished"]].tolist() == [1, 2, 1]
+    assert gru["difference"] == pytest.approx(-0.30)
+
+    dws = table.loc[("svhn", "directional_weight_sharing")]
+    assert dws["accuracy_mean"] == pytest.approx(96.5)
+    assert dws["accuracy_std"] == pytest.approx(math.sqrt(0.5))
+    assert dws["paper_accuracy"] == pytest.approx(96.91)
+    assert dws["difference"] == pytest.approx(-0.41)
+
+    lstm = table.loc[("digits", "lstm")]
+    assert lstm["accuracy_mean"] == pytest.approx(50.0)
+    assert math.isnan(lstm["paper_accuracy"]) and math.isnan(lstm["difference"])
+
+
+def test_results_table_display(eval_trials):
+    display = display_results_table(results_table(eval_trials))
+    rows = display.to_dict(orient="records")
+    assert rows[0] == {
+        "Data set": "CIFAR-10",
+        "Model": "Vanilla - DartsReNet",
+        "Params [M]": "6.8",
+        "Accuracy [%]": "91.00 ± 1.00",
+        "Best [%]": "92.00",
+        "Seeds": "3/5 (1 failed, 1 not started)",
+        "Paper [%]": "90.26",
+        "Δ [pp]": "+0.74",
+    }
+    assert rows[1]["Data set"] == ""  # the data set is printed on its first row only
+    assert rows[1]["Model"] == "Baseline ReNet with GRU"
+    assert rows[1]["Accuracy [%]"] == "75.00 (n=1)"
+    assert rows[1]["Seeds"] == "1/2 (1 unfinished)"
+    assert rows[1]["Δ [pp]"] == "-0.30"
+    assert rows[2]["Accuracy [%]"] == "96.50 ± 0.71"
+    assert rows[2]["Params [M]"] == "4.0"
+    assert rows[3]["Paper [%]"] == "—" and rows[3]["Δ [pp]"] == "—"
+
+
+def test_results_table_without_finished_trials():
+    trials = pd.DataFrame(
+        {"status": [FAILED, MISSING], "config/dataset": ["svhn"] * 2, "config/model": ["gru"] * 2, "config/seed": [0, 1]}
+    )
+    row = display_results_table(results_table(trials)).iloc[0]
+    assert row["Accuracy [%]"] == "—" and row["Best [%]"] == "—" and row["Params [M]"] == "—"
+    assert row["Seeds"] == "0/2 (1 failed, 1 not started)"
+    assert row["Paper [%]"] == "95.16" and row["Δ [pp]"] == "—"
+
+
+# --- search summary ------------------------------------------------------------------
+
+
+def test_search_summary_selects_best_seed_ties_to_lower(search_trials):
+    summary = search_summary(search_trials).set_index("variant")
+    assert list(summary.index) == list(SEARCH_EXPECTED_SELECTION)
+    for variant, (seed, accuracy) in SEARCH_EXPECTED_SELECTION.items():
+        assert summary.loc[variant, "selected_seed"] == seed
+        assert summary.loc[variant, "selected_val_accuracy"] == pytest.approx(accuracy)
+        reports = search_reports(variant, seed, SEARCH_VAL_ACCURACIES[(variant, seed)])
+        assert summary.loc[variant, "genotype"] == reports[-1]["best_genotype"]
+        Genotype.from_string(summary.loc[variant, "genotype"])  # a valid genotype
+    counts = summary[["n_finished", "n_planned", "n_failed", "n_unfinished", "n_missing"]]
+    assert counts.loc["vanilla"].tolist() == [3, 3, 0, 0, 0]
+    assert counts.loc["sigmoid_weighting"].tolist() == [1, 3, 1, 0, 1]
+    assert counts.loc["directional_weight_sharing"].tolist() == [1, 3, 0, 1, 1]
+
+
+def test_select_seed_ignores_unfinished_and_breaks_ties_by_seed():
+    trials = pd.DataFrame(
+        {
+            "status": [FINISHED, FINISHED, UNFINISHED, FAILED],
+            "config/seed": [7, 2, 0, 1],
+            "best_val_accuracy": [0.9, 0.9, 0.99, 0.95],
+        }
+    )
+    assert select_seed(trials)["config/seed"] == 2
+    assert select_seed(trials.iloc[2:]) is None
+
+
+# --- output formats and the command line ---------------------------------------------
+
+
+def test_markdown_form(results_root, capsys):
+    assert make_table.main(["--results", str(results_root)]) == 0
+    out = capsys.readouterr().out
+    table1 = [line for line in out.splitlines() if line.startswith("| CIFAR-10")]
+    assert len(table1) == 1
+    cells = [cell.strip() for cell in table1[0].strip("|").split("|")]
+    assert cells == ["CIFAR-10", "Vanilla - DartsReNet", "6.8", "91.00 ± 1.00", "92.00",
+                     "3/5 (1 failed, 1 not started)", "90.26", "+0.74"]
+    assert "eval_paper" in out and "eval_old" not in out  # the latest evaluation experiment
+    assert "search_digits_demo" in out
+    lines = [line for line in out.splitlines() if line.startswith("| ")]
+    assert len({line.count("|") for line in lines[:6]}) == 1  # well-formed rows
+
+
+def test_markdown_escapes_pipes():
+    text = to_markdown(pd.DataFrame({"a": ["x|y"], "b": ["1"]}))
+    assert r"x\|y" in text
+
+
+def test_latex_form(results_root, tmp_path):
+    out = tmp_path / "table1.tex"
+    assert make_table.main(["--results", str(results_root), "--format", "latex", "--out", str(out)]) == 0
+    text = out.read_text()
+    assert text.count(r"\begin{tabular}") == 2 and text.count(r"\end{table}") == 2
+    assert r"CIFAR-10 & Vanilla - DartsReNet & 6.8 & 91.00 $\pm$ 1.00 & 92.00 & 3/5 (1 failed, 1 not started) & 90.26 & +0.74 \\" in text
+    assert r"digits & Baseline ReNet with LSTM & 6.0 & 50.00 (n=1) & 50.00 & 1/1 & --- & --- \\" in text
+    assert r"Accuracy [\%]" in text and r"search\_digits\_demo" in text
+    assert latex_escape("a_b & 50% ± Δ") == r"a\_b \& 50\% $\pm$ $\Delta$"
+
+
+def test_csv_form_parses_back(results_root, tmp_path):
+    out = tmp_path / "table1.csv"
+    assert make_table.main(["--results", str(results_root), "--format", "csv", "--out", str(out)]) == 0
+    table = pd.read_csv(out)
+    assert table[["dataset", "model"]].values.tolist() == [
+        ["cifar10", "vanilla"], ["cifar10", "gru"], ["svhn", "directional_weight_sharing"], ["digits", "lstm"]
+    ]
+    vanilla = table.iloc[0]
+    assert vanilla["accuracy_mean"] == pytest.approx(91.0)
+    assert vanilla["accuracy_std"] == pytest.approx(1.0)
+    assert vanilla["accuracy_best"] == pytest.approx(92.0)
+    assert vanilla["n_finished"] == 3 and vanilla["n_planned"] == 5 and vanilla["n_failed"] == 1
+    assert vanilla["paper_accuracy"] == pytest.approx(90.26)
+    assert vanilla["difference"] == pytest.approx(0.74)
+    assert math.isnan(table.iloc[1]["accuracy_std"]) and math.isnan(table.iloc[3]["paper_accuracy"])
+
+    search = pd.read_csv(make_table.search_output_path(out))
+    assert search.set_index("variant")["selected_seed"].to_dict() == {
+        variant: seed for variant, (seed, _) in SEARCH_EXPECTED_SELECTION.items()
+    }
+
+
+def test_explicit_experiment_folders(results_root, capsys):
+    argv = ["--eval", str(results_root / "eval_old"), "--search", str(results_root / "search_digits_demo"),
+            "--format", "csv"]
+    assert make_table.main(argv) == 0
+    out = capsys.readouterr().out
+    first = out.split("# search")[0].split("\n", 1)[1]
+    table = pd.read_csv(io.StringIO(first))
+    assert table["accuracy_mean"].tolist() == [pytest.approx(10.0)]
+    assert make_table.main(["--eval", str(results_root / "search_digits_demo")]) == 2  # wrong kind
+
+
+def test_no_experiments_exit_nonzero_with_help(tmp_path, capsys):
+    assert make_table.main(["--results", str(tmp_path / "empty")]) == 1
+    err = capsys.readouterr().err
+    assert "make demo" in err and "sweeps/search_all_variants.py" in err
+
+
+def test_script_runs_as_a_file(results_root, tmp_path):
+    import subprocess
+
+    script = Path(make_table.__file__)
+    result = subprocess.run(
+        [sys.executable, str(script), "--results", str(results_root), "--format", "csv"],
+        capture_output=True, text=True, cwd=tmp_path, timeout=120,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "cifar10,vanilla" in result.stdout
+
+
+# --- cell drawings -------------------------------------------------------------------
+
+EDGE = re.compile(r'^\s*"?([\w]+)"?\s*->\s*"?([\w]+)"?')
+NODE_LABEL = re.compile(r'^\s*"?(\d+)"?\s*\[label="(\d+)\\n(\w+)"')
+
+
+def drawn_edges(source: str) -> Counter:
+    return Counter(match.groups() for line in source.splitlines() if (match := EDGE.match(line)))
+
+
+def expected_edges(genotype: Genotype) -> Counter:
+    edges = [("x_t", "0"), ("h_prev", "0")]
+    edges += [(str(predecessor), str(node)) for node, (_, predecessor) in enumerate(genotype.recurrent, start=1)]
+    edges += [(str(node), "h_t") for node in genotype.concat]
+    return Counter(edges)
+
+
+@pytest.mark.parametrize("variant", sorted(PAPER_GENOTYPES))
+def test_drawing_has_exactly_the_genotype_edges_and_labels(variant):
+    genotype = PAPER_GENOTYPES[variant]
+    graph = draw_cells.draw_genotype(genotype, title=variant)
+    source = graph.source
+    assert drawn_edges(source) == expected_edges(genotype)
+    labels = {int(m[1]): (int(m[2]), m[3]) for line in source.splitlines() if (m := NODE_LABEL.match(line))}
+    expected = {0: (0, "tanh")} | {node: (node, f) for node, (f, _) in enumerate(genotype.recurrent, start=1)}
+    assert labels == expected
+    assert "h_t" in source and "mean" in source and "x<sub>t</sub>" in source
+
+
+def test_drawing_with_partial_concat():
+    genotype = Genotype(recurrent=PAPER_GENOTYPES["vanilla"].recurrent, concat=(2, 5, 8))
+    assert drawn_edges(draw_cells.draw_genotype(genotype).source) == expected_edges(genotype)
+
+
+def test_load_genotypes_from_selection_and_files(results_root, tmp_path):
+    selection = results_root / "search_digits_demo" / "selected_genotypes.json"
+    named = draw_cells.load_genotypes(str(selection))
+    assert [item.name for item in named] == list(SEARCH_EXPECTED_SELECTION)
+    assert "seed 1" in named[0].title
+    assert [item.name for item in draw_cells.load_genotypes(str(selection.parent))] == list(SEARCH_EXPECTED_SELECTION)
+    single = tmp_path / "my_cell.json"
+    PAPER_GENOTYPES["sigmoid_weighting"].save(single)
+    (loaded,) = draw_cells.load_genotypes(str(single))
+    assert loaded.genotype == PAPER_GENOTYPES["sigmoid_weighting"] and loaded.name == "my_cell"
+    assert len(draw_cells.load_genotypes("paper")) == 3
+    (from_string,) = draw_cells.load_genotypes(PAPER_GENOTYPES["vanilla"].to_string())
+    assert from_string.genotype == PAPER_GENOTYPES["vanilla"]
+
+
+@pytest.mark.skipif(not HAS_DOT, reason="graphviz's `dot` binary is not installed (apt-get install graphviz)")
+@pytest.mark.parametrize("fmt", ["png", "svg"])
+def test_render_paper_cells(tmp_path, fmt, capsys):
+    assert draw_cells.main(["--genotypes", "paper", "--out", str(tmp_path), "--format", fmt]) == 0
+    files = sorted(tmp_path.iterdir())
+    assert [path.name for path in files] == sorted(f"paper_{variant}.{fmt}" for variant in PAPER_GENOTYPES)
+    for path in files:
+        data = path.read_bytes()
+        if fmt == "png":
+            assert data.startswith(PNG_MAGIC) and len(data) > 5_000
+        else:
+            assert b"<svg" in data[:2000] and b"sigmoid" in data
+
+
+@pytest.mark.skipif(not HAS_DOT, reason="graphviz's `dot` binary is not installed (apt-get install graphviz)")
+def test_render_default_is_latest_search_selection(results_root, tmp_path):
+    out = tmp_path / "cells"
+    assert draw_cells.main(["--results", str(results_root), "--out", str(out), "--format", "svg"]) == 0
+    assert sorted(path.stem for path in out.iterdir()) == sorted(SEARCH_EXPECTED_SELECTION)
+
+
+def test_draw_bad_genotype_spec_exits_nonzero(tmp_path, capsys):
+    assert draw_cells.main(["--genotypes", "not-a-genotype", "--out", str(tmp_path)]) == 2
+    assert "error" in capsys.readouterr().err
+
+
+# --- plots ---------------------------------------------------------------------------
+
+
+def test_plot_alpha_draws_the_chosen_edges(results_root):
+    history = load_history(read_experiment(results_root / "search_digits_demo"))
+    trial = history.loc[(history["config/variant"] == "vanilla") & (history["config/seed"] == 1), "trial"].iloc[0]
+    alpha, epochs = plot_search.trial_alpha(history, trial)
+    assert epochs == [1, 2, 3, 4]
+    genotype = PAPER_GENOTYPES["vanilla"]
+    figure = plot_search.plot_alpha(alpha, genotype, title="vanilla", epochs=epochs, selected_epoch=3)
+    assert isinstance(figure, Figure)
+    curves = figure.axes[0]
+    node_lines = [line for line in curves.get_lines() if line.get_label().startswith("node ")]
+    assert len(node_lines) == 8
+    for node, line in enumerate(node_lines, start=1):
+        activation, predecessor = genotype.recurrent[node - 1]
+        expected = [a[edge_index(node, predecessor)][PRIMITIVES.index(activation)] for a in alpha]
+        assert list(line.get_ydata()) == pytest.approx(expected)
+        assert line.get_label() == f"node {node}: {activation} ← {predecessor}"
+    assert "epoch 3" in figure.axes[1].get_title()
+
+
+def test_chosen_genotype_from_probabilities_matches_derivation():
+    from tests.fixtures_results import search_alpha_logits, softmax
+    from dartsrenet.genotypes import derive_genotype
+
+    logits = search_alpha_logits("directional_weight_sharing", 0, 2)
+    assert plot_search.chosen_genotype(softmax(logits)) == derive_genotype(logits)
+
+
+def test_plot_alpha_rejects_wrong_shape():
+    with pytest.raises(ValueError, match="36"):
+        plot_search.plot_alpha([[[0.2] * 5] * 3])
+
+
+def test_learning_curves_one_line_per_trial(results_root):
+    history = load_history(read_experiment(results_root / "search_digits_demo"))
+    figure = plot_search.plot_learning_curves(history)
+    trials = history["trial"].nunique()
+    for axis in figure.axes[:2]:
+        data_lines = [line for line in axis.get_lines() if len(line.get_xdata()) and line.get_linestyle() != "None"]
+        assert len(data_lines) == trials
+
+
+def test_plot_cli_writes_png_files(results_root, tmp_path):
+    out = tmp_path / "figures"
+    assert plot_search.main(["--results", str(results_root), "--out", str(out)]) == 0
+    names = sorted(path.name for path in out.iterdir())
+    assert names == sorted(["learning_curves.png", *(f"alpha_{variant}.png" for variant in SEARCH_EXPECTED_SELECTION)])
+    for path in out.iterdir():
+        data = path.read_bytes()
+        assert data.startswith(PNG_MAGIC) and len(data) > 10_000
+
+
+def test_plot_cli_without_search_exits_nonzero(tmp_path, capsys):
+    assert plot_search.main(["--results", str(tmp_path)]) == 1
+    assert "make demo" in capsys.readouterr().err
+
+
+def test_selected_genotypes_json_agrees_with_search_summary(results_root, search_trials):
+    selection = json.loads((results_root / "search_digits_demo" / "selected_genotypes.json").read_text())
+    summary = search_summary(search_trials).set_index("variant")
+    for variant, entry in selection["variants"].items():
+        assert entry["selected"]["seed"] == summary.loc[variant, "selected_seed"]
+        assert entry["selected"]["genotype_string"] == summary.loc[variant, "genotype"]
