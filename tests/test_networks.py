@@ -120,7 +120,9 @@ def test_non_square_images_and_refused_sizes():
 
 
 def test_eval_mode_is_deterministic_and_batch_independent():
-    model = build_eval_model("directional_weight_sharing", channels=8).eval()
+    model = build_eval_model("directional_weight_sharing", channels=8)
+    model(torch.randn(8, 3, 32, 32))  # one training forward records running statistics
+    model.eval()
     images = torch.randn(4, 3, 32, 32)
     with torch.no_grad():
         torch.testing.assert_close(model(images)[:2], model(images[:2]))

@@ -1,0 +1,97 @@
+"""Cell evaluation as a plain, resumable run (paper §3.3; SPEC §6).
+
+Builds the evaluation network from a genotype (JSON file, string or paper variant
+name) or a GRU/LSTM baseline, trains it from scratch with SGD + cosine schedule +
+gradient clipping, selects the epoch on a validation split carved from the training
+set (in eval mode), and reports the test accuracy of the selected epoch — the test
+set is used once, at the end (SPEC §6 corrections).
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import torch
+
+from dartsrenet.config import TrainConfig
+from dartsrenet.data import make_train_loaders
+from dartsrenet.networks import build_eval_model, count_parameters, resolve_cell
+from dartsrenet.runs import resolve_device
+from dartsrenet.training import Log, Report, RunDriver, cosine_schedule, evaluate, seed_epoch, train_epoch
+
+
+def run_train(config: TrainConfig, report: Report | None = None, *, resume_from: Any = None, log: Log | None = print) -> dict[str, Any]:
+    """Run (or resume) one evaluation training and write its run folder (docs/design.md).
+
+    Args:
+        config: the training configuration; ``config.out`` is the run folder.
+        report: called once per epoch with (metrics, checkpoint folder); the last
+            report carries ``test_accuracy`` and ``test_loss``.
+        resume_from: checkpoint folder to resume from (default: the run folder's).
+        log: where progress lines go (None: silent).
+
+    Returns:
+        The summary (also written to ``summary.json``).
+    """
+    kind, genotype, variant = resolve_cell(config.cell, config.variant)  # fail fast on a bad cell
+    device = resolve_device(config.device)
+    train_loader, val_loader, test_loader, info = make_train_loaders(
+        config.dataset, config.data_root, batch_size=config.batch_size, seed=config.seed,
+        val_fraction=config.val_fraction, augment=config.augment, cutout=config.cutout,
+        download=config.download, svhn_extra=config.svhn_extra, limit=config.limit,
+        num_workers=config.num_workers,
+    )
+    torch.manual_seed(config.seed)
+    head_init_range = config.head_init_range if config.head_init_range is not None else info.head_init_range
+    model = build_eval_model(
+        genotype if kind == "darts" else kind, variant if kind == "darts" else None,
+        num_classes=info.num_classes, channels=config.channels, head_init_range=head_init_range,
+    ).to(device)
+    optimizer = torch.optim.SGD(
+        model.parameters(), lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay
+    )
+    scheduler = cosine_schedule(optimizer, config.epochs, config.lr_min)
+    driver = RunDriver("train", config, {"model": model, "optimizer": optimizer, "scheduler": scheduler}, report, resume_from, log)
+    driver.start(device)
+    params = count_parameters(model)
+    model_name = kind if kind != "darts" else f"darts[{variant}] {genotype}"
+    if driver.start_epoch == 1:
+        log and log(f"[train] {model_name} on {config.dataset}, seed {config.seed}: {params:,} parameters on {device}")
+
+    while driver.should_continue():
+        epoch = driver.start_epoch
+        started = time.perf_counter()
+        seed_epoch(config.seed, epoch, [train_loader])
+        lr = optimizer.param_groups[0]["lr"]
+        train_loss, train_accuracy = train_epoch(
+            model, train_loader, optimizer, device, config.grad_clip, where=f"epoch {epoch}"
+        )
+        scheduler.step()
+        val_loss, val_accuracy = evaluate(model, val_loader, device)
+        metrics: dict[str, Any] = {
+            "epoch": epoch, "train_loss": train_loss, "train_accuracy": train_accuracy,
+            "val_loss": val_loss, "val_accuracy": val_accuracy, "lr": lr, "params": params,
+            "epoch_time_s": time.perf_counter() - started,
+        }
+        if driver.end_epoch(metrics):
+            metrics["test_loss"], metrics["test_accuracy"] = _test_best(model, driver, test_loader, device)
+        driver.commit_epoch(metrics)
+
+    final = driver.history[-1]
+    return driver.summary(
+        device, params, model=kind if kind != "darts" else variant, cell=config.cell, variant=variant,
+        genotype=genotype.to_dict() if genotype else None, genotype_string=str(genotype) if genotype else None,
+        dataset=config.dataset, seed=config.seed,
+        test_accuracy=final.get("test_accuracy"), test_loss=final.get("test_loss"),
+    )
+
+
+def _test_best(model: torch.nn.Module, driver: RunDriver, loader: Any, device: torch.device) -> tuple[float, float]:
+    """Test loss and accuracy of the selected epoch's weights (the model keeps its last weights)."""
+    last_weights = {k: v.detach().clone() for k, v in model.state_dict().items()}
+    model.load_state_dict(driver.best_weights)
+    try:
+        return evaluate(model, loader, device)
+    finally:
+        model.load_state_dict(last_weights)
