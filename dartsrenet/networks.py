@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 from functools import partial
+from pathlib import Path
 
 from torch import Tensor, nn
 
@@ -194,14 +195,13 @@ def resolve_cell(cell: str | Genotype | os.PathLike[str], variant: str | None = 
         return cell, None, "vanilla"
     if isinstance(cell, str) and cell in PAPER_GENOTYPES:
         genotype, implied = PAPER_GENOTYPES[cell], cell
+    elif isinstance(cell, str) and ":" not in cell and not Path(cell).is_file():
+        valid = ", ".join(["gru", "lstm", *sorted(PAPER_GENOTYPES)])
+        raise UnknownNameError(
+            f"unknown cell {cell!r}; valid cells: {valid}, a genotype JSON file or a genotype string 'relu:0,…'"
+        )
     else:
-        try:
-            genotype, implied = parse_genotype(cell), "vanilla"
-        except ValueError as error:
-            raise UnknownNameError(
-                f"{error}. A cell is 'gru', 'lstm', a paper genotype "
-                f"({', '.join(sorted(PAPER_GENOTYPES))}), a Genotype, a genotype JSON file or string"
-            ) from None
+        genotype, implied = parse_genotype(cell), "vanilla"  # file/string errors name the problem
     variant_name = get_variant(variant if variant is not None else implied).name
     return "darts", genotype, variant_name
 

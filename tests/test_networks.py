@@ -94,7 +94,7 @@ def test_build_eval_model_resolves_cells_and_variants():
 
 
 @pytest.mark.parametrize(("cell", "variant", "message"), [
-    ("transformer", None, "'gru', 'lstm'"),
+    ("transformer", None, "valid cells: gru, lstm, directional_weight_sharing"),
     ("gru", "sigmoid_weighting", "DARTS cells only"),
     ("vanilla", "vanila", "valid variants"),
 ])

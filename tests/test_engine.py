@@ -1,0 +1,271 @@
+"""The training engine: search and evaluation runs, resume, determinism, run folders, bad input."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from dartsrenet.config import PRESETS, resolve_config
+from dartsrenet.data import DatasetNotFoundError
+from dartsrenet.genotypes import Genotype, GenotypeError
+from dartsrenet.networks import build_search_model
+from dartsrenet.registry import UnknownNameError
+from dartsrenet.runs import CheckpointError, ConfigMismatchError, NonFiniteLossError
+from dartsrenet.search import make_optimizers, run_search, search_epoch
+from dartsrenet.train import run_train
+from dartsrenet.data import make_search_loaders
+
+TINY = {"dataset": "digits", "channels": 4, "epochs": 3, "limit": 96, "batch_size": 16, "device": "cpu"}
+
+
+def search_config(tmp_path, name="search", **overrides):
+    return resolve_config("search", "paper", {**TINY, "out": str(tmp_path / name), **overrides})
+
+
+def train_config(tmp_path, name="train", **overrides):
+    return resolve_config("train", "paper", {**TINY, "cell": "vanilla", "out": str(tmp_path / name), **overrides})
+
+
+def without_timing(history):
+    return [{k: v for k, v in m.items() if k != "epoch_time_s"} for m in history]
+
+
+def read_metrics(config):
+    with open(f"{config.out}/metrics.jsonl") as handle:
+        return without_timing([json.loads(line) for line in handle])
+
+
+class StopAfter(Exception):
+    pass
+
+
+def stop_after(epoch):
+    """A report callback that 'kills' the run after ``epoch``'s checkpoint is written."""
+
+    def report(metrics, checkpoint_dir):
+        assert (checkpoint_dir / "checkpoint.pt").is_file()
+        if metrics["epoch"] == epoch:
+            raise StopAfter
+
+    return report
+
+
+# --- the first-order DARTS step ------------------------------------------------------
+def test_search_epoch_updates_alpha_only_through_its_optimiser(tmp_path):
+    torch.manual_seed(0)
+    train_cs, val_cs, info = make_search_loaders("digits", batch_size=16, limit=64)
+    model = build_search_model("vanilla", channels=4)
+    config = search_config(tmp_path)
+    weight_optimizer, arch_optimizer = make_optimizers(model, config)
+    alpha = model.alpha
+    weights = model.weight_parameters()
+    changes = {"arch": [], "weights": []}
+    snapshot = {}
+
+    def before(name):
+        def hook(optimizer, args, kwargs):
+            snapshot[name] = (alpha.detach().clone(), [w.detach().clone() for w in weights])
+        return hook
+
+    def after(name):
+        def hook(optimizer, args, kwargs):
+            alpha_before, weights_before = snapshot[name]
+            alpha_changed = not torch.equal(alpha_before, alpha)
+            weights_changed = any(not torch.equal(b, w) for b, w in zip(weights_before, weights, strict=True))
+            changes[name].append((alpha_changed, weights_changed))
+        return hook
+
+    arch_optimizer.register_step_pre_hook(before("arch"))
+    arch_optimizer.register_step_post_hook(after("arch"))
+    weight_optimizer.register_step_pre_hook(before("weights"))
+    weight_optimizer.register_step_post_hook(after("weights"))
+    alpha_start = alpha.detach().clone()
+    weights_start = [w.detach().clone() for w in weights]
+    last_state = {}
+
+    # Between optimiser steps nothing may change: check at every pre-hook against the last post-hook.
+    def track(optimizer, args, kwargs):
+        if last_state:
+            assert torch.equal(last_state["alpha"], alpha)
+            assert all(torch.equal(a, b) for a, b in zip(last_state["weights"], weights, strict=True))
+
+    def remember(optimizer, args, kwargs):
+        last_state["alpha"] = alpha.detach().clone()
+        last_state["weights"] = [w.detach().clone() for w in weights]
+
+    for optimizer in (arch_optimizer, weight_optimizer):
+        optimizer.register_step_pre_hook(track)
+        optimizer.register_step_post_hook(remember)
+
+    search_epoch(model, train_cs, val_cs, weight_optimizer, arch_optimizer, torch.device("cpu"), grad_clip=1.0)
+    steps = len(changes["arch"])
+    assert steps == len(train_cs) and steps >= 2
+    assert changes["arch"] == [(True, False)] * steps  # α steps move α only
+    assert changes["weights"] == [(False, True)] * steps  # weight steps move weights only
+    assert not torch.equal(alpha_start, alpha)
+    assert all(not torch.equal(a, b) for a, b in zip(weights_start, weights, strict=True) if b.requires_grad)
+    assert {id(p) for group in arch_optimizer.param_groups for p in group["params"]} == {id(alpha)}
+
+
+# --- run folders ------------------------------------------------------------------
+def test_search_run_folder(tmp_path):
+    config = search_config(tmp_path)
+    reports = []
+    summary = run_search(config, report=lambda m, d: reports.append((m, d)), log=None)
+    out = tmp_path / "search"
+    for name in ["config.json", "metrics.jsonl", "checkpoint/checkpoint.pt", "best.pt", "genotype.json",
+                 "alpha_history.json", "summary.json"]:
+        assert (out / name).is_file(), name
+    assert [m["epoch"] for m, _ in reports] == [1, 2, 3]
+    assert [m["finished"] for m, _ in reports] == [False, False, True]
+    metrics = reports[-1][0]
+    assert len(metrics["alpha"]) == 36 and all(abs(sum(row) - 1) < 1e-5 for row in metrics["alpha"])
+    assert Genotype.from_string(metrics["genotype"]) and Genotype.from_string(metrics["best_genotype"])
+    best = max(reports, key=lambda item: (item[0]["val_accuracy"], -item[0]["epoch"]))[0]
+    assert summary["best_epoch"] == best["epoch"]
+    assert Genotype.load(out / "genotype.json").to_string() == best["genotype"] == summary["genotype_string"]
+    assert len(json.loads((out / "alpha_history.json").read_text())) == 3
+    saved = json.loads((out / "summary.json").read_text())
+    for key in ["params", "best_val_accuracy", "epochs", "wall_time_s", "device", "versions", "code_revision"]:
+        assert key in saved
+    assert 0 <= saved["best_val_accuracy"] <= 1 and saved["epochs"] == 3 and saved["device"] == "cpu"
+    assert set(saved["versions"]) >= {"python", "torch", "torchvision", "dartsrenet"}
+
+
+def test_train_run_folder_and_final_report(tmp_path):
+    config = train_config(tmp_path, cell="gru")
+    reports = []
+    summary = run_train(config, report=lambda m, d: reports.append(m), log=None)
+    assert "test_accuracy" in reports[-1] and all("test_accuracy" not in m for m in reports[:-1])
+    assert 0 <= summary["test_accuracy"] <= 1 and 0 <= summary["best_val_accuracy"] <= 1
+    assert summary["params"] > 0 and summary["model"] == "gru"
+    assert (tmp_path / "train" / "best.pt").is_file()
+    saved = json.loads((tmp_path / "train" / "config.json").read_text())
+    assert saved["cell"] == "gru" and saved["channels"] == 4
+
+
+# --- determinism and resume --------------------------------------------------------
+def test_same_seed_same_metrics(tmp_path):
+    first = train_config(tmp_path, "a", epochs=2)
+    second = train_config(tmp_path, "b", epochs=2)
+    run_train(first, log=None)
+    run_train(second, log=None)
+    assert read_metrics(first) == read_metrics(second)
+    other = train_config(tmp_path, "c", epochs=2, seed=1)
+    run_train(other, log=None)
+    assert read_metrics(other) != read_metrics(first)
+
+
+@pytest.mark.parametrize("kind", ["search", "train"])
+def test_resume_equals_uninterrupted(tmp_path, kind):
+    make, run = (search_config, run_search) if kind == "search" else (train_config, run_train)
+    full = make(tmp_path, "full", epochs=3, variant="sigmoid_weighting") if kind == "search" else make(tmp_path, "full", epochs=3, cell="directional_weight_sharing")
+    run(full, log=None)
+    interrupted = make(tmp_path, "interrupted", **{k: v for k, v in vars(full).items() if k != "out"})
+    with pytest.raises(StopAfter):
+        run(interrupted, report=stop_after(2), log=None)
+    assert not (tmp_path / "interrupted" / "summary.json").exists()
+    logs = []
+    summary = run(interrupted, log=logs.append)
+    assert any("resumed" in line and "after epoch 2" in line for line in logs)
+    assert read_metrics(interrupted) == read_metrics(full)
+    full_summary = json.loads((tmp_path / "full" / "summary.json").read_text())
+    for key in ["best_val_accuracy", "best_epoch", "epochs", "params", "test_accuracy", "genotype_string"]:
+        assert summary.get(key) == full_summary.get(key), key
+    # A finished run asked again does no more epochs.
+    run(interrupted, report=lambda m, d: pytest.fail("a finished run must not train again"), log=None)
+
+
+def test_resume_refuses_a_different_config(tmp_path):
+    config = train_config(tmp_path, epochs=1, cell="gru")
+    run_train(config, log=None)
+    with pytest.raises(ConfigMismatchError, match="lr"):
+        run_train(train_config(tmp_path, epochs=1, cell="gru", lr=0.5), log=None)
+
+
+# --- bad input ---------------------------------------------------------------------
+@pytest.mark.parametrize(
+    ("kind", "overrides", "valid"),
+    [
+        ("search", {"dataset": "mnist"}, "cifar10"),
+        ("search", {"variant": "vanila"}, "directional_weight_sharing"),
+        ("train", {"dataset": "imagenet"}, "digits"),
+        ("train", {"cell": "relu:0,swish:1,relu:2,relu:3,relu:4,relu:5,relu:6,relu:7"}, "sigmoid"),
+    ],
+)
+def test_unknown_names_list_the_valid_ones(tmp_path, kind, overrides, valid):
+    make, run = (search_config, run_search) if kind == "search" else (train_config, run_train)
+    with pytest.raises(ValueError) as info:
+        run(make(tmp_path, **overrides), log=None)
+    assert valid in str(info.value)
+    assert not (tmp_path / kind).exists()
+
+
+def test_unknown_preset_and_field_list_the_valid_ones():
+    with pytest.raises(UnknownNameError) as info:
+        resolve_config("train", "papr")
+    assert all(name in str(info.value) for name in PRESETS)
+    with pytest.raises(UnknownNameError, match="valid fields: .*batch_size"):
+        resolve_config("train", "paper", {"learning_rate": "0.1"})
+    with pytest.raises(ValueError, match="epochs must be an integer"):
+        resolve_config("train", "paper", {"epochs": "many"})
+
+
+def test_malformed_genotype_file_names_file_and_problem(tmp_path):
+    path = tmp_path / "cell.json"
+    path.write_text('{"recurrent": [["relu", 0], ["relu", 5]]}')
+    with pytest.raises(GenotypeError) as info:
+        run_train(train_config(tmp_path, cell=str(path)), log=None)
+    assert str(path) in str(info.value) and "8 nodes" in str(info.value)
+
+
+def test_missing_dataset_offline_says_where_and_how(tmp_path):
+    with pytest.raises(DatasetNotFoundError) as info:
+        run_train(train_config(tmp_path, dataset="cifar10", data_root=str(tmp_path / "nowhere")), log=None)
+    message = str(info.value)
+    assert "cifar-10-batches-py" in message and "--download" in message
+
+
+def test_corrupted_checkpoint_is_reported_and_nothing_is_overwritten(tmp_path):
+    config = train_config(tmp_path, epochs=2, cell="gru")
+    with pytest.raises(StopAfter):
+        run_train(config, report=stop_after(1), log=None)
+    out = tmp_path / "train"
+    (out / "checkpoint" / "checkpoint.pt").write_bytes(b"not a checkpoint")
+    before = {path.name: path.read_bytes() for path in out.rglob("*") if path.is_file()}
+    with pytest.raises(CheckpointError) as info:
+        run_train(config, log=None)
+    assert "checkpoint.pt" in str(info.value) and "nothing was overwritten" in str(info.value)
+    after = {path.name: path.read_bytes() for path in out.rglob("*") if path.is_file()}
+    assert after == before
+
+
+def test_nan_loss_stops_with_a_clear_error(tmp_path):
+    config = train_config(tmp_path, epochs=2, cell="gru", lr=1e12, grad_clip=0.0, weight_decay=0.0)
+    with pytest.raises(NonFiniteLossError, match="loss became"):
+        run_train(config, log=None)
+    assert not (tmp_path / "train" / "summary.json").exists()
+    assert not (tmp_path / "train" / "checkpoint").exists()
+
+
+# --- command line --------------------------------------------------------------------
+def test_cli_train_and_search(tmp_path):
+    common = ["--preset", "demo", "--set", "channels=4", "--set", "limit=64", "--epochs", "1", "--device", "cpu"]
+    result = subprocess.run(
+        [sys.executable, "-m", "dartsrenet", "train", "--genotype", "directional_weight_sharing",
+         "--out", str(tmp_path / "t"), *common],
+        capture_output=True, text=True, timeout=300,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "epoch   1/1" in result.stdout and "test accuracy" in result.stdout
+    saved = json.loads((tmp_path / "t" / "config.json").read_text())
+    assert saved["variant"] is None and saved["channels"] == 4 and saved["dataset"] == "digits"
+    summary = json.loads((tmp_path / "t" / "summary.json").read_text())
+    assert summary["variant"] == "directional_weight_sharing"
+    result = subprocess.run(
+        [sys.executable, "-m", "dartsrenet", "search", "--variant", "nope", "--out", str(tmp_path / "s"), *common],
+        capture_output=True, text=True, timeout=120,
+    )
+    assert result.returncode == 2 and "valid variants" in result.stderr and "Traceback" not in result.stderr
