@@ -236,7 +236,8 @@ def display_results_table(table: pd.DataFrame) -> pd.DataFrame:
             {
                 "Data set": dataset_label(record["dataset"]) if record["dataset"] != previous else "",
                 "Model": model_label(record["model"]),
-                "Params [M]": format_number(record["params_m"], 1),
+                # Small networks (digits demos) would all print as 0.0: more decimals below 1M.
+                "Params [M]": format_number(record["params_m"], 3 if record["params_m"] < 1 else 1),
                 "Accuracy [%]": format_accuracy(
                     record["accuracy_mean"], record["accuracy_std"], record["n_finished"]
                 ),

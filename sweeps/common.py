@@ -1,0 +1,669 @@
+"""What the sweep scripts share: Ray start-up, resources, trainables, experiments.
+
+Contracts (docs/design.md, "Sweeps — experiment layout"):
+
+* An experiment is ``STORAGE/NAME/`` with Ray Tune's trial folders and our
+  ``sweep.json`` marker (``kind``, ``created``, ``command``, ``planned``, …). Default
+  names are deterministic, so running the same command again *resumes* the experiment
+  (``Tuner.restore``): finished trials are not rerun, interrupted or failed ones
+  continue from their last checkpoint.
+* Trainables are plain functions of the trial config that call the library's
+  ``run_search`` / ``run_train`` with a ``report`` callback forwarding every epoch's
+  metrics and checkpoint to ``tune.report``, and resume from ``tune.get_checkpoint()``.
+  The library's run folder is written to ``<trial working dir>/run`` and synced into
+  the trial folder of the experiment (``SyncConfig(sync_artifacts=True)``).
+* Inside a trial the device comes from ``ray.get_gpu_ids()``: a trial that was given
+  (a share of) a GPU runs on ``cuda`` (Ray sets ``CUDA_VISIBLE_DEVICES``), any other on
+  ``cpu`` — never ``torch.cuda.is_available()``, since a zero-GPU trial on a GPU node
+  still sees every GPU. When Ray assigned a GPU that CUDA cannot use (a *logical* GPU
+  declared with ``ray.init(num_gpus=1)`` on a CPU machine, as the tests do) the trial
+  warns and falls back to the CPU. An explicit ``--set device=…`` wins over both.
+* GPUs are checked before a sweep starts: Ray would leave a trial that asks for a GPU
+  on a GPU-less cluster pending forever, so :func:`check_resources` fails at once
+  unless ``--autoscale`` says that the autoscaler will add GPU nodes.
+
+Test-only fault injection: a trial config with ``fail_once_at_epoch: k`` (set by the
+hidden ``--fail-once-at-epoch`` flag) raises once, right after epoch k's report, so the
+tests can check that Ray retries it from that checkpoint (``--max-failures``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import hashlib
+import json
+import logging
+import math
+import os
+import shlex
+import sys
+import tempfile
+import time
+import warnings
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import ray
+import ray.cloudpickle
+from ray import tune
+
+from dartsrenet.config import CONFIG_CLASSES, coerce_value, load_preset, parse_overrides, resolve_config
+
+# Trainables and helpers of this module are shipped to Ray workers by value: workers
+# need only `dartsrenet` installed, not this folder on their path (`ray submit`
+# uploads only the script to the head node).
+ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])
+
+SWEEP_MARKER = "sweep.json"
+RUN_FOLDER = "run"
+"""The library's run folder inside each trial folder (config, metrics, summary, …)."""
+
+DEFAULT_STORAGE = "results"
+FAULT_MARKER = ".fault_injected"
+
+SWEEP_MANAGED_FIELDS: dict[str, tuple[str, ...]] = {
+    "search": ("variant", "seed", "dataset", "out"),
+    "train": ("cell", "variant", "seed", "dataset", "out"),
+}
+"""Config fields that a sweep sets per trial (``--set`` may not override them)."""
+
+EXIT_OK, EXIT_INCOMPLETE, EXIT_USAGE = 0, 1, 2
+
+
+class SweepError(RuntimeError):
+    """A problem found before any trial ran (bad arguments, resources, experiment)."""
+
+
+# --- command line --------------------------------------------------------------------
+
+
+def add_common_arguments(parser: argparse.ArgumentParser, *, default_name: str) -> None:
+    """The flags every sweep script takes (presets, overrides, storage, Ray, resources)."""
+    config = parser.add_argument_group("run configuration")
+    config.add_argument(
+        "--preset", default="paper", metavar="paper|demo|FILE",
+        help="configuration preset: a name, or a preset JSON file such as tune_hparams.py writes (default: paper)",
+    )
+    config.add_argument(
+        "--set", dest="overrides", action="append", default=[], metavar="FIELD=VALUE",
+        help="override a config field in every trial, e.g. --set epochs=10 (repeatable)",
+    )
+    config.add_argument(
+        "--data-root", default="data", metavar="DIR",
+        help="where datasets live (made absolute; must exist on every node; default: ./data)",
+    )
+
+    experiment = parser.add_argument_group("experiment")
+    experiment.add_argument(
+        "--storage", default=DEFAULT_STORAGE, metavar="PATH|URI",
+        help="where experiments are stored: a local path (made absolute) or a URI such as "
+        "s3://bucket/prefix; on a multi-node cluster it must be shared (default: ./results)",
+    )
+    experiment.add_argument(
+        "--name", metavar="NAME",
+        help=f"experiment name; the same name resumes the experiment (default: {default_name})",
+    )
+    experiment.add_argument(
+        "--max-failures", type=int, default=2, metavar="M",
+        help="retry a failed trial up to M times from its last checkpoint (default: 2)",
+    )
+    experiment.add_argument(
+        "--verbose", type=int, default=1, choices=(0, 1, 2), help="Ray Tune's console output (default: 1)"
+    )
+
+    resources = parser.add_argument_group("Ray and resources")
+    resources.add_argument(
+        "--address", metavar="ADDR",
+        help="Ray cluster to connect to (default: RAY_ADDRESS, else a cluster started with `ray start` "
+        "on this machine, else a new local Ray; 'local' always starts a new one)",
+    )
+    resources.add_argument(
+        "--num-cpus", type=int, metavar="N",
+        help="start a new local Ray with N CPUs (default: detected); implies --address local",
+    )
+    resources.add_argument(
+        "--num-gpus", type=int, metavar="N",
+        help="start a new local Ray with N GPUs (default: detected); implies --address local",
+    )
+    resources.add_argument(
+        "--cpus-per-trial", type=float, default=1.0, metavar="K", help="CPUs per trial (default: 1)"
+    )
+    resources.add_argument(
+        "--gpus-per-trial", type=float, metavar="F",
+        help="GPUs per trial; fractions share a GPU, e.g. 0.5 (default: 1 if the cluster has GPUs, else 0)",
+    )
+    resources.add_argument(
+        "--autoscale", action="store_true",
+        help="the cluster's autoscaler adds nodes on demand: do not refuse resources it does not have yet",
+    )
+    # Test-only fault injection (see the module docstring).
+    parser.add_argument("--fail-once-at-epoch", type=int, help=argparse.SUPPRESS)
+
+
+def sweep_overrides(kind: str, items: Sequence[str], data_root: str) -> dict[str, Any]:
+    """``--set`` items as typed config values, plus the absolute ``data_root``.
+
+    Raises:
+        SweepError: for unknown fields, bad values, or fields the sweep sets per trial.
+    """
+    config_class = CONFIG_CLASSES[kind]
+    try:
+        raw = parse_overrides(list(items))
+        overrides = {name: coerce_value(config_class, name, value) for name, value in raw.items()}
+    except ValueError as error:
+        raise SweepError(str(error)) from None
+    managed = sorted(set(overrides) & set(SWEEP_MANAGED_FIELDS[kind]))
+    if managed:
+        raise SweepError(
+            f"--set {', '.join(managed)}: set by the sweep for each trial "
+            "(use the script's own flags, e.g. --variants, --num-seeds, --dataset)"
+        )
+    overrides.setdefault("data_root", os.path.abspath(os.path.expanduser(data_root)))
+    return overrides
+
+
+def preset_argument(preset: str) -> str:
+    """A preset name as is, a preset file as an absolute path (trials run elsewhere).
+
+    Raises:
+        SweepError: if it is neither a known preset nor a readable preset file.
+    """
+    try:
+        load_preset(preset)
+    except (ValueError, FileNotFoundError, KeyError) as error:
+        raise SweepError(f"--preset {preset}: {error}") from None
+    path = Path(preset).expanduser()
+    return str(path.resolve()) if path.is_file() else preset
+
+
+def preset_tag(preset: str) -> str:
+    """Short name of a preset for experiment names: the name, or a file's stem."""
+    return Path(preset).stem if os.sep in preset or preset.endswith(".json") else preset
+
+
+def overrides_tag(overrides: Mapping[str, Any]) -> str:
+    """``""``, or ``_set-<hash>`` of the ``--set`` overrides, so different overrides get
+    different default experiment names (``data_root`` is left out)."""
+    relevant = {key: value for key, value in overrides.items() if key != "data_root"}
+    if not relevant:
+        return ""
+    digest = hashlib.sha1(json.dumps(relevant, sort_keys=True).encode()).hexdigest()[:8]
+    return f"_set-{digest}"
+
+
+def default_dataset(kind: str, preset: str) -> str:
+    """The dataset a preset implies (``demo`` → digits; ``paper`` → cifar10)."""
+    return resolve_config(kind, preset).dataset
+
+
+# --- storage -------------------------------------------------------------------------
+
+
+def is_uri(location: str) -> bool:
+    return "://" in location
+
+
+def storage_location(storage: str) -> str:
+    """A local storage path made absolute (Ray requires it); URIs unchanged."""
+    return storage if is_uri(storage) else os.path.abspath(os.path.expanduser(storage))
+
+
+def join_location(base: str, *parts: str) -> str:
+    return "/".join([base.rstrip("/"), *parts]) if is_uri(base) else os.path.join(base, *parts)
+
+
+def read_text(location: str) -> str | None:
+    """Text of a local file or a URI (``pyarrow.fs``), ``None`` if it does not exist."""
+    if not is_uri(location):
+        try:
+            return Path(location).read_text()
+        except FileNotFoundError:
+            return None
+    import pyarrow.fs
+
+    filesystem, path = pyarrow.fs.FileSystem.from_uri(location)
+    if filesystem.get_file_info(path).type == pyarrow.fs.FileType.NotFound:
+        return None
+    with filesystem.open_input_stream(path) as stream:
+        return stream.read().decode()
+
+
+def write_text(location: str, text: str) -> None:
+    """Write a local file atomically, or an object at a URI."""
+    if not is_uri(location):
+        path = Path(location)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile("w", dir=path.parent, prefix=f".{path.name}.", delete=False) as handle:
+            handle.write(text)
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(handle.name, 0o666 & ~umask)
+        os.replace(handle.name, path)
+        return
+    import pyarrow.fs
+
+    filesystem, path = pyarrow.fs.FileSystem.from_uri(location)
+    filesystem.create_dir(path.rsplit("/", 1)[0], recursive=True)
+    with filesystem.open_output_stream(path) as stream:
+        stream.write(text.encode())
+
+
+def write_json(location: str, data: Any) -> None:
+    write_text(location, json.dumps(data, indent=2) + "\n")
+
+
+# --- Ray and resources ---------------------------------------------------------------
+
+
+def start_ray(args: argparse.Namespace) -> bool:
+    """Connect to a Ray cluster or start a local one; returns True if started here.
+
+    A Ray already initialised in this process (tests, :mod:`sweeps.demo`) is reused.
+    """
+    if ray.is_initialized():
+        return False
+    local = args.num_cpus is not None or args.num_gpus is not None
+    address = args.address
+    if local and address not in (None, "local"):
+        raise SweepError("--num-cpus/--num-gpus start a new local Ray; they cannot be combined with --address")
+    if local:
+        address = "local"
+    project_on_worker_path()
+    kwargs: dict[str, Any] = {"address": address, "include_dashboard": False, "log_to_driver": True}
+    if address == "local":
+        kwargs.update(num_cpus=args.num_cpus, num_gpus=args.num_gpus)
+    ray.init(**kwargs)
+    return True
+
+
+def project_on_worker_path() -> None:
+    """Put the project root on ``PYTHONPATH``: the workers of a Ray started here inherit
+    it and import ``dartsrenet`` from this checkout even where it is not pip-installed
+    (elsewhere, e.g. on cluster nodes, the installed package is used)."""
+    root = str(Path(__file__).resolve().parents[1])
+    paths = [path for path in os.environ.get("PYTHONPATH", "").split(os.pathsep) if path]
+    if root not in paths:
+        os.environ["PYTHONPATH"] = os.pathsep.join([root, *paths])
+
+
+def node_capacities() -> list[dict[str, float]]:
+    """CPU and GPU count of every alive node of the connected cluster."""
+    return [
+        {"CPU": float(node["Resources"].get("CPU", 0)), "GPU": float(node["Resources"].get("GPU", 0))}
+        for node in ray.nodes()
+        if node.get("Alive")
+    ]
+
+
+def default_gpus_per_trial(nodes: Iterable[Mapping[str, float]]) -> float:
+    """1 GPU per trial where the cluster has GPUs, else 0 (CPU trials)."""
+    return 1.0 if any(node["GPU"] > 0 for node in nodes) else 0.0
+
+
+def check_resources(cpus: float, gpus: float, nodes: Sequence[Mapping[str, float]], autoscale: bool) -> None:
+    """Refuse a trial shape that no node can host — Ray would keep it pending forever.
+
+    Args:
+        cpus, gpus: resources of one trial.
+        nodes: :func:`node_capacities` of the cluster.
+        autoscale: the autoscaler will add nodes, so only the request's form is checked.
+
+    Raises:
+        SweepError: with what was asked, what the cluster has, and what to do.
+    """
+    if cpus <= 0:
+        raise SweepError(f"--cpus-per-trial must be positive, got {cpus:g}")
+    if gpus < 0:
+        raise SweepError(f"--gpus-per-trial must be 0 or more, got {gpus:g}")
+    if gpus > 1 and not float(gpus).is_integer():
+        raise SweepError(f"--gpus-per-trial above 1 must be a whole number of GPUs, got {gpus:g}")
+    if autoscale:
+        return
+    have = ", ".join(f"{node['CPU']:g} CPUs + {node['GPU']:g} GPUs" for node in nodes) or "no nodes"
+    if gpus > 0 and not any(node["GPU"] > 0 for node in nodes):
+        raise SweepError(
+            f"--gpus-per-trial {gpus:g} asks for a GPU, but the Ray cluster has none ({have}). "
+            "Run on CPU with --gpus-per-trial 0, connect to a cluster with GPUs (--address), "
+            "or pass --autoscale if the cluster's autoscaler adds GPU nodes on demand."
+        )
+    if not any(node["CPU"] >= cpus and node["GPU"] >= gpus for node in nodes):
+        raise SweepError(
+            f"no node of the Ray cluster can host a trial of {cpus:g} CPUs and {gpus:g} GPUs ({have}); "
+            "lower --cpus-per-trial/--gpus-per-trial, or pass --autoscale if bigger nodes will be added."
+        )
+
+
+def trial_resources(args: argparse.Namespace, log: Callable[[str], None] = print) -> dict[str, float]:
+    """Resources of one trial from the flags and the connected cluster (checked)."""
+    nodes = node_capacities()
+    gpus = args.gpus_per_trial
+    if gpus is None:
+        gpus = default_gpus_per_trial(nodes)
+        if args.autoscale and gpus == 0:
+            log("note: --autoscale without --gpus-per-trial runs CPU trials (an autoscaling cluster "
+                "shows no GPUs until it adds GPU nodes); pass --gpus-per-trial to use them")
+    check_resources(args.cpus_per_trial, gpus, nodes, args.autoscale)
+    total_cpus = sum(node["CPU"] for node in nodes)
+    total_gpus = sum(node["GPU"] for node in nodes)
+    log(f"Ray cluster: {len(nodes)} node(s), {total_cpus:g} CPUs, {total_gpus:g} GPUs; "
+        f"each trial gets {args.cpus_per_trial:g} CPUs and {gpus:g} GPUs")
+    return {"cpu": args.cpus_per_trial, "gpu": gpus}
+
+
+# --- inside a trial ------------------------------------------------------------------
+
+
+def trial_device(requested: str = "auto") -> tuple[str, list[str]]:
+    """The device of the current trial and the GPU ids Ray assigned to it.
+
+    ``requested`` other than ``auto`` (``--set device=…``) is used as is. Otherwise
+    ``cuda`` if Ray assigned the trial a GPU (``ray.get_gpu_ids()``; Ray restricts
+    ``CUDA_VISIBLE_DEVICES`` to it), else ``cpu``. A GPU that CUDA cannot use (Ray's
+    logical GPUs on a CPU machine) falls back to ``cpu`` with a warning.
+    """
+    import torch
+
+    gpu_ids = [str(gpu_id) for gpu_id in ray.get_gpu_ids()]
+    if requested != "auto":
+        return requested, gpu_ids
+    if not gpu_ids:
+        return "cpu", gpu_ids
+    if not torch.cuda.is_available():
+        warnings.warn(
+            f"Ray assigned GPU(s) {gpu_ids} to this trial, but CUDA is not available here "
+            "(a logical GPU, or a CPU-only torch); running on the CPU",
+            RuntimeWarning,
+            stacklevel=2,
+        )
+        return "cpu", gpu_ids
+    return "cuda", gpu_ids
+
+
+def _trial_threads() -> None:
+    """As many torch threads as the trial's CPUs (Ray's default OMP setting may differ)."""
+    import torch
+
+    try:
+        cpus = tune.get_context().get_trial_resources().required_resources.get("CPU", 1)
+    except (AttributeError, RuntimeError):  # outside a Tune session
+        return
+    torch.set_num_threads(max(1, int(cpus)))
+
+
+def inject_fault(fail_at: int | None, epoch: int, marker_dir: Path) -> None:
+    """Test hook: raise once, after epoch ``fail_at``'s report (marker file in the trial dir)."""
+    if fail_at is None or epoch != fail_at:
+        return
+    marker = marker_dir / FAULT_MARKER
+    if marker.exists():
+        return
+    marker.write_text(f"failed once after epoch {epoch}\n")
+    raise RuntimeError(f"injected fault after epoch {epoch} (test hook fail_once_at_epoch)")
+
+
+HPARAM_FIELDS: tuple[str, ...] = ("lr", "weight_decay", "momentum", "batch_size", "cutout")
+"""Training hyperparameters that a trial config may carry at top level (tune_hparams.py)."""
+
+
+def trial_run_config(kind: str, trial_config: Mapping[str, Any], out: Path) -> Any:
+    """The library config of a trial: preset ← overrides ← the trial's identity fields."""
+    overrides = dict(trial_config.get("overrides") or {})
+    overrides.update(dataset=trial_config["dataset"], seed=trial_config["seed"], out=str(out))
+    if kind == "search":
+        overrides["variant"] = trial_config["variant"]
+    else:
+        overrides["cell"] = trial_config.get("genotype") or trial_config["model"]
+        overrides["variant"] = trial_config.get("variant")
+        overrides.update({name: trial_config[name] for name in HPARAM_FIELDS if name in trial_config})
+    return resolve_config(kind, trial_config["preset"], overrides)
+
+
+def _run_trial(kind: str, trial_config: dict[str, Any]) -> None:
+    from dartsrenet.search import run_search
+    from dartsrenet.train import run_train
+
+    workdir = Path.cwd()  # the trial's working directory, synced into the trial folder
+    logging.getLogger("ray.train").setLevel(logging.WARNING)  # not a line per checkpoint
+    config = trial_run_config(kind, trial_config, workdir / RUN_FOLDER)
+    device, gpu_ids = trial_device(config.device)
+    config = dataclasses.replace(config, device=device)
+    _trial_threads()
+    fail_at = trial_config.get("fail_once_at_epoch")
+
+    def report(metrics: dict[str, Any], checkpoint_dir: Any) -> None:
+        tune.report(
+            {**metrics, "device": device, "gpu_ids": gpu_ids},
+            checkpoint=tune.Checkpoint.from_directory(str(checkpoint_dir)),
+        )
+        inject_fault(fail_at, metrics["epoch"], workdir)
+
+    run = run_search if kind == "search" else run_train
+    checkpoint = tune.get_checkpoint()
+    if checkpoint is None:
+        run(config, report, log=print)
+    else:
+        with checkpoint.as_directory() as directory:
+            run(config, report, resume_from=directory, log=print)
+
+
+def search_trial(config: dict[str, Any]) -> None:
+    """Ray Tune trainable: one cell search (``{"variant", "seed", "dataset", "preset", "overrides"}``)."""
+    _run_trial("search", config)
+
+
+def eval_trial(config: dict[str, Any]) -> None:
+    """Ray Tune trainable: one evaluation training
+    (``{"model", "genotype", "variant", "dataset", "seed", "preset", "overrides"}``)."""
+    _run_trial("train", config)
+
+
+def trial_dirname(trial: Any) -> str:
+    """Readable trial folder names: ``vanilla_seed0_<id>``, ``gru_digits_seed0_<id>``."""
+    config = trial.config
+    parts = [str(config.get("model") or config.get("variant") or "trial")]
+    if "model" in config:
+        parts.append(str(config.get("dataset")))
+    if "seed" in config:
+        parts.append(f"seed{config['seed']}")
+    parts.append(trial.trial_id)
+    return "_".join(parts)
+
+
+# --- experiments ---------------------------------------------------------------------
+
+
+def planned_key(entry: Mapping[str, Any]) -> str:
+    return json.dumps(entry, sort_keys=True, default=str)
+
+
+IDENTITY_CONFIG_FIELDS = ("out", "seed", "variant", "cell", "device", "num_workers")
+"""Fields left out of :func:`resolved_configs` (per trial, or irrelevant to results)."""
+
+
+def resolved_configs(kind: str, preset: str, overrides: Mapping[str, Any], datasets: Sequence[str]) -> dict[str, Any]:
+    """The config values every trial shares, per dataset (recorded in ``sweep.json`` so
+    that resuming after a preset changed is refused instead of mixing configs)."""
+    configs = {}
+    for dataset in datasets:
+        values = dataclasses.asdict(resolve_config(kind, preset, {**overrides, "dataset": dataset}))
+        configs[dataset] = {key: value for key, value in values.items() if key not in IDENTITY_CONFIG_FIELDS}
+    return configs
+
+
+def config_changes(old: Mapping[str, Any] | None, new: Mapping[str, Any] | None) -> str:
+    """``"digits: epochs 4 → 6"`` for config values that differ ("" if none or unknown)."""
+    if not old or not new:
+        return ""
+    changes = []
+    for dataset in sorted(set(old) & set(new)):
+        before, after = old[dataset], new[dataset]
+        changes += [
+            f"{dataset}: {key} {before.get(key)!r} → {after.get(key)!r}"
+            for key in sorted(set(before) | set(after)) if before.get(key) != after.get(key)
+        ]
+    return "; ".join(changes)
+
+
+def prepare_experiment(
+    experiment: str, kind: str, planned: list[dict[str, Any]], command: str, details: Mapping[str, Any]
+) -> bool:
+    """Write or update ``sweep.json``; returns True if the experiment is resumed.
+
+    Raises:
+        SweepError: if the folder holds an experiment planned differently (another
+            command under the same name), which restoring would silently ignore.
+    """
+    marker_location = join_location(experiment, SWEEP_MARKER)
+    text = read_text(marker_location)
+    existing = json.loads(text) if text else None
+    now = time.time()
+    if existing is not None:
+        old = sorted(planned_key(entry) for entry in existing.get("planned", []))
+        new = sorted(planned_key(entry) for entry in planned)
+        if existing.get("kind") != kind or old != new:
+            raise SweepError(
+                f"{experiment} holds a {existing.get('kind')} experiment planned differently "
+                f"(by: {existing.get('command')}). Pass --name for a new experiment, "
+                "or delete that folder to start over."
+            )
+        changed = config_changes(existing.get("configs"), details.get("configs"))
+        if changed:
+            raise SweepError(
+                f"{experiment} was run with other config values ({changed}; the preset changed "
+                "since?). Its finished trials would be reused as they are: pass --name for a new "
+                "experiment, or delete that folder to start over."
+            )
+    resumable = tune.Tuner.can_restore(experiment)
+    marker = dict(existing or {})
+    marker.update(
+        kind=kind,
+        created=marker.get("created", now),
+        command=marker.get("command", command),
+        planned=planned,
+        **details,
+        ray_version=ray.__version__,
+    )
+    marker.setdefault("runs", []).append({"started": now, "command": command, "resumed": resumable})
+    write_json(marker_location, marker)
+    return resumable
+
+
+def run_experiment(
+    *,
+    trainable: Callable[[dict[str, Any]], None],
+    param_space: dict[str, Any],
+    planned: list[dict[str, Any]],
+    kind: str,
+    storage: str,
+    name: str,
+    resources: Mapping[str, float],
+    max_failures: int,
+    command: str,
+    details: Mapping[str, Any] | None = None,
+    tune_config: tune.TuneConfig | None = None,
+    verbose: int = 1,
+    log: Callable[[str], None] = print,
+) -> tune.ResultGrid:
+    """Run a new experiment, or resume the one under ``storage/name``; returns the results."""
+    experiment = join_location(storage, name)
+    # Short epochs (demos, tests) make Tune warn about frequent state snapshots: expected here.
+    os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
+    resumed = prepare_experiment(experiment, kind, planned, command, details or {})
+    trainable = tune.with_resources(trainable, dict(resources))
+    if resumed:
+        log(f"resuming experiment {experiment} (finished trials are kept)")
+        tuner = tune.Tuner.restore(experiment, trainable, resume_errored=True)
+    else:
+        log(f"starting experiment {experiment}: {len(planned)} trial(s) planned")
+        base = tune_config or tune.TuneConfig()
+        base.trial_dirname_creator = trial_dirname
+        base.trial_name_creator = trial_dirname
+        tuner = tune.Tuner(
+            trainable,
+            param_space=param_space,
+            tune_config=base,
+            run_config=tune.RunConfig(
+                name=name,
+                storage_path=storage,
+                failure_config=tune.FailureConfig(max_failures=max_failures),
+                checkpoint_config=tune.CheckpointConfig(num_to_keep=2),
+                sync_config=tune.SyncConfig(sync_artifacts=True),
+                verbose=verbose,
+            ),
+        )
+    return tuner.fit()
+
+
+# --- results -------------------------------------------------------------------------
+
+TERMINATED, ERROR, UNFINISHED, PENDING = "TERMINATED", "ERROR", "UNFINISHED", "PENDING"
+
+
+def result_status(result: Any) -> str:
+    """``TERMINATED`` (final report seen), ``ERROR``, ``UNFINISHED`` (reported, then
+    stopped, e.g. interrupted) or ``PENDING`` (never reported)."""
+    metrics = result.metrics or {}
+    if metrics.get("finished") is True:
+        return TERMINATED
+    if result.error is not None:
+        return ERROR
+    return UNFINISHED if metrics else PENDING
+
+
+def error_line(result: Any) -> str | None:
+    if result.error is None:
+        return None
+    lines = [line for line in str(result.error).strip().splitlines() if line.strip()]
+    return lines[-1] if lines else type(result.error).__name__
+
+
+def summarize(results: tune.ResultGrid, name: str, log: Callable[[str], None] = print) -> int:
+    """Print how many trials finished; returns the exit status (1 if any did not)."""
+    statuses = [result_status(result) for result in results]
+    counts = {status: statuses.count(status) for status in dict.fromkeys(statuses)}
+    log(f"{name}: " + ", ".join(f"{count} {status.lower()}" for status, count in counts.items()))
+    for result in results:
+        if result_status(result) == ERROR:
+            log(f"  failed: {Path(result.path).name}: {error_line(result)}")
+    if counts.get(TERMINATED, 0) == len(statuses):
+        return EXIT_OK
+    log("not every trial finished: run the same command again to resume the experiment")
+    return EXIT_INCOMPLETE
+
+
+def command_line(script: str, argv: Sequence[str]) -> str:
+    return shlex.join(["python", script, *argv])
+
+
+def finite(value: Any) -> float | None:
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return None
+    return number if math.isfinite(number) else None
+
+
+def with_ray(args: argparse.Namespace, body: Callable[[], int]) -> int:
+    """Start or connect to Ray, run ``body``, shut down a Ray started here.
+
+    :class:`SweepError` (e.g. a GPU asked of a cluster without one) becomes exit status 2
+    with an ``error:`` line on stderr.
+    """
+    started = False
+    try:
+        started = start_ray(args)
+        return body()
+    except SweepError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return EXIT_USAGE
+    finally:
+        if started:
+            ray.shutdown()
+
+
+def usage_error(error: Exception) -> int:
+    """Report an argument error found before Ray starts; returns exit status 2."""
+    print(f"error: {error}", file=sys.stderr)
+    return EXIT_USAGE

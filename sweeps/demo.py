@@ -1,0 +1,184 @@
+"""``make demo``: the whole study in small, on the embedded ``digits`` dataset on CPU.
+
+1. The cell search sweep: three variants × 2 seeds (``demo`` preset), as Ray Tune
+   trials; the selected genotype per variant goes to ``selected_genotypes.json``.
+2. The evaluation sweep: the three selected cells + the GRU and LSTM baselines, 1 seed.
+3. The analysis: Table 1 and the search summary (printed, and saved as Markdown and
+   CSV), drawings of the selected cells beside the paper's three, α and learning-curve
+   plots.
+
+Everything lands in one folder (default ``results/demo``), listed at the end. Running
+the demo again resumes the sweeps (finished trials are reused) and redoes the analysis;
+``python analysis/make_table.py`` afterwards prints the table with no arguments.
+
+Usage::
+
+    python sweeps/demo.py                     # what `make demo` runs
+    python sweeps/demo.py --set epochs=1      # extra config overrides for both sweeps
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import io
+import os
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+# Show every trial's progress lines (Ray folds similar lines of different trials together).
+os.environ.setdefault("RAY_DEDUP_LOGS", "0")
+
+
+def _project_root() -> Path:
+    here = Path(__file__).resolve().parents[1]
+    if (here / "sweeps" / "common.py").is_file():
+        return here
+    import dartsrenet
+
+    return Path(dartsrenet.__file__).resolve().parents[1]
+
+
+if __package__ in (None, ""):
+    sys.path.insert(0, str(_project_root()))
+
+import ray
+
+from analysis import draw_cells, make_table, plot_search
+from dartsrenet.variants import VARIANTS
+from sweeps import common, evaluate_genotypes, search_all_variants
+
+DATASET = "digits"
+PRESET = "demo"
+DEFAULT_FOLDER = Path("results") / "demo"
+
+
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument(
+        "--out", type=Path, default=DEFAULT_FOLDER, metavar="DIR",
+        help=f"results folder: experiments, tables, drawings, plots (default: {DEFAULT_FOLDER})",
+    )
+    parser.add_argument("--search-seeds", type=int, default=2, metavar="N", help="search seeds per variant (default: 2)")
+    parser.add_argument("--eval-seeds", type=int, default=1, metavar="N", help="evaluation seeds per model (default: 1)")
+    parser.add_argument(
+        "--set", dest="overrides", action="append", default=[], metavar="FIELD=VALUE",
+        help="config override for both sweeps (repeatable)",
+    )
+    parser.add_argument("--num-cpus", type=int, help="CPUs of the local Ray (default: all)")
+    return parser.parse_args(argv)
+
+
+def banner(text: str) -> None:
+    print(f"\n=== {text} ===", flush=True)
+
+
+def run_sweeps(args: argparse.Namespace, storage: Path) -> tuple[int, Path | None, Path | None]:
+    """Search, then evaluation; returns (status, search experiment, eval experiment)."""
+    shared = ["--preset", PRESET, "--storage", str(storage), "--gpus-per-trial", "0", "--verbose", "0"]
+    for item in args.overrides:
+        shared += ["--set", item]
+
+    banner(f"1/3 cell search: 3 variants x {args.search_seeds} seeds on {DATASET}")
+    search_args = ["--dataset", DATASET, "--num-seeds", str(args.search_seeds), *shared]
+    status = search_all_variants.main(search_args)
+    search_plan = search_all_variants.plan(search_all_variants.parse_args(search_args))
+    search_dir = storage / search_plan["name"]
+    selection = search_dir / search_all_variants.SELECTION_FILE
+    if status == common.EXIT_USAGE or not selection.is_file():
+        return status or common.EXIT_INCOMPLETE, search_dir, None
+
+    banner(f"2/3 evaluation: selected cells + GRU + LSTM, {args.eval_seeds} seed(s) on {DATASET}")
+    eval_args = ["--genotypes", str(selection), "--datasets", DATASET, "--num-seeds", str(args.eval_seeds), *shared]
+    eval_status = evaluate_genotypes.main(eval_args)
+    if eval_status == common.EXIT_USAGE:
+        return eval_status, search_dir, None
+    eval_plan = evaluate_genotypes.plan(evaluate_genotypes.parse_args(eval_args))
+    return max(status, eval_status), search_dir, storage / eval_plan["name"]
+
+
+def side_by_side(ours: Sequence[Path], paper: Sequence[Path], out: Path) -> Path:
+    """One figure: our selected cells (top row) above the paper's (bottom row)."""
+    from matplotlib.figure import Figure
+    from matplotlib.image import imread
+
+    columns = max(len(ours), len(paper), 1)
+    figure = Figure(figsize=(5 * columns, 9), layout="constrained")
+    axes = figure.subplots(2, columns, squeeze=False)
+    for row, paths in enumerate((ours, paper)):
+        for column in range(columns):
+            axis = axes[row][column]
+            axis.axis("off")
+            if column < len(paths):
+                axis.imshow(imread(paths[column]))
+    figure.suptitle("top: the cells selected by this demo's search; bottom: the paper's cells")
+    figure.savefig(out, dpi=120)
+    return out
+
+
+def run_analysis(storage: Path, search_dir: Path, eval_dir: Path | None) -> int:
+    """Tables (printed + saved), cell drawings, search plots; returns the exit status."""
+    banner("3/3 analysis")
+    table_args = ["--search", str(search_dir)] + (["--eval", str(eval_dir)] if eval_dir else [])
+    status = make_table.main([*table_args, "--format", "markdown", "--out", str(storage / "table1.md")])
+    with contextlib.redirect_stdout(io.StringIO()):  # the same tables as CSV, not printed again
+        status = max(status, make_table.main([*table_args, "--format", "csv", "--out", str(storage / "table1.csv")]))
+
+    cells = storage / "cells"
+    with contextlib.redirect_stdout(io.StringIO()):
+        status = max(status, draw_cells.main(["--genotypes", str(search_dir), "--out", str(cells)]))
+        status = max(status, draw_cells.main(["--genotypes", "paper", "--out", str(cells)]))
+    ours = [cells / f"{variant}.png" for variant in VARIANTS if (cells / f"{variant}.png").is_file()]
+    paper = [cells / f"paper_{variant}.png" for variant in VARIANTS if (cells / f"paper_{variant}.png").is_file()]
+    if ours or paper:
+        side_by_side(ours, paper, cells / "comparison.png")
+
+    with contextlib.redirect_stdout(io.StringIO()):
+        status = max(status, plot_search.main(["--search", str(search_dir), "--out", str(storage / "plots")]))
+    return status
+
+
+def list_folder(storage: Path) -> None:
+    """The results folder: experiments (one line each) and the analysis files."""
+    print(f"\nresults in {storage}/:")
+    for path in sorted(storage.iterdir()):
+        if (path / common.SWEEP_MARKER).is_file():
+            trials = sum(1 for child in path.iterdir() if (child / "params.json").is_file())
+            extra = ", selected_genotypes.json" if (path / search_all_variants.SELECTION_FILE).is_file() else ""
+            print(f"  {path.name}/  (experiment: {trials} trial folders, sweep.json{extra})")
+        elif path.is_dir():
+            print(f"  {path.name}/")
+            for child in sorted(path.rglob("*")):
+                if child.is_file():
+                    print(f"      {child.relative_to(path)}  ({child.stat().st_size / 1024:.0f} KiB)")
+        else:
+            print(f"  {path.name}  ({path.stat().st_size / 1024:.0f} KiB)")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(argv)
+    started = time.perf_counter()
+    storage = args.out.expanduser().resolve()
+    storage.mkdir(parents=True, exist_ok=True)
+    # One local CPU-only Ray for both sweeps (never a cluster: RAY_ADDRESS is ignored).
+    ray.init(address="local", num_cpus=args.num_cpus, num_gpus=0, include_dashboard=False)
+    try:
+        status, search_dir, eval_dir = run_sweeps(args, storage)
+    finally:
+        ray.shutdown()
+    if status == common.EXIT_USAGE or search_dir is None or not search_dir.is_dir():
+        print("error: the search sweep did not run; see the messages above", file=sys.stderr)
+        return common.EXIT_USAGE
+    status = max(status, run_analysis(storage, search_dir, eval_dir))
+    list_folder(storage)
+    minutes, seconds = divmod(time.perf_counter() - started, 60)
+    print(f"\ndemo finished in {int(minutes)} min {seconds:.0f} s"
+          + ("" if status == 0 else " (with problems: see above; run `make demo` again to resume)"))
+    print("tables: python analysis/make_table.py   (reads the latest experiments under ./results)")
+    return status
+
+
+if __name__ == "__main__":
+    sys.exit(main())

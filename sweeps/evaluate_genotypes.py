@@ -1,0 +1,222 @@
+"""Evaluation sweep (Table 1): one Ray Tune trial per (model, dataset, seed) (SPEC §6–7).
+
+Models: the three derived DartsReNet cells — from a search sweep's
+``selected_genotypes.json`` or the paper's genotypes — and the ReNet baselines with
+GRU and LSTM cells. Each trial is one :func:`dartsrenet.train.run_train` run that
+reports every epoch with a checkpoint; the last report carries the test accuracy.
+
+Usage::
+
+    python sweeps/evaluate_genotypes.py --genotypes paper --datasets cifar10 svhn --num-seeds 3
+    python sweeps/evaluate_genotypes.py --genotypes results/search_cifar10_paper/selected_genotypes.json
+    python sweeps/evaluate_genotypes.py --preset demo --genotypes results/demo/search_digits_demo --models vanilla gru
+
+Running the same command again resumes the experiment (default name
+``eval_<datasets>_<preset>[_from_<search experiment>]``). The table:
+``python analysis/make_table.py``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+
+def _project_root() -> Path:
+    """The checkout holding ``sweeps/`` — also when this file runs as the lone copy that
+    ``ray submit`` uploads to the head node (then: the editable install of dartsrenet)."""
+    here = Path(__file__).resolve().parents[1]
+    if (here / "sweeps" / "common.py").is_file():
+        return here
+    import dartsrenet
+
+    return Path(dartsrenet.__file__).resolve().parents[1]
+
+
+if __package__ in (None, ""):
+    sys.path.insert(0, str(_project_root()))
+
+from ray import tune
+
+from dartsrenet.genotypes import PAPER_GENOTYPES, Genotype, GenotypeError
+from dartsrenet.networks import BASELINE_CELLS
+from dartsrenet.paper import MODELS
+from sweeps import common
+
+SCRIPT = "sweeps/evaluate_genotypes.py"
+SELECTION_FILE = "selected_genotypes.json"
+
+
+def load_genotypes(spec: str) -> tuple[str, dict[str, Genotype]]:
+    """``--genotypes``: ``paper``, a ``selected_genotypes.json`` (file, URI, or the search
+    experiment folder holding it). Returns (source tag, genotype per variant).
+
+    Variants without a selected genotype (no finished seed) are left out.
+
+    Raises:
+        common.SweepError: if the file is missing or malformed.
+    """
+    if spec == "paper":
+        return "paper", dict(PAPER_GENOTYPES)
+    location = spec if spec.endswith(".json") else common.join_location(spec, SELECTION_FILE)
+    if not common.is_uri(location):
+        location = str(Path(location).expanduser().resolve())
+    text = common.read_text(location)
+    if text is None:
+        raise common.SweepError(
+            f"--genotypes {spec}: no {location} (a search sweep writes it when it ends), and not 'paper'"
+        )
+    try:
+        data = json.loads(text)
+        genotypes = {}
+        for variant, entry in data["variants"].items():
+            selected = (entry or {}).get("selected")
+            if selected:
+                genotypes[variant] = Genotype.from_dict(selected["genotype"])
+    except (ValueError, KeyError, TypeError, GenotypeError) as error:
+        raise common.SweepError(f"--genotypes {location}: not a selected_genotypes.json ({error})") from None
+    source = Path(location.rstrip("/")).parent.name or "selection"
+    return source, genotypes
+
+
+def default_name(datasets: Sequence[str], preset: str, overrides: dict[str, Any], source: str) -> str:
+    """``eval_<datasets>_<preset>`` (+ ``_set-<hash>``) (+ ``_from_<search experiment>``)."""
+    name = f"eval_{'-'.join(datasets)}_{common.preset_tag(preset)}{common.overrides_tag(overrides)}"
+    return name if source == "paper" else f"{name}_from_{source}"
+
+
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], epilog="Run the same command again to resume the experiment."
+    )
+    parser.add_argument(
+        "--genotypes", default="paper", metavar="FILE|DIR|paper",
+        help="the derived cells: a search sweep's selected_genotypes.json (or its experiment folder), "
+        "or 'paper' (default)",
+    )
+    parser.add_argument(
+        "--models", nargs="+", choices=list(MODELS), metavar="MODEL",
+        help=f"models to evaluate (default: all: {', '.join(MODELS)})",
+    )
+    parser.add_argument(
+        "--datasets", nargs="+", metavar="DATASET", help="datasets (default: the preset's: paper → cifar10, demo → digits)"
+    )
+    parser.add_argument("--num-seeds", type=int, default=1, metavar="N", help="seeds 0 … N-1 per model (default: 1)")
+    parser.add_argument("--seeds", type=int, nargs="+", metavar="S", help="explicit seeds (instead of --num-seeds)")
+    common.add_common_arguments(parser, default_name="eval_<datasets>_<preset>[_from_<search experiment>]")
+    return parser.parse_args(argv)
+
+
+def model_cells(models: Sequence[str], genotypes: dict[str, Genotype], explicit: bool) -> dict[str, dict[str, Any]]:
+    """``{model: {"genotype": string or None, "variant": name or None}}``.
+
+    A DARTS model whose variant has no genotype is an error if the user named it
+    (``explicit``), else left out with a note.
+    """
+    cells = {}
+    for model in models:
+        if model in BASELINE_CELLS:
+            cells[model] = {"genotype": None, "variant": None}
+        elif model in genotypes:
+            cells[model] = {"genotype": genotypes[model].to_string(), "variant": model}
+        elif explicit:
+            raise common.SweepError(f"--models {model}: no selected genotype for that variant in --genotypes")
+        else:
+            print(f"note: {model}: no selected genotype (no finished search seed); not evaluated")
+    if not cells:
+        raise common.SweepError("nothing to evaluate")
+    return cells
+
+
+def plan(args: argparse.Namespace) -> dict[str, Any]:
+    """Trial configs, Tune's param space and the experiment name (no Ray needed).
+
+    Raises:
+        common.SweepError: for invalid arguments.
+    """
+    preset = common.preset_argument(args.preset)
+    overrides = common.sweep_overrides("train", args.overrides, args.data_root)
+    datasets = list(dict.fromkeys(args.datasets or [common.default_dataset("train", preset)]))
+    seeds = list(dict.fromkeys(args.seeds)) if args.seeds else list(range(args.num_seeds))
+    if not seeds:
+        raise common.SweepError("--num-seeds must be at least 1")
+    source, genotypes = load_genotypes(args.genotypes)
+    cells = model_cells(list(dict.fromkeys(args.models or MODELS)), genotypes, explicit=args.models is not None)
+    shared = {"preset": preset, "overrides": overrides}
+    planned = [
+        {"model": model, **cell, "dataset": dataset, "seed": seed, **shared}
+        for dataset in datasets for model, cell in cells.items() for seed in seeds
+    ]
+    for dataset in datasets:  # fail here, not in every trial
+        try:
+            common.trial_run_config("train", next(p for p in planned if p["dataset"] == dataset), Path("run"))
+        except (ValueError, FileNotFoundError) as error:
+            raise common.SweepError(str(error)) from None
+    param_space: dict[str, Any] = {
+        "model": tune.grid_search(list(cells)),
+        "genotype": tune.sample_from(lambda config: cells[config["model"]]["genotype"]),
+        "variant": tune.sample_from(lambda config: cells[config["model"]]["variant"]),
+        "dataset": tune.grid_search(datasets),
+        "seed": tune.grid_search(seeds),
+        **shared,
+    }
+    if args.fail_once_at_epoch is not None:
+        param_space["fail_once_at_epoch"] = args.fail_once_at_epoch
+    return {
+        "planned": planned,
+        "param_space": param_space,
+        "name": args.name or default_name(datasets, preset, overrides, source),
+        "storage": common.storage_location(args.storage),
+        "details": {
+            "datasets": datasets, "models": list(cells), "seeds": seeds, "genotypes": args.genotypes,
+            "preset": preset, "overrides": overrides,
+            "configs": common.resolved_configs("train", preset, overrides, datasets),
+        },
+    }
+
+
+def run(args: argparse.Namespace, argv: Sequence[str], sweep: dict[str, Any]) -> int:
+    resources = common.trial_resources(args)
+    results = common.run_experiment(
+        trainable=common.eval_trial,
+        param_space=sweep["param_space"],
+        planned=sweep["planned"],
+        kind="eval",
+        storage=sweep["storage"],
+        name=sweep["name"],
+        resources=resources,
+        max_failures=args.max_failures,
+        command=common.command_line(SCRIPT, argv),
+        details={**sweep["details"], "resources": resources},
+        verbose=args.verbose,
+    )
+    status = common.summarize(results, sweep["name"])
+    started = [result for result in results if result.config]
+    for result in sorted(started, key=lambda r: (r.config["dataset"], r.config["model"], r.config["seed"])):
+        accuracy = common.finite((result.metrics or {}).get("test_accuracy"))
+        shown = "—" if accuracy is None else f"{100 * accuracy:.2f}%"
+        config = result.config
+        print(f"  {config['dataset']:<8} {config['model']:<27} seed {config['seed']}  test accuracy {shown}")
+    experiment = common.join_location(sweep["storage"], sweep["name"])
+    print(f"evaluation results in {experiment}; table: python analysis/make_table.py --eval {experiment}")
+    return status
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Command-line entry; returns the exit status (0 all trials finished, 1 some did
+    not, 2 usage or resource error)."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    args = parse_args(argv)
+    try:
+        sweep = plan(args)
+    except common.SweepError as error:
+        return common.usage_error(error)
+    return common.with_ray(args, lambda: run(args, argv, sweep))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,226 @@
+"""Cell search sweep: one Ray Tune trial per (variant, seed) (paper §3.3; SPEC §3).
+
+Each trial is one :func:`dartsrenet.search.run_search` run that reports every epoch
+with a checkpoint. When the sweep ends, ``selected_genotypes.json`` in the experiment
+folder holds, per variant, the selected genotype (the finished seed with the best
+val_cs accuracy, ties → lower seed) and every seed's status and genotype.
+
+Usage::
+
+    python sweeps/search_all_variants.py --num-seeds 10                      # paper preset, cifar10
+    python sweeps/search_all_variants.py --preset demo --num-seeds 2         # digits, small, CPU
+    python sweeps/search_all_variants.py --num-seeds 10 --gpus-per-trial 0.5 --storage s3://bucket/dartsrenet
+
+Running the same command again resumes the experiment (``--name`` defaults to
+``search_<dataset>_<preset>``); see ``docs/cluster.md`` for clusters.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+
+def _project_root() -> Path:
+    """The checkout holding ``sweeps/`` — also when this file runs as the lone copy that
+    ``ray submit`` uploads to the head node (then: the editable install of dartsrenet)."""
+    here = Path(__file__).resolve().parents[1]
+    if (here / "sweeps" / "common.py").is_file():
+        return here
+    import dartsrenet
+
+    return Path(dartsrenet.__file__).resolve().parents[1]
+
+
+if __package__ in (None, ""):
+    sys.path.insert(0, str(_project_root()))
+
+from ray import tune
+
+from dartsrenet.genotypes import Genotype, GenotypeError
+from dartsrenet.variants import VARIANTS
+from sweeps import common
+
+SCRIPT = "sweeps/search_all_variants.py"
+SELECTION_FILE = "selected_genotypes.json"
+SELECTION_RULE = "best val_cs accuracy over seeds"
+
+
+def default_name(dataset: str, preset: str, overrides: dict[str, Any]) -> str:
+    """``search_<dataset>_<preset>`` (+ ``_set-<hash>`` when ``--set`` is used)."""
+    return f"search_{dataset}_{common.preset_tag(preset)}{common.overrides_tag(overrides)}"
+
+
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], epilog="Run the same command again to resume the experiment."
+    )
+    parser.add_argument("--num-seeds", type=int, default=1, metavar="N", help="seeds 0 … N-1 per variant (default: 1)")
+    parser.add_argument("--seeds", type=int, nargs="+", metavar="S", help="explicit seeds (instead of --num-seeds)")
+    parser.add_argument(
+        "--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS), metavar="VARIANT",
+        help=f"variants to search (default: all: {', '.join(VARIANTS)})",
+    )
+    parser.add_argument("--dataset", help="dataset (default: the preset's: paper → cifar10, demo → digits)")
+    common.add_common_arguments(parser, default_name="search_<dataset>_<preset>")
+    return parser.parse_args(argv)
+
+
+def plan(args: argparse.Namespace) -> dict[str, Any]:
+    """Trial configs, Tune's param space and the experiment name (no Ray needed).
+
+    Raises:
+        common.SweepError: for invalid arguments.
+    """
+    preset = common.preset_argument(args.preset)
+    overrides = common.sweep_overrides("search", args.overrides, args.data_root)
+    dataset = args.dataset or common.default_dataset("search", preset)
+    seeds = list(dict.fromkeys(args.seeds)) if args.seeds else list(range(args.num_seeds))
+    if not seeds:
+        raise common.SweepError("--num-seeds must be at least 1")
+    variants = list(dict.fromkeys(args.variants))
+    try:  # fail here, not in every trial
+        common.trial_run_config(
+            "search", {"variant": variants[0], "seed": seeds[0], "dataset": dataset, "preset": preset,
+                       "overrides": overrides}, Path("run"),
+        )
+    except (ValueError, FileNotFoundError) as error:
+        raise common.SweepError(str(error)) from None
+    shared = {"dataset": dataset, "preset": preset, "overrides": overrides}
+    planned = [{"variant": variant, "seed": seed, **shared} for variant in variants for seed in seeds]
+    param_space: dict[str, Any] = {"variant": tune.grid_search(variants), "seed": tune.grid_search(seeds), **shared}
+    if args.fail_once_at_epoch is not None:
+        param_space["fail_once_at_epoch"] = args.fail_once_at_epoch
+    return {
+        "planned": planned,
+        "param_space": param_space,
+        "name": args.name or default_name(dataset, preset, overrides),
+        "storage": common.storage_location(args.storage),
+        "details": {
+            "dataset": dataset, "preset": preset, "overrides": overrides, "variants": variants, "seeds": seeds,
+            "configs": common.resolved_configs("search", preset, overrides, [dataset]),
+        },
+    }
+
+
+def seed_entry(result: Any) -> dict[str, Any]:
+    """One seed's line of ``selected_genotypes.json``."""
+    metrics = result.metrics or {}
+    genotype_string = metrics.get("best_genotype")
+    try:
+        genotype = Genotype.from_string(genotype_string).to_dict() if genotype_string else None
+    except GenotypeError:
+        genotype = None
+    return {
+        "seed": result.config["seed"],
+        "status": common.result_status(result),
+        "best_val_accuracy": common.finite(metrics.get("best_val_accuracy")),
+        "best_epoch": metrics.get("best_epoch"),
+        "epochs": metrics.get("epoch"),
+        "genotype": genotype,
+        "genotype_string": genotype_string,
+        "trial": Path(result.path).name,
+        "error": common.error_line(result),
+    }
+
+
+def select_genotypes(seeds_by_variant: dict[str, list[dict[str, Any]]]) -> dict[str, dict[str, Any]]:
+    """Per variant: the selected seed (finished, best ``best_val_accuracy``, ties → lower
+    seed; ``None`` when no seed finished) and all seeds, by seed."""
+    variants = {}
+    for variant, seeds in seeds_by_variant.items():
+        seeds = sorted(seeds, key=lambda entry: entry["seed"])
+        candidates = [
+            entry for entry in seeds
+            if entry["status"] == common.TERMINATED and entry["best_val_accuracy"] is not None and entry["genotype"]
+        ]
+        best = min(candidates, key=lambda entry: (-entry["best_val_accuracy"], entry["seed"]), default=None)
+        selected = None
+        if best is not None:
+            selected = {key: best[key] for key in ("seed", "best_val_accuracy", "best_epoch", "genotype",
+                                                   "genotype_string", "trial")}
+        variants[variant] = {"selected": selected, "seeds": seeds}
+    return variants
+
+
+def selection_document(results: Any, planned: Sequence[dict[str, Any]], dataset: str, experiment: str) -> dict[str, Any]:
+    """The content of ``selected_genotypes.json`` (docs/design.md); planned trials that
+    have no result (never started) are listed as ``PENDING``."""
+    by_variant: dict[str, list[dict[str, Any]]] = {}
+    for entry in planned:
+        by_variant.setdefault(entry["variant"], [])
+    for result in results:
+        if result.config:  # a trial that never started may have none
+            by_variant.setdefault(result.config["variant"], []).append(seed_entry(result))
+    for entry in planned:
+        seeds = by_variant[entry["variant"]]
+        if not any(seed["seed"] == entry["seed"] for seed in seeds):
+            seeds.append({"seed": entry["seed"], "status": common.PENDING, "best_val_accuracy": None,
+                          "best_epoch": None, "epochs": None, "genotype": None, "genotype_string": None,
+                          "trial": None, "error": None})
+    return {
+        "dataset": dataset,
+        "experiment": experiment,
+        "selection": SELECTION_RULE,
+        "tie_break": "lower seed",
+        "written": time.time(),
+        "variants": select_genotypes(by_variant),
+    }
+
+
+def print_selection(document: dict[str, Any]) -> None:
+    for variant, entry in document["variants"].items():
+        selected = entry["selected"]
+        finished = sum(seed["status"] == common.TERMINATED for seed in entry["seeds"])
+        if selected is None:
+            print(f"  {variant:<27} no finished seed ({finished}/{len(entry['seeds'])})")
+        else:
+            print(f"  {variant:<27} seed {selected['seed']} of {finished}/{len(entry['seeds'])} finished, "
+                  f"val_cs {100 * selected['best_val_accuracy']:.2f}%  {selected['genotype_string']}")
+
+
+def run(args: argparse.Namespace, argv: Sequence[str], sweep: dict[str, Any]) -> int:
+    resources = common.trial_resources(args)
+    details = {**sweep["details"], "resources": resources}
+    results = common.run_experiment(
+        trainable=common.search_trial,
+        param_space=sweep["param_space"],
+        planned=sweep["planned"],
+        kind="search",
+        storage=sweep["storage"],
+        name=sweep["name"],
+        resources=resources,
+        max_failures=args.max_failures,
+        command=common.command_line(SCRIPT, argv),
+        details=details,
+        verbose=args.verbose,
+    )
+    status = common.summarize(results, sweep["name"])
+    experiment = common.join_location(sweep["storage"], sweep["name"])
+    document = selection_document(results, sweep["planned"], sweep["details"]["dataset"], experiment)
+    location = common.join_location(experiment, SELECTION_FILE)
+    common.write_json(location, document)
+    print("selected genotypes (" + SELECTION_RULE + "):")
+    print_selection(document)
+    print(f"selected genotypes written to {location}")
+    return status
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Command-line entry; returns the exit status (0 all trials finished, 1 some did
+    not, 2 usage or resource error)."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    args = parse_args(argv)
+    try:
+        sweep = plan(args)
+    except common.SweepError as error:
+        return common.usage_error(error)
+    return common.with_ray(args, lambda: run(args, argv, sweep))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,211 @@
+"""Tune training hyperparameters of one model on one dataset: Optuna (TPE, seeded) + ASHA.
+
+Searches learning rate, weight decay, momentum, batch size and Cutout for one
+evaluation model (a DartsReNet cell or the GRU/LSTM baseline) through Ray Tune's
+``OptunaSearch``, with ASHA stopping poor trials early on validation accuracy. The
+best trial's configuration is written as a preset file (``{"train": {...}}``, on top
+of the base preset) that ``--preset FILE`` of the sweep scripts accepts.
+
+Seed replicates never go through this script: ASHA stops trials early, which would
+bias a results table (see ``evaluate_genotypes.py`` for Table 1).
+
+Usage::
+
+    python sweeps/tune_hparams.py --model gru --dataset cifar10 --num-samples 32 --gpus-per-trial 0.25
+    python sweeps/tune_hparams.py --model vanilla --genotypes results/search_digits_demo --preset demo --num-samples 8
+    python sweeps/evaluate_genotypes.py --preset results/tune_gru_cifar10_paper_seed0/best_preset.json ...
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+
+def _project_root() -> Path:
+    """The checkout holding ``sweeps/`` — also when this file runs as the lone copy that
+    ``ray submit`` uploads to the head node (then: the editable install of dartsrenet)."""
+    here = Path(__file__).resolve().parents[1]
+    if (here / "sweeps" / "common.py").is_file():
+        return here
+    import dartsrenet
+
+    return Path(dartsrenet.__file__).resolve().parents[1]
+
+
+if __package__ in (None, ""):
+    sys.path.insert(0, str(_project_root()))
+
+from ray import tune
+from ray.tune.schedulers import ASHAScheduler
+from ray.tune.search.optuna import OptunaSearch
+
+from dartsrenet.config import load_preset
+from dartsrenet.paper import MODELS
+from sweeps import common
+from sweeps.evaluate_genotypes import load_genotypes, model_cells
+
+SCRIPT = "sweeps/tune_hparams.py"
+METRIC = "val_accuracy"  # ASHA's signal each epoch; the best trial: best_val_accuracy
+PRESET_FILE = "best_preset.json"
+
+
+def search_space() -> dict[str, Any]:
+    """The hyperparameters and their ranges (SPEC §6's values lie inside)."""
+    return {
+        "lr": tune.loguniform(1e-3, 0.3),
+        "weight_decay": tune.loguniform(1e-6, 1e-2),
+        "momentum": tune.uniform(0.5, 0.95),
+        "batch_size": tune.choice([32, 64, 128]),
+        "cutout": tune.choice([0, 8, 12, 16]),
+    }
+
+
+def default_name(model: str, dataset: str, preset: str, overrides: dict[str, Any], seed: int) -> str:
+    return f"tune_{model}_{dataset}_{common.preset_tag(preset)}{common.overrides_tag(overrides)}_seed{seed}"
+
+
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], epilog="Run the same command again to resume the experiment."
+    )
+    parser.add_argument("--model", default="vanilla", choices=list(MODELS), help="model to tune (default: vanilla)")
+    parser.add_argument(
+        "--genotypes", default="paper", metavar="FILE|DIR|paper",
+        help="where a DartsReNet model's cell comes from (as in evaluate_genotypes.py; default: paper)",
+    )
+    parser.add_argument("--dataset", help="dataset (default: the preset's: paper → cifar10, demo → digits)")
+    parser.add_argument("--num-samples", type=int, default=16, metavar="N", help="configurations to try (default: 16)")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the sampler and of every training run (default: 0)")
+    parser.add_argument(
+        "--grace-period", type=int, default=1, metavar="EPOCHS",
+        help="epochs every trial runs before ASHA may stop it (default: 1)",
+    )
+    parser.add_argument(
+        "--out", metavar="FILE",
+        help=f"where to write the best configuration as a preset (default: the experiment's {PRESET_FILE})",
+    )
+    common.add_common_arguments(parser, default_name="tune_<model>_<dataset>_<preset>_seed<seed>")
+    return parser.parse_args(argv)
+
+
+def plan(args: argparse.Namespace) -> dict[str, Any]:
+    """Trial config template, Tune configs and the experiment name (no Ray needed)."""
+    if args.num_samples < 1:
+        raise common.SweepError("--num-samples must be at least 1")
+    preset = common.preset_argument(args.preset)
+    overrides = common.sweep_overrides("train", args.overrides, args.data_root)
+    dataset = args.dataset or common.default_dataset("train", preset)
+    genotypes = load_genotypes(args.genotypes)[1] if args.model not in ("gru", "lstm") else {}
+    cell = model_cells([args.model], genotypes, explicit=True)[args.model]
+    base = {"model": args.model, **cell, "dataset": dataset, "seed": args.seed, "preset": preset, "overrides": overrides}
+    try:
+        epochs = common.trial_run_config("train", base, Path("run")).epochs
+    except (ValueError, FileNotFoundError) as error:
+        raise common.SweepError(str(error)) from None
+    param_space: dict[str, Any] = {**base, **search_space()}
+    if args.fail_once_at_epoch is not None:
+        param_space["fail_once_at_epoch"] = args.fail_once_at_epoch
+    return {
+        "base": base,
+        "epochs": epochs,
+        "planned": [{**base, "sample": index} for index in range(args.num_samples)],
+        "param_space": param_space,
+        "name": args.name or default_name(args.model, dataset, preset, overrides, args.seed),
+        "storage": common.storage_location(args.storage),
+        "details": {
+            "model": args.model, "dataset": dataset, "preset": preset, "overrides": overrides,
+            "num_samples": args.num_samples, "seed": args.seed,
+            "configs": common.resolved_configs("train", preset, overrides, [dataset]), "search_space": {
+                "lr": "loguniform(1e-3, 0.3)", "weight_decay": "loguniform(1e-6, 1e-2)",
+                "momentum": "uniform(0.5, 0.95)", "batch_size": [32, 64, 128], "cutout": [0, 8, 12, 16],
+            },
+        },
+    }
+
+
+def best_preset(preset: str, dataset: str, best: dict[str, Any], comment: str) -> dict[str, Any]:
+    """The base preset with the tuned values in its ``train`` section (and in the tuned
+    dataset's ``train`` section, which ``resolve_config`` applies after it)."""
+    data = copy.deepcopy(load_preset(preset))
+    data = {key: value for key, value in data.items() if key in ("search", "train", "datasets")}
+    data["train"] = {**data.get("train", {}), **best}
+    dataset_section = data.get("datasets", {}).get(dataset, {})
+    if "train" in dataset_section:
+        dataset_section["train"].update(best)
+    return {"comment": comment, **data}
+
+
+def run(args: argparse.Namespace, argv: Sequence[str], sweep: dict[str, Any]) -> int:
+    resources = common.trial_resources(args)
+    tune_config = tune.TuneConfig(
+        metric=METRIC,
+        mode="max",
+        search_alg=OptunaSearch(seed=args.seed),
+        scheduler=ASHAScheduler(
+            time_attr="training_iteration", max_t=sweep["epochs"], grace_period=min(args.grace_period, sweep["epochs"]),
+            reduction_factor=3,
+        ),
+        num_samples=args.num_samples,
+    )
+    results = common.run_experiment(
+        trainable=common.eval_trial,
+        param_space=sweep["param_space"],
+        planned=sweep["planned"],
+        kind="tune",
+        storage=sweep["storage"],
+        name=sweep["name"],
+        resources=resources,
+        max_failures=args.max_failures,
+        command=common.command_line(SCRIPT, argv),
+        details={**sweep["details"], "resources": resources},
+        tune_config=tune_config,
+        verbose=args.verbose,
+    )
+    common.summarize(results, sweep["name"])
+    try:
+        best = results.get_best_result(metric="best_val_accuracy", mode="max", scope="last")
+    except RuntimeError:
+        best = None
+    if best is None or common.finite(best.metrics.get("best_val_accuracy")) is None:
+        print("error: no trial reported a validation accuracy; no preset written", file=sys.stderr)
+        return common.EXIT_INCOMPLETE
+    values = {name: best.config[name] for name in common.HPARAM_FIELDS}
+    details = sweep["details"]
+    comment = (
+        f"tune_hparams.py {time.strftime('%Y-%m-%d %H:%M')}: best of {args.num_samples} samples for "
+        f"{details['model']} on {details['dataset']} (preset {common.preset_tag(details['preset'])}, "
+        f"val accuracy {100 * best.metrics['best_val_accuracy']:.2f}% after {best.metrics.get('epoch')} epochs, "
+        f"trial {Path(best.path).name})"
+    )
+    preset = best_preset(details["preset"], details["dataset"], values, comment)
+    experiment = common.join_location(sweep["storage"], sweep["name"])
+    location = args.out or common.join_location(experiment, PRESET_FILE)
+    common.write_json(location, preset)
+    print("best configuration: " + ", ".join(f"{name}={value:.4g}" if isinstance(value, float) else f"{name}={value}"
+                                             for name, value in values.items()))
+    print(f"  val accuracy {100 * best.metrics['best_val_accuracy']:.2f}% ({Path(best.path).name})")
+    print(f"best configuration written as a preset to {location}")
+    print(f"use it with: --preset {location}")
+    return common.EXIT_OK
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Command-line entry; returns the exit status (0 a preset was written, 1 no trial
+    reported, 2 usage or resource error)."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    args = parse_args(argv)
+    try:
+        sweep = plan(args)
+    except common.SweepError as error:
+        return common.usage_error(error)
+    return common.with_ray(args, lambda: run(args, argv, sweep))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,365 @@
+"""Ray Tune sweeps (sweeps/): real trials on a local Ray, tiny configs on ``digits``.
+
+In-process tests share the session Ray of ``conftest.ray_session`` (2 CPUs, 1 logical
+GPU); the interrupt and no-GPU tests run the scripts as subprocesses with their own
+Ray (``--num-cpus`` starts a new local one; RAY_ADDRESS is removed from their
+environment). Each trial takes seconds: 4 channels, 2 epochs, 96 examples.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+pytest.importorskip("ray", reason="ray is not installed (pip install -e '.[sweeps]')")
+pytest.importorskip("optuna", reason="optuna is not installed (pip install -e '.[sweeps]')")
+
+from analysis import make_table
+from analysis.results import FINISHED, load_history, load_trials, read_experiment
+from analysis.tables import results_table, search_summary
+from dartsrenet.config import resolve_config
+from dartsrenet.genotypes import Genotype
+from sweeps import common, evaluate_genotypes, search_all_variants, tune_hparams
+
+ROOT = Path(__file__).resolve().parents[1]
+TINY = ["--set", "channels=4", "--set", "epochs=2", "--set", "limit=96", "--set", "batch_size=16"]
+SEARCH = ["--preset", "demo", "--dataset", "digits", "--verbose", "0", *TINY]
+COMPARED_METRICS = (
+    "epoch", "train_loss", "train_accuracy", "val_loss", "val_accuracy", "best_val_accuracy", "best_epoch",
+    "genotype", "best_genotype", "alpha", "finished",
+)
+
+
+def reports(trial_dir: Path) -> list[dict]:
+    path = trial_dir / "result.json"
+    if not path.is_file():
+        return []
+    lines = []
+    for line in path.read_text().splitlines():
+        try:
+            lines.append(json.loads(line))
+        except ValueError:  # a line being written
+            pass
+    return lines
+
+
+def same(a, b) -> bool:
+    """Equal metrics: numbers (and lists of them) to 1e-6 relative, anything else exactly."""
+    if isinstance(a, str | bool) or a is None:
+        return a == b
+    return np.allclose(np.asarray(a, dtype=float), np.asarray(b, dtype=float), rtol=1e-6, atol=1e-9)
+
+
+def trial_dirs(experiment: Path) -> list[Path]:
+    return sorted(path for path in experiment.iterdir() if (path / "params.json").is_file())
+
+
+def subprocess_env() -> dict[str, str]:
+    """The environment of a script run with its own Ray: never the session's Ray."""
+    env = {key: value for key, value in os.environ.items() if key != "RAY_ADDRESS"}
+    env["PYTHONUNBUFFERED"] = "1"
+    return env
+
+
+# --- one real search sweep, shared by several tests ---------------------------------
+
+
+@pytest.fixture(scope="module")
+def search_sweep(ray_session, tmp_path_factory) -> Path:
+    """2 variants × 1 seed, each trial on half of the logical GPU (so both run at once)."""
+    storage = tmp_path_factory.mktemp("sweeps")
+    status = search_all_variants.main(
+        ["--variants", "vanilla", "sigmoid_weighting", "--num-seeds", "1", "--gpus-per-trial", "0.5",
+         "--storage", str(storage), "--name", "search", *SEARCH]
+    )
+    assert status == 0
+    return storage / "search"
+
+
+def test_search_sweep_writes_marker_and_selection(search_sweep):
+    marker = json.loads((search_sweep / "sweep.json").read_text())
+    assert marker["kind"] == "search" and isinstance(marker["created"], float)
+    assert "search_all_variants.py" in marker["command"]
+    assert sorted((p["variant"], p["seed"], p["dataset"]) for p in marker["planned"]) == [
+        ("sigmoid_weighting", 0, "digits"), ("vanilla", 0, "digits")
+    ]
+
+    selection = json.loads((search_sweep / "selected_genotypes.json").read_text())
+    assert selection["dataset"] == "digits"
+    assert set(selection["variants"]) == {"vanilla", "sigmoid_weighting"}
+    for variant, entry in selection["variants"].items():
+        (seed,) = entry["seeds"]
+        assert seed["status"] == "TERMINATED" and seed["epochs"] == 2
+        selected = entry["selected"]
+        assert selected["seed"] == 0
+        genotype = Genotype.from_dict(selected["genotype"])
+        assert genotype.to_string() == selected["genotype_string"] == seed["genotype_string"]
+        # The run folder of the library is synced into the trial folder.
+        run = search_sweep / selected["trial"] / common.RUN_FOLDER
+        summary = json.loads((run / "summary.json").read_text())
+        assert summary["variant"] == variant and summary["genotype_string"] == genotype.to_string()
+        assert summary["best_val_accuracy"] == pytest.approx(selected["best_val_accuracy"])
+
+
+def test_analysis_reads_the_real_layout(search_sweep, capsys):
+    experiment = read_experiment(search_sweep)
+    trials = load_trials(experiment)
+    assert list(trials["status"]) == [FINISHED, FINISHED]
+    summary = search_summary(trials).set_index("variant")
+    selection = json.loads((search_sweep / "selected_genotypes.json").read_text())
+    for variant, entry in selection["variants"].items():
+        assert summary.loc[variant, "selected_seed"] == entry["selected"]["seed"]
+        assert summary.loc[variant, "genotype"] == entry["selected"]["genotype_string"]
+        assert summary.loc[variant, "selected_val_accuracy"] == pytest.approx(
+            100 * entry["selected"]["best_val_accuracy"]
+        )
+    history = load_history(experiment)
+    assert len(history) == 4 and set(history["epoch"]) == {1, 2}
+    assert make_table.main(["--search", str(search_sweep)]) == 0
+    assert "Sigmoid Weighting" in capsys.readouterr().out
+
+
+def test_fractional_gpu_trials_share_the_logical_gpu(search_sweep):
+    """Each trial asked for 0.5 GPU: Ray gave both the one (logical) GPU at the same time.
+    Without CUDA they ran on the CPU (trial_device's fallback), with CUDA on the GPU."""
+    import torch
+
+    expected_device = "cuda" if torch.cuda.is_available() else "cpu"
+    intervals = []
+    for trial in trial_dirs(search_sweep):
+        lines = reports(trial)
+        assert all(line["gpu_ids"] for line in lines), "Ray assigned no GPU to the trial"
+        assert {line["device"] for line in lines} == {expected_device}
+        start = lines[0]["timestamp"] - lines[0]["time_this_iter_s"]
+        intervals.append((start, lines[-1]["timestamp"]))
+    (start_a, end_a), (start_b, end_b) = intervals
+    assert start_a < end_b and start_b < end_a, "the two 0.5-GPU trials did not run concurrently"
+
+
+def test_evaluation_sweep_of_the_selection(search_sweep, tmp_path):
+    status = evaluate_genotypes.main(
+        ["--genotypes", str(search_sweep), "--models", "vanilla", "gru", "--datasets", "digits",
+         "--storage", str(tmp_path), "--name", "eval", "--gpus-per-trial", "0", "--preset", "demo",
+         "--verbose", "0", *TINY]
+    )
+    assert status == 0
+    experiment = read_experiment(tmp_path / "eval")
+    trials = load_trials(experiment)
+    assert list(trials["status"]) == [FINISHED, FINISHED]
+    configs = {row["config/model"]: row for _, row in trials.iterrows()}
+    selection = json.loads((search_sweep / "selected_genotypes.json").read_text())
+    assert configs["vanilla"]["config/genotype"] == selection["variants"]["vanilla"]["selected"]["genotype_string"]
+    assert configs["vanilla"]["config/variant"] == "vanilla"
+    assert pd.isna(configs["gru"]["config/genotype"]) and pd.isna(configs["gru"]["config/variant"])
+    table = results_table(trials).set_index("model")
+    assert set(table.index) == {"vanilla", "gru"}
+    assert (table["n_finished"] == 1).all() and table["accuracy_mean"].notna().all()
+
+
+def test_failed_trial_is_retried_from_its_checkpoint(search_sweep, tmp_path):
+    """A trial that raises once after epoch 1's report is restarted by Ray from that
+    checkpoint and ends with exactly the metrics of the unfaulted sweep (on the CPU:
+    CUDA kernels are not bitwise reproducible from run to run, faults or not)."""
+    import torch
+
+    trial_args = ["--variants", "vanilla", "--num-seeds", "1", "--gpus-per-trial", "0.5", *SEARCH,
+                  "--set", "device=cpu"]
+    status = search_all_variants.main(
+        [*trial_args, "--max-failures", "1", "--fail-once-at-epoch", "1", "--storage", str(tmp_path), "--name", "faulty"]
+    )
+    assert status == 0
+    (faulty,) = trial_dirs(tmp_path / "faulty")
+    assert (faulty / common.FAULT_MARKER).is_file(), "the fault was not injected"
+    assert (faulty / "error.txt").is_file(), "Ray did not record the failure"
+    faulty_reports = reports(faulty)
+    assert [line["training_iteration"] for line in faulty_reports] == [1, 2]
+    assert [line["epoch"] for line in faulty_reports] == [1, 2]
+    assert faulty_reports[1]["iterations_since_restore"] == 1, "epoch 2 did not run in a restored trial"
+
+    baseline = search_sweep  # ran on the CPU too, unless CUDA is available
+    if torch.cuda.is_available():
+        assert search_all_variants.main([*trial_args, "--storage", str(tmp_path), "--name", "clean"]) == 0
+        baseline = tmp_path / "clean"
+    (clean,) = [trial for trial in trial_dirs(baseline) if trial.name.startswith("vanilla_")]
+    clean_reports = reports(clean)
+    for faulty_line, clean_line in zip(faulty_reports, clean_reports, strict=True):
+        for key in COMPARED_METRICS:
+            assert same(faulty_line[key], clean_line[key]), (key, faulty_line[key], clean_line[key])
+
+    faulty_selection = json.loads((tmp_path / "faulty" / "selected_genotypes.json").read_text())
+    clean_selection = json.loads((baseline / "selected_genotypes.json").read_text())
+    for key in ("seed", "best_val_accuracy", "best_epoch", "genotype_string"):
+        faulty_value = faulty_selection["variants"]["vanilla"]["selected"][key]
+        assert same(faulty_value, clean_selection["variants"]["vanilla"]["selected"][key]), key
+
+
+# --- scripts as subprocesses with their own Ray -------------------------------------
+
+
+def test_interrupted_sweep_resumes_without_rerunning_finished_trials(tmp_path):
+    """SIGINT once a trial finished and the next one reported; the same command again
+    completes the sweep: the finished trial is untouched, the interrupted one continues."""
+    command = [
+        sys.executable, str(ROOT / "sweeps" / "search_all_variants.py"),
+        "--variants", "vanilla", "sigmoid_weighting", "directional_weight_sharing", "--num-seeds", "1",
+        "--num-cpus", "1", "--gpus-per-trial", "0",  # one trial at a time
+        "--storage", str(tmp_path), "--name", "interrupted", *SEARCH, "--set", "epochs=4",
+    ]
+    experiment = tmp_path / "interrupted"
+    log = (tmp_path / "first.log").open("w")
+    process = subprocess.Popen(command, cwd=tmp_path, env=subprocess_env(), stdout=log, stderr=subprocess.STDOUT)
+    finished: dict[str, str] = {}
+    try:
+        deadline = time.monotonic() + 240
+        while time.monotonic() < deadline and process.poll() is None:
+            states = {trial.name: reports(trial) for trial in trial_dirs(experiment)} if experiment.is_dir() else {}
+            done = {name for name, lines in states.items() if lines and lines[-1]["finished"]}
+            running = {name for name, lines in states.items() if lines and not lines[-1]["finished"]}
+            if done and running:
+                finished = {name: (experiment / name / "result.json").read_text() for name in done}
+                process.send_signal(signal.SIGINT)
+                break
+            time.sleep(0.2)
+        process.wait(timeout=120)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+        log.close()
+    first_log = (tmp_path / "first.log").read_text()
+    assert finished, f"never saw one trial finished and another running:\n{first_log[-3000:]}"
+    assert process.returncode != 0, "an interrupted sweep must not report success"
+
+    rerun = subprocess.run(command, check=False, cwd=tmp_path, env=subprocess_env(), capture_output=True, text=True, timeout=300)
+    assert rerun.returncode == 0, rerun.stdout[-3000:] + rerun.stderr[-3000:]
+    assert "resuming experiment" in rerun.stdout
+    trials = trial_dirs(experiment)
+    assert len(trials) == 3
+    for trial in trials:
+        lines = reports(trial)
+        assert lines[-1]["finished"] and lines[-1]["epoch"] == 4
+        epochs = [line["epoch"] for line in lines]
+        assert sorted(set(epochs)) == [1, 2, 3, 4] and epochs == sorted(epochs), trial.name
+        if trial.name in finished:  # not rerun: not a single new report
+            assert (trial / "result.json").read_text() == finished[trial.name]
+            assert len(lines) == 4
+    selection = json.loads((experiment / "selected_genotypes.json").read_text())
+    assert all(entry["selected"] for entry in selection["variants"].values())
+    runs = json.loads((experiment / "sweep.json").read_text())["runs"]
+    assert [run["resumed"] for run in runs] == [False, True]
+
+
+def test_gpu_request_without_gpus_fails_fast(tmp_path):
+    command = [
+        sys.executable, str(ROOT / "sweeps" / "search_all_variants.py"), "--num-cpus", "1", "--num-gpus", "0",
+        "--gpus-per-trial", "1", "--storage", str(tmp_path), *SEARCH,
+    ]
+    started = time.monotonic()
+    result = subprocess.run(command, check=False, cwd=tmp_path, env=subprocess_env(), capture_output=True, text=True, timeout=120)
+    elapsed = time.monotonic() - started
+    assert result.returncode == common.EXIT_USAGE
+    assert "--gpus-per-trial 1 asks for a GPU, but the Ray cluster has none" in result.stderr
+    assert elapsed < 60, f"took {elapsed:.0f} s"
+    assert not any(tmp_path.glob("search_*")), "no experiment may be created"
+
+
+# --- hyperparameter tuning -------------------------------------------------------------
+
+
+def test_tune_hparams_writes_a_preset_that_resolves(ray_session, tmp_path):
+    out = tmp_path / "best.json"
+    status = tune_hparams.main(
+        ["--model", "gru", "--num-samples", "2", "--seed", "3", "--storage", str(tmp_path), "--name", "tune",
+         "--gpus-per-trial", "0", "--out", str(out), *SEARCH]
+    )
+    assert status == 0
+    preset = json.loads(out.read_text())
+    params = [json.loads((trial / "params.json").read_text()) for trial in trial_dirs(tmp_path / "tune")]
+    assert len(params) == 2 and all(p["model"] == "gru" for p in params)
+    tuned = {name: preset["train"][name] for name in common.HPARAM_FIELDS}
+    assert tuned in [{name: p[name] for name in common.HPARAM_FIELDS} for p in params]
+
+    config = resolve_config("train", str(out))
+    assert config.dataset == "digits" and config.channels == 32  # the demo preset underneath
+    assert {name: getattr(config, name) for name in common.HPARAM_FIELDS} == tuned
+    assert resolve_config("search", str(out)).dataset == "digits"
+    assert json.loads((tmp_path / "tune" / "sweep.json").read_text())["kind"] == "tune"
+
+
+# --- pieces without Ray ------------------------------------------------------------------
+
+
+def test_check_resources():
+    cpu_only = [{"CPU": 2.0, "GPU": 0.0}]
+    gpu_node = [{"CPU": 8.0, "GPU": 1.0}]
+    common.check_resources(1, 0, cpu_only, autoscale=False)
+    common.check_resources(2, 0.5, gpu_node, autoscale=False)
+    common.check_resources(1, 1, cpu_only, autoscale=True)  # the autoscaler will add GPU nodes
+    with pytest.raises(common.SweepError, match="has none"):
+        common.check_resources(1, 0.25, cpu_only, autoscale=False)
+    with pytest.raises(common.SweepError, match="no node"):
+        common.check_resources(4, 0, cpu_only, autoscale=False)
+    with pytest.raises(common.SweepError, match="no node"):
+        common.check_resources(1, 2, gpu_node, autoscale=False)
+    with pytest.raises(common.SweepError, match="whole number"):
+        common.check_resources(1, 1.5, gpu_node, autoscale=True)
+    assert common.default_gpus_per_trial(cpu_only) == 0 and common.default_gpus_per_trial(gpu_node) == 1
+
+
+def test_selection_takes_best_finished_seed_ties_to_lower_seed():
+    genotype = Genotype.from_string("tanh:0,relu:1,tanh:2,relu:3,tanh:4,relu:5,tanh:6,relu:7@1,2,3,4,5,6,7,8").to_dict()
+
+    def seed(number, status, accuracy):
+        return {"seed": number, "status": status, "best_val_accuracy": accuracy, "best_epoch": 1,
+                "genotype": genotype, "genotype_string": "g", "trial": f"t{number}"}
+
+    variants = search_all_variants.select_genotypes({
+        "vanilla": [seed(2, "TERMINATED", 0.9), seed(1, "TERMINATED", 0.9), seed(0, "ERROR", 0.95)],
+        "sigmoid_weighting": [seed(0, "UNFINISHED", 0.5)],
+    })
+    assert variants["vanilla"]["selected"]["seed"] == 1
+    assert [entry["seed"] for entry in variants["vanilla"]["seeds"]] == [0, 1, 2]
+    assert variants["sigmoid_weighting"]["selected"] is None
+
+
+def test_bad_arguments_fail_before_ray(tmp_path, capsys):
+    assert search_all_variants.main(["--set", "seed=3", "--storage", str(tmp_path), *SEARCH]) == common.EXIT_USAGE
+    assert "set by the sweep" in capsys.readouterr().err
+    assert search_all_variants.main(["--set", "colour=red", "--storage", str(tmp_path)]) == common.EXIT_USAGE
+    assert "colour" in capsys.readouterr().err
+    assert evaluate_genotypes.main(["--genotypes", str(tmp_path), "--storage", str(tmp_path)]) == common.EXIT_USAGE
+    assert "selected_genotypes.json" in capsys.readouterr().err
+
+
+def test_default_names_are_deterministic():
+    args = search_all_variants.parse_args(["--preset", "demo"])
+    assert search_all_variants.plan(args)["name"] == "search_digits_demo"
+    args = search_all_variants.parse_args(["--preset", "demo", "--set", "epochs=1"])
+    name = search_all_variants.plan(args)["name"]
+    assert name.startswith("search_digits_demo_set-") and name == search_all_variants.plan(args)["name"]
+    assert search_all_variants.plan(search_all_variants.parse_args([]))["name"] == "search_cifar10_paper"
+
+
+def test_resuming_refuses_another_plan_or_changed_config(tmp_path):
+    experiment = str(tmp_path / "search")
+    planned = [{"variant": "vanilla", "seed": 0, "dataset": "digits", "preset": "demo", "overrides": {}}]
+    configs = {"digits": {"epochs": 4, "channels": 16}}
+    assert common.prepare_experiment(experiment, "search", planned, "cmd", {"configs": configs}) is False
+    marker = json.loads((tmp_path / "search" / "sweep.json").read_text())
+    assert marker["planned"] == planned and marker["configs"] == configs and len(marker["runs"]) == 1
+
+    common.prepare_experiment(experiment, "search", planned, "cmd", {"configs": configs})  # same: accepted
+    assert len(json.loads((tmp_path / "search" / "sweep.json").read_text())["runs"]) == 2
+    with pytest.raises(common.SweepError, match="planned differently"):
+        common.prepare_experiment(experiment, "search", [{**planned[0], "seed": 1}], "cmd", {"configs": configs})
+    with pytest.raises(common.SweepError, match="digits: epochs 4 → 6"):
+        common.prepare_experiment(experiment, "search", planned, "cmd", {"configs": {"digits": {"epochs": 6, "channels": 16}}})
