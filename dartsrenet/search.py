@@ -119,7 +119,6 @@ def run_search(config: SearchConfig, report: Report | None = None, *, resume_fro
         report, resume_from, log,
     )
     driver.start(device)
-    alpha_history: list[list[list[float]]] = driver.extra.setdefault("alpha_history", [])
     params = count_parameters(model)
     if driver.start_epoch == 1:
         log and log(f"[search] {config.variant} on {config.dataset}, seed {config.seed}: {params:,} parameters on {device}")
@@ -135,26 +134,28 @@ def run_search(config: SearchConfig, report: Report | None = None, *, resume_fro
         scheduler.step()
         val_loss, val_accuracy = evaluate(model, val_cs, device)
         genotype = model.genotype()
-        probabilities = model.architecture.probabilities().detach().cpu()
         metrics: dict[str, Any] = {
             "epoch": epoch, "train_loss": train_loss, "train_accuracy": train_accuracy,
             "val_loss": val_loss, "val_accuracy": val_accuracy, "lr": lr, "params": params,
             "epoch_time_s": time.perf_counter() - started, "genotype": genotype.to_string(),
         }
         driver.end_epoch(metrics)
-        if metrics["improved"]:
-            driver.extra["best_genotype"] = genotype.to_dict()
-        metrics["best_genotype"] = Genotype.from_dict(driver.extra["best_genotype"]).to_string()
-        metrics["alpha"] = probabilities.tolist()
-        alpha_history.append(metrics["alpha"])
-        write_json(driver.folder.path / "alpha_history.json", alpha_history)
-        Genotype.from_dict(driver.extra["best_genotype"]).save(driver.folder.path / "genotype.json")
+        best = genotype if metrics["improved"] else _best_genotype(driver.history, driver.best_epoch)
+        metrics["best_genotype"] = best.to_string()
+        metrics["alpha"] = model.architecture.probabilities().detach().cpu().tolist()
+        # The run folder is complete for this epoch before report() sees its checkpoint.
+        write_json(driver.folder.path / "alpha_history.json", [m["alpha"] for m in [*driver.history, metrics]])
+        best.save(driver.folder.path / "genotype.json")
         driver.commit_epoch(metrics)
 
-    best = Genotype.from_dict(driver.extra["best_genotype"]) if "best_genotype" in driver.extra else derive_genotype(model.alpha)
-    best.save(driver.folder.path / "genotype.json")
+    best = _best_genotype(driver.history, driver.best_epoch)
     return driver.summary(
         device, params, variant=config.variant, dataset=config.dataset, seed=config.seed,
         genotype=best.to_dict(), genotype_string=best.to_string(),
         final_genotype_string=derive_genotype(model.alpha).to_string(),
     )
+
+
+def _best_genotype(history: list[dict[str, Any]], best_epoch: int) -> Genotype:
+    """The genotype derived at the best val_cs epoch (history holds one metrics dict per epoch, from 1)."""
+    return Genotype.from_string(history[best_epoch - 1]["genotype"])

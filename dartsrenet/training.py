@@ -135,7 +135,6 @@ class RunDriver:
         self.epochs_without_improvement = 0
         self.finished = False
         self.wall_time_s = 0.0
-        self.extra: dict[str, Any] = {}  # run-kind state saved in the checkpoint
         self._started = time.perf_counter()
         self._resume_from = resume_from
 
@@ -168,7 +167,6 @@ class RunDriver:
             self.epochs_without_improvement = state["epochs_without_improvement"]
             self.finished = state["finished"]
             self.wall_time_s = state["wall_time_s"]
-            self.extra = state["extra"]
             self.log(f"[{self.kind}] resumed from {source} after epoch {len(self.history)}")
         self.folder.path.mkdir(parents=True, exist_ok=True)
         self.folder.write_config(config_dict)
@@ -215,7 +213,6 @@ class RunDriver:
             "epochs_without_improvement": self.epochs_without_improvement,
             "finished": self.finished,
             "wall_time_s": self.wall_time_s,
-            "extra": self.extra,
         }
         checkpoint_dir = self.folder.save_checkpoint(state)
         if metrics["improved"]:
