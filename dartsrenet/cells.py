@@ -52,6 +52,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from dartsrenet.activations import NONE, PRIMITIVES, Activation, get_activation
+from dartsrenet.fused_nodes import fused_derived_step, kernels_apply, normalised_node
 from dartsrenet.genotypes import NUM_NODES, Genotype, num_edges
 from dartsrenet.registry import lookup
 from dartsrenet.variants import Variant, get_variant
@@ -87,6 +88,31 @@ def gated_node(state: Tensor, projection: Tensor, activation: Activation) -> Ten
     """
     gate, candidate = projection.chunk(2, dim=-1)
     return node_update(state, torch.sigmoid(gate), activation(candidate))
+
+
+INPUT_ACTIVATION = "tanh"
+"""The input node's activation: s_0 = h + σ(c_0) ⊙ (tanh(ĥ_0) − h) (paper eq. 4)."""
+
+
+def normalised_gated_node(
+    state: Tensor, projection: Tensor, activation: tuple[str, Activation] | str, norm: DirectionalBatchNorm, slot: int
+) -> Tensor:
+    """``norm(gated_node(state, projection, f), slot)``: a node and its BatchNorm (SPEC §2).
+
+    On the CPU this is one fused kernel forward and one backward
+    (:mod:`dartsrenet.fused_nodes`); elsewhere :func:`gated_node` (compiled under
+    :func:`set_compile`) and the BatchNorm.
+
+    Args:
+        state: s_p, (2, B, h).
+        projection: [c, ĥ] = s_p·W, (2, B, 2h).
+        activation: f as (name, function), or a name.
+        norm: the node's BatchNorm.
+        slot: its statistics slot.
+    """
+    name, function = (activation, get_activation(activation)) if isinstance(activation, str) else activation
+    update = _fused(gated_node)
+    return normalised_node(state, projection, name, norm, slot, lambda s, p: update(s, p, function))
 
 
 def mixed_node(
@@ -257,7 +283,7 @@ class DirectionalBatchNorm(nn.BatchNorm1d):
         self.record(slot, self._batch_mean, self._batch_var, flat.shape[0])
         return out
 
-    def record(self, first_slot: int, means: Tensor, variances: Tensor, batch_size: int) -> None:
+    def record(self, first_slot: int, means: Tensor, variances: Tensor, batch_size: int, biased: bool = False) -> None:
         """Fold batch statistics into the running statistics of slots ``first_slot`` … (one per row).
 
         As one training-mode call per slot would: counts the calls, initialises new slots.
@@ -265,14 +291,16 @@ class DirectionalBatchNorm(nn.BatchNorm1d):
         Args:
             first_slot: the slot of the first row.
             means: batch means, (n, channels).
-            variances: unbiased batch variances (as ``F.batch_norm`` leaves them), (n, channels).
-            batch_size: B, to turn them into biased variances.
+            variances: batch variances, (n, channels): unbiased (as ``F.batch_norm`` leaves
+                them) unless ``biased``.
+            batch_size: B, to turn unbiased variances into biased ones.
+            biased: the variances are already the biased ones.
         """
         momenta = self.advance(len(means))
         seen = self.num_slots
         self.grow(first_slot + len(means))
         with torch.no_grad():
-            biased = variances * ((batch_size - 1) / batch_size)
+            biased = variances if biased else variances * ((batch_size - 1) / batch_size)
             for row, momentum in enumerate(momenta):
                 slot = first_slot + row
                 momentum = 1.0 if slot >= seen else momentum  # a new slot starts from this batch
@@ -362,9 +390,8 @@ class BidirectionalCell(nn.Module):
 
 def align_directions(outputs: Sequence[Tensor]) -> Tensor:
     """Step outputs (2, B, h) → (T, B, 2h): ``[forward ‖ backward]`` in spatial order (eq. 2)."""
-    forward = torch.stack([output[0] for output in outputs])  # (T, B, h)
-    backward = torch.stack([output[1] for output in reversed(outputs)])  # position t: after reading T−1 … t
-    return torch.cat([forward, backward], dim=-1)
+    forward, backward = torch.stack(outputs).unbind(1)  # (T, B, h) each; unbind: no per-step select backward
+    return torch.cat([forward, backward.flip(0)], dim=-1)  # backward at position t: after reading T−1 … t
 
 
 def _average(states: Sequence[Tensor]) -> Tensor:
@@ -410,30 +437,41 @@ class _DartsCellBase(BidirectionalCell):
         """Zero state (2, B, h), stored batch-major like every node state."""
         return batch_major_zeros(batch_size, self.hidden_size, like)
 
-    def input_node(self, x: Tensor, previous: Tensor, t: int = 0) -> Tensor:
-        """Node 0 before its BatchNorm: s_0 = h + σ(c_0) ⊙ (tanh(ĥ_0) − h) (eq. 3–5, i = 0).
+    def input_projection(self, x: Tensor, previous: Tensor, t: int = 0) -> Tensor:
+        """The input node's [c_0, ĥ_0] = BN([x_t ; h_{t−1}])·W_0 (eq. 3–4; SPEC §2, §4).
+
+        Node 0 is then s_0 = h + σ(c_0) ⊙ (tanh(ĥ_0) − h) (eq. 5, i = 0), in :meth:`nodes`.
 
         Args:
             x: (2, B, input_size).
             previous: h_{t−1}, (2, B, h).
             t: the step (BatchNorm slot).
+
+        Returns:
+            (2, B, 2h).
         """
         joint = torch.cat([x, previous], dim=-1)  # (2, B, d_in)
         if self.input_gate is not None:
             joint = joint * torch.sigmoid(torch.matmul(joint, self.input_gate))  # g: (2, B, 1)
         joint = self.input_norm(joint, t)
-        return gated_node(previous, directional_matmul(joint, self.input_weight), torch.tanh)
+        return directional_matmul(joint, self.input_weight)
 
-    def nodes(self, first: Tensor, t: int = 0) -> Tensor:
-        """Nodes 1 … 8 and the output h_t at step t, from the input node's state s_0 before its BatchNorm."""
+    def nodes(self, previous: Tensor, projection: Tensor, t: int = 0) -> Tensor:
+        """The input node from its projection, nodes 1 … 8 and the output h_t at step t.
+
+        Args:
+            previous: h_{t−1}, (2, B, h).
+            projection: the input node's [c_0, ĥ_0] (:meth:`input_projection`).
+            t: the step.
+        """
         raise NotImplementedError
 
-    def _sweep_nodes(self) -> Callable[[Tensor, int], Tensor]:
+    def _sweep_nodes(self) -> Callable[[Tensor, Tensor, int], Tensor]:
         """:meth:`nodes` as a sweep calls it at every step (the search cell precomputes its mixing weights)."""
         return self.nodes
 
     def step(self, x: Tensor, state: Tensor, t: int = 0) -> tuple[Tensor, Tensor]:
-        output = self.nodes(self.input_node(x, state, t), t)
+        output = self.nodes(state, self.input_projection(x, state, t), t)
         return output, output
 
     def sweep(self, x: Tensor) -> Tensor:
@@ -451,7 +489,7 @@ class _DartsCellBase(BidirectionalCell):
         state = self.initial_state(x.shape[1], x)
         outputs = []
         for t in range(x.shape[0]):
-            state = nodes(input_node(t, state), t)
+            state = nodes(state, input_node.projection(t, state), t)
             outputs.append(state)
         input_node.update_running_statistics()
         return align_directions(outputs)
@@ -528,8 +566,8 @@ class _HoistedInputNode:
             x_gate = torch.matmul(x, self.gate_weight[:input_size]).unbind(0)  # x_t·w_x, (B, 1) per step
             self.x_gates = [torch.stack([x_gate[t], x_gate[-1 - t]]) for t in range(length)]
 
-    def __call__(self, t: int, previous: Tensor) -> Tensor:
-        """s_0 at step t (before node 0's BatchNorm), from h_{t−1} (2, B, h)."""
+    def projection(self, t: int, previous: Tensor) -> Tensor:
+        """[c_0, ĥ_0] at step t, (2, B, 2h), from h_{t−1} (2, B, h)."""
         directions, batch, hidden = previous.shape
         if self.batch_statistics:
             flat = previous.transpose(0, 1).reshape(batch, directions * hidden)  # a view: batch-major
@@ -542,7 +580,7 @@ class _HoistedInputNode:
         if self.gate_weight is not None:
             gate = torch.sigmoid(self.x_gates[t] + torch.matmul(previous, self.gate_weight[self.input_size :]))
             projection = torch.addcmul(self.biases[t], gate, projection)
-        return gated_node(previous, projection, torch.tanh)
+        return projection
 
     def update_running_statistics(self) -> None:
         """Leave the input BatchNorm's running statistics as T sequential steps would (slot t ← step t)."""
@@ -581,17 +619,22 @@ class DartsCell(_DartsCellBase):
         super().__init__(input_size, hidden_size, variant, num_nodes=len(genotype.recurrent))
         self.genotype = genotype
         self.node_norms = nn.ModuleList(DirectionalBatchNorm(hidden_size) for _ in range(self.num_nodes + 1))
-        self._activations = [get_activation(name) for name in genotype.activations]
+        self._activations = [(name, get_activation(name)) for name in genotype.activations]
 
-    def nodes(self, first: Tensor, t: int = 0) -> Tensor:
-        update = _fused(gated_node)
-        states = [self.node_norms[0](first, t)]
+    def nodes(self, previous: Tensor, projection: Tensor, t: int = 0) -> Tensor:
+        names = self.genotype.activations
+        if kernels_apply(previous, projection, names, self.node_norms, self.node_weights):
+            return fused_derived_step(
+                previous, projection, names, self.genotype.predecessors, self.genotype.concat,
+                list(self.node_weights), self.node_norms, t,
+            )  # fmt: skip
+        states = [normalised_gated_node(previous, projection, INPUT_ACTIVATION, self.node_norms[0], t)]
         for node, (activation, predecessor) in enumerate(
             zip(self._activations, self.genotype.predecessors, strict=True), start=1
         ):
             source = states[predecessor]
             projection = directional_matmul(source, self.node_weights[node - 1])  # [c_i, ĥ_i]
-            states.append(self.node_norms[node](update(source, projection, activation), t))
+            states.append(normalised_gated_node(source, projection, activation, self.node_norms[node], t))
         return _average([states[node] for node in self.genotype.concat])
 
 
@@ -653,7 +696,9 @@ class DartsSearchCell(_DartsCellBase):
             first_edge += node
         return weights
 
-    def nodes(self, first: Tensor, t: int = 0, mixing: list[tuple[Tensor, Tensor]] | None = None) -> Tensor:
+    def nodes(
+        self, previous: Tensor, projection: Tensor, t: int = 0, mixing: list[tuple[Tensor, Tensor]] | None = None
+    ) -> Tensor:
         """:meth:`_DartsCellBase.nodes`; ``mixing`` is :meth:`mixing_weights`, computed if not given.
 
         The shared node BatchNorm uses slot t·(nodes+1) + node.
@@ -661,7 +706,7 @@ class DartsSearchCell(_DartsCellBase):
         mixing = self.mixing_weights() if mixing is None else mixing
         mix = _fused(mixed_node)
         first_slot = t * (self.num_nodes + 1)
-        states = [self.node_norm(first, first_slot)]
+        states = [normalised_gated_node(previous, projection, INPUT_ACTIVATION, self.node_norm, first_slot)]
         for node in range(1, self.num_nodes + 1):
             sources = torch.stack([state.transpose(0, 1) for state in states]).permute(2, 0, 1, 3)  # (2, i, B, h)
             projection = directional_matmul(sources, self.node_weights[node - 1])  # (2, i, B, 2h), one matmul
@@ -669,9 +714,9 @@ class DartsSearchCell(_DartsCellBase):
             states.append(self.node_norm(mix(sources, projection, weights, kept, self._primitives), first_slot + node))
         return _average(states[1:])
 
-    def _sweep_nodes(self) -> Callable[[Tensor, int], Tensor]:
+    def _sweep_nodes(self) -> Callable[[Tensor, Tensor, int], Tensor]:
         mixing = self.mixing_weights()  # softmax(α) once per sweep, not per step
-        return lambda first, t: self.nodes(first, t, mixing)
+        return lambda previous, projection, t: self.nodes(previous, projection, t, mixing)
 
 
 class _TorchRNNCell(BidirectionalCell):

@@ -6,6 +6,7 @@ w.r.t. the inputs and every weight (and α), and the BatchNorm running statistic
 ``step`` is checked against the oracle's step too, and the search mixture's algebra
 against the term-by-term sum of node updates.
 
+Every check runs twice, with the fused CPU kernels and in eager PyTorch.
 Everything runs in float64, so that the comparison checks the maths and not the
 rounding (BatchNorm over small batches amplifies rounding: h_{−1} = 0 has zero
 variance). Runs on the CPU; ``DARTSRENET_TEST_DEVICE=cuda`` runs the same checks on a GPU.
@@ -13,6 +14,7 @@ variance). Runs on the CPU; ``DARTSRENET_TEST_DEVICE=cuda`` runs the same checks
 
 import importlib.util
 import os
+import shutil
 import sys
 import warnings
 from pathlib import Path
@@ -20,7 +22,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from dartsrenet import cells
+from dartsrenet import cells, native
 from dartsrenet.activations import get_activation
 from dartsrenet.cells import ArchitectureWeights, DartsCell, DartsSearchCell, mixed_node, node_update
 from dartsrenet.genotypes import PAPER_GENOTYPES
@@ -42,6 +44,16 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
+@pytest.fixture(autouse=True, params=["fused", "eager"])
+def kernels(request):
+    """Every check twice: with the fused CPU kernels (dartsrenet/fused_nodes.py) and in eager PyTorch."""
+    native.set_native(request.param == "fused")
+    if request.param == "fused" and DEVICE.type == "cpu" and shutil.which(os.environ.get("CC") or "cc"):
+        assert native.library() is not None
+    yield request.param
+    native.set_native(True)
+
+
 INPUT, HIDDEN, BATCH, LENGTH = 7, 5, 6, 4
 DTYPE = torch.float64
 TOLERANCE = {"rtol": 1e-7, "atol": 1e-9}

@@ -1,0 +1,67 @@
+/*
+ * Fused CPU kernels for one DARTS node followed by its BatchNorm (SPEC §2–§3), forward
+ * and backward, in float and double.
+ *
+ * Forward, for a node with predecessor state s, projection [c, ĥ] = s·W and activation f
+ * (paper eq. 5, then the node's BatchNorm over the 2h features of both directions):
+ *
+ *     g = σ(c),  a = f(ĥ),  u = s + g ⊙ (a − s),
+ *     x̂ = (u − μ) / √(σ² + ε),  y = γ ⊙ x̂ + β,
+ *
+ * with μ, σ² the batch mean and biased variance of every feature (training mode) or the
+ * given running statistics (eval mode). Eager PyTorch makes about a dozen passes over
+ * memory for this and twice as many in the backward pass; here the forward pass is two
+ * passes and the backward pass two.
+ *
+ * Layouts. Every (2, B, ·) tensor — states (2, B, h), projections (2, B, 2h) with [c ‖ ĥ]
+ * along the last axis, and their gradients — is passed as a pointer with its direction
+ * and row strides; the last axis is contiguous. So direction-major and batch-major
+ * memory, and views, work without copies. The BatchNorm's 2h channels are the features
+ * [forward ‖ backward] of a row b.
+ *
+ * Nothing but the statistics is kept for the backward pass: it recomputes g, a and x̂
+ * from the projection and the state (two exp per element) instead of reading three
+ * saved tensors back from memory.
+ *
+ * Reductions accumulate in double, per thread, then across threads. Built and loaded by
+ * dartsrenet/native.py (ctypes); dartsrenet/fused_nodes.py is the autograd wrapper.
+ */
+#include <math.h>
+#include <stdint.h>
+#include <stdlib.h>
+
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
+enum { ACT_TANH = 0, ACT_RELU = 1, ACT_SIGMOID = 2, ACT_IDENTITY = 3 };
+
+/* Rows [first, last) of B handled by this thread. */
+static void thread_rows(int64_t rows, int64_t *first, int64_t *last, int *thread, int *threads)
+{
+#ifdef _OPENMP
+    *thread = omp_get_thread_num();
+    *threads = omp_get_num_threads();
+#else
+    *thread = 0;
+    *threads = 1;
+#endif
+    *first = rows * *thread / *threads;
+    *last = rows * (*thread + 1) / *threads;
+}
+
+#define SCALAR float
+#define SUFFIX _f32
+#define EXP expf
+#define TANH tanhf
+#include "node_kernels_body.h"
+#undef SCALAR
+#undef SUFFIX
+#undef EXP
+#undef TANH
+
+#define SCALAR double
+#define SUFFIX _f64
+#define EXP exp
+#define TANH tanh
+#include "node_kernels_body.h"

@@ -1,0 +1,378 @@
+"""DARTS nodes with their BatchNorms as fused CPU operations (paper eq. 3–6; SPEC §2–§3).
+
+A node and its BatchNorm, ``norm(s + σ(c) ⊙ (f(ĥ) − s), slot)`` with [c, ĥ] = s·W, is
+one C kernel forward and one backward here (``csrc/node_kernels.c``, built by
+:mod:`dartsrenet.native`): two passes over memory each way where eager PyTorch makes a
+dozen forward and two dozen backward, and nothing is saved for the backward pass
+but the projection, which it recomputes g, f(ĥ) and the normalised state from.
+
+Two autograd functions use the kernels:
+
+* :func:`fused_derived_step` — one time step of a derived cell, the input node and the
+  eight nodes with their BatchNorms and the average h_t, as one autograd node: its
+  backward pass accumulates every state's gradient in place (the node matmuls'
+  input gradients with ``baddbmm_``), so no per-node autograd bookkeeping, gradient sums
+  or stacks remain. The matmuls stay in PyTorch (oneDNN/MKL).
+* :func:`normalised_node` — one node (the search cell's input node).
+
+They apply to CPU tensors in float32 or float64 with the activations tanh, relu,
+sigmoid and identity. Anything else — CUDA/MPS tensors, bf16 autocast, a ``torch.compile``
+run (:func:`dartsrenet.cells.set_compile`), a batch of one in training mode (which
+PyTorch's BatchNorm refuses), the kernels switched off or not buildable — takes the
+cells' eager path, which computes the same function. ``tests/test_fused_nodes.py`` and
+``tests/test_reference_oracle.py`` check them against eager PyTorch and the oracle:
+values, gradients and running statistics.
+
+States inside the fused step are (2, B, h) direction-major and contiguous, projections
+(2, B, 2h): the layouts the batched matmuls run fastest on.
+"""
+
+from __future__ import annotations
+
+import ctypes
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+from dartsrenet import native
+
+ACTIVATION_CODES = {"tanh": 0, "relu": 1, "sigmoid": 2, "identity": 3}
+"""The activations the kernels know, by name, with their codes in node_kernels.c."""
+
+
+def _pointer(tensor: Tensor | None) -> int | None:
+    return None if tensor is None else tensor.data_ptr()
+
+
+def _kernel(name: str, dtype: torch.dtype):
+    return getattr(native.library(), name + ("_f32" if dtype == torch.float32 else "_f64"))
+
+
+def _check(status: int, name: str) -> None:
+    if status != 0:
+        raise MemoryError(f"{name}: out of memory")
+
+
+@dataclass
+class NormArguments:
+    """What the kernels need of one :class:`~dartsrenet.cells.DirectionalBatchNorm` at one slot."""
+
+    weight: Tensor | None
+    bias: Tensor | None
+    batch_stats: bool
+    running_mean: Tensor | None  # the slot's statistics, eval mode only
+    running_var: Tensor | None
+    eps: float
+
+    @classmethod
+    def of(cls, norm, slot: int) -> NormArguments:
+        batch_stats = norm.uses_batch_statistics()
+        mean, var = (None, None) if batch_stats else norm.slot_statistics(slot)
+        return cls(norm.weight, norm.bias, batch_stats, mean, var, norm.eps)
+
+
+def node_forward(source: Tensor, projection: Tensor, code: int, norm: NormArguments, statistics: Tensor) -> Tensor:
+    """y = BN(s + σ(c) ⊙ (f(ĥ) − s)), a new (2, B, h) tensor.
+
+    ``statistics`` (3, 2h) receives the mean, biased variance and 1/√(var + ε) used.
+    """
+    _, rows, hidden = source.shape
+    out = source.new_empty(2, rows, hidden)
+    mean, var, invstd = statistics.unbind(0)
+    status = _kernel("node_forward", source.dtype)(
+        projection.data_ptr(), projection.stride(0), projection.stride(1),
+        source.data_ptr(), source.stride(0), source.stride(1),
+        rows, hidden, code,
+        _pointer(norm.weight), _pointer(norm.bias),
+        int(norm.batch_stats), _pointer(norm.running_mean), _pointer(norm.running_var), norm.eps,
+        out.data_ptr(), out.stride(0), out.stride(1),
+        mean.data_ptr(), var.data_ptr(), invstd.data_ptr(), torch.get_num_threads(),
+    )  # fmt: skip
+    _check(status, "node_forward")
+    return out
+
+
+def _strides(tensor: Tensor | None) -> tuple[int, int]:
+    return (0, 0) if tensor is None else (tensor.stride(0), tensor.stride(1))
+
+
+def _inner_contiguous(tensor: Tensor | None) -> Tensor | None:
+    return tensor if tensor is None or tensor.stride(-1) == 1 else tensor.contiguous()
+
+
+def node_backward(
+    grad: Tensor | None,
+    grad_scale: float,
+    extra: Tensor | None,
+    source: Tensor,
+    projection: Tensor,
+    code: int,
+    weight: Tensor | None,
+    batch_stats: bool,
+    statistics: Tensor,
+    scratch: Tensor,
+    grad_state: Tensor,
+    accumulate: bool,
+    grad_projection: Tensor,
+) -> tuple[Tensor, Tensor]:
+    """Backward of :func:`node_forward` for dy = grad_scale·grad + extra (either may be ``None``).
+
+    Writes (or adds to) ``grad_state``, writes ``grad_projection``; returns (dγ, dβ).
+    ``scratch`` holds B·2·2h values of work space.
+    """
+    _, rows, hidden = source.shape
+    grad, extra = _inner_contiguous(grad), _inner_contiguous(extra)
+    grad_weight, grad_bias = source.new_empty(2 * hidden), source.new_empty(2 * hidden)
+    mean, _, invstd = statistics.unbind(0)
+    status = _kernel("node_backward", source.dtype)(
+        _pointer(grad), *_strides(grad), grad_scale,
+        _pointer(extra), *_strides(extra),
+        projection.data_ptr(), projection.stride(0), projection.stride(1),
+        source.data_ptr(), source.stride(0), source.stride(1),
+        rows, hidden, code,
+        _pointer(weight), mean.data_ptr(), invstd.data_ptr(), int(batch_stats), scratch.data_ptr(),
+        grad_state.data_ptr(), grad_state.stride(0), grad_state.stride(1), int(accumulate),
+        grad_projection.data_ptr(), grad_projection.stride(0), grad_projection.stride(1),
+        grad_weight.data_ptr(), grad_bias.data_ptr(), torch.get_num_threads(),
+    )  # fmt: skip
+    _check(status, "node_backward")
+    return grad_weight, grad_bias
+
+
+def mean_of_states(states: Sequence[Tensor]) -> Tensor:
+    """The mean of contiguous tensors of one shape, in one pass."""
+    out = torch.empty_like(states[0])
+    pointers = (ctypes.c_void_p * len(states))(*(state.data_ptr() for state in states))
+    _kernel("mean_of_states", out.dtype)(pointers, len(states), out.numel(), out.data_ptr(), torch.get_num_threads())
+    return out
+
+
+def _scratch(source: Tensor) -> Tensor:
+    return source.new_empty(source.shape[1] * 2 * 2 * source.shape[2])
+
+
+# --- one node ------------------------------------------------------------------------
+class _FusedNode(torch.autograd.Function):
+    """:func:`node_forward` with its backward pass."""
+
+    @staticmethod
+    def forward(ctx, source, projection, weight, bias, code, norm, statistics):
+        out = node_forward(source, projection, code, norm, statistics)
+        ctx.save_for_backward(source, projection, weight, statistics)
+        ctx.code, ctx.batch_stats = code, norm.batch_stats
+        return out
+
+    @staticmethod
+    def backward(ctx, grad_out):
+        source, projection, weight, statistics = ctx.saved_tensors
+        grad_state, grad_projection = torch.empty_like(source), source.new_empty(projection.shape)
+        grad_weight, grad_bias = node_backward(
+            grad_out, 1.0, None, source, projection, ctx.code, weight, ctx.batch_stats, statistics,
+            _scratch(source), grad_state, False, grad_projection,
+        )  # fmt: skip
+        affine = weight is not None
+        return grad_state, grad_projection, grad_weight if affine else None, grad_bias if affine else None, None, None, None
+
+
+def _record(norm, slot: int, statistics: Tensor, batch_size: int) -> None:
+    """Training mode: fold the batch statistics a kernel used into ``norm``'s running statistics."""
+    if norm.training and norm.track_running_stats:
+        norm.record(slot, statistics[0:1], statistics[1:2], batch_size, biased=True)
+
+
+def kernels_apply(
+    source: Tensor, projection: Tensor, activations: Sequence[str], norms: Sequence, weights: Sequence[Tensor] = ()
+) -> bool:
+    """Whether the fused kernels can compute these nodes (else the cells run eager PyTorch)."""
+    from dartsrenet.cells import compile_enabled  # cells imports this module
+
+    dtype = source.dtype
+    norm_tensors = [
+        tensor for norm in norms for tensor in (norm.weight, norm.bias, norm.running_mean) if tensor is not None
+    ] + list(weights)
+    return (
+        all(activation in ACTIVATION_CODES for activation in activations)
+        and native.native_enabled()
+        and not compile_enabled()
+        and dtype in (torch.float32, torch.float64)
+        and projection.dtype == dtype
+        and all(tensor.dtype == dtype and tensor.device.type == "cpu" for tensor in norm_tensors)
+        and source.device.type == "cpu"
+        and projection.device.type == "cpu"
+        and source.dim() == 3
+        and source.shape[0] == 2
+        and projection.shape == (*source.shape[:2], 2 * source.shape[2])
+        and source.stride(-1) == 1
+        and projection.stride(-1) == 1
+        and not (source.shape[1] < 2 and any(norm.uses_batch_statistics() for norm in norms))
+        and native.library() is not None
+    )
+
+
+def normalised_node(
+    source: Tensor, projection: Tensor, activation: str, norm, slot: int, eager: Callable[[Tensor, Tensor], Tensor]
+) -> Tensor:
+    """``norm(eager(source, projection), slot)``: a DARTS node and its BatchNorm.
+
+    Args:
+        source: the predecessor's state s, (2, B, h).
+        projection: [c, ĥ] = s·W, (2, B, 2h).
+        activation: the name of f (``tanh`` for the input node).
+        norm: the node's :class:`~dartsrenet.cells.DirectionalBatchNorm` over 2h features.
+        slot: its statistics slot (the time step).
+        eager: the node update s + σ(c) ⊙ (f(ĥ) − s) in PyTorch, the fallback.
+
+    Returns:
+        The normalised state (2, B, h); in training mode the running statistics of
+        ``slot`` are updated as ``norm(…, slot)`` would.
+    """
+    if not kernels_apply(source, projection, [activation], [norm]):
+        return norm(eager(source, projection), slot)
+    statistics = source.new_empty(3, norm.num_features)
+    arguments = NormArguments.of(norm, slot)
+    out = _FusedNode.apply(source, projection, norm.weight, norm.bias, ACTIVATION_CODES[activation], arguments, statistics)
+    if arguments.batch_stats:
+        _record(norm, slot, statistics, source.shape[1])
+    return out
+
+
+# --- one step of a derived cell --------------------------------------------------------
+@dataclass
+class _StepPlan:
+    """The constants of one derived-cell step: the genotype as codes, the norms at slot t."""
+
+    codes: list[int]  # node 0 (tanh) … node n
+    predecessors: list[int]  # of nodes 1 … n
+    concat: list[int]
+    norms: list[NormArguments]
+    statistics: Tensor  # (n + 1, 3, 2h), filled by the forward pass
+
+
+def _project(state: Tensor, weight: Tensor) -> Tensor:
+    """[c, ĥ] = s·W for both directions: (2, B, h) contiguous × (D, h, 2h) → (2, B, 2h)."""
+    if weight.shape[0] == 1:  # shared by both directions: one matmul over 2B rows
+        return torch.matmul(state.view(-1, state.shape[-1]), weight[0]).view(*state.shape[:2], weight.shape[-1])
+    return torch.bmm(state, weight)
+
+
+class _FusedDerivedStep(torch.autograd.Function):
+    """h_t of a derived cell from h_{t−1} and the input node's projection (paper eq. 3–6)."""
+
+    @staticmethod
+    def forward(ctx, plan: _StepPlan, previous: Tensor, projection: Tensor, *parameters: Tensor) -> Tensor:
+        count = len(plan.predecessors)
+        weights = parameters[:count]
+        statistics = plan.statistics
+        states = [node_forward(previous, projection, plan.codes[0], plan.norms[0], statistics[0])]
+        projections = [projection]
+        for node, predecessor in enumerate(plan.predecessors, start=1):
+            projections.append(_project(states[predecessor], weights[node - 1]))  # [c_i, ĥ_i]
+            states.append(node_forward(states[predecessor], projections[-1], plan.codes[node], plan.norms[node], statistics[node]))
+        output = mean_of_states([states[node] for node in plan.concat])  # h_t (eq. 6)
+        ctx.plan = plan
+        ctx.save_for_backward(previous, *states, *projections, *weights, *(norm.weight for norm in plan.norms))
+        return output
+
+    @staticmethod
+    def backward(ctx, grad_output: Tensor):
+        plan = ctx.plan
+        count = len(plan.predecessors)
+        saved = ctx.saved_tensors
+        previous, states = saved[0], saved[1 : count + 2]
+        projections = saved[count + 2 : 2 * count + 3]
+        weights, norm_weights = saved[2 * count + 3 : 3 * count + 3], saved[3 * count + 3 :]
+        sources = [previous, *(states[predecessor] for predecessor in plan.predecessors)]
+        # a state's gradient: grad_output/len(concat) if it is averaged, plus what its successors add to grads[i]
+        averaged, share = set(plan.concat), 1.0 / len(plan.concat)
+        grads: list[Tensor | None] = [None] * (count + 1)
+        scratch = _scratch(previous)
+        grad_projection = torch.empty_like(projections[1]) if count else None
+        grad_weights: list[Tensor | None] = [None] * count
+        grad_gammas: list[Tensor | None] = [None] * (count + 1)
+        grad_betas: list[Tensor | None] = [None] * (count + 1)
+        for node in range(count, 0, -1):
+            direct = grad_output if node in averaged else None
+            if direct is None and grads[node] is None:  # the node feeds nothing: all its gradients are zero
+                grad_weights[node - 1] = torch.zeros_like(weights[node - 1])
+                continue
+            predecessor, weight = plan.predecessors[node - 1], weights[node - 1]
+            accumulate = grads[predecessor] is not None
+            if not accumulate:
+                grads[predecessor] = torch.empty_like(states[predecessor])
+            grad_gammas[node], grad_betas[node] = node_backward(
+                direct, share, grads[node], sources[node], projections[node], plan.codes[node], norm_weights[node],
+                plan.norms[node].batch_stats, plan.statistics[node], scratch,
+                grads[predecessor], accumulate, grad_projection,
+            )  # fmt: skip
+            source = sources[node]
+            if weight.shape[0] == 1:
+                rows = grad_projection.view(-1, grad_projection.shape[-1])
+                grads[predecessor].view(-1, source.shape[-1]).addmm_(rows, weight[0].t())
+                grad_weights[node - 1] = torch.mm(source.view(-1, source.shape[-1]).t(), rows).unsqueeze(0)
+            else:
+                grads[predecessor].baddbmm_(grad_projection, weight.transpose(1, 2))
+                grad_weights[node - 1] = torch.bmm(source.transpose(1, 2), grad_projection)
+        direct = grad_output if 0 in averaged else None
+        grad_previous = torch.empty_like(previous)
+        grad_input_projection = torch.empty_like(projections[0])
+        if direct is None and grads[0] is None:
+            grad_previous.zero_()
+            grad_input_projection.zero_()
+        else:
+            grad_gammas[0], grad_betas[0] = node_backward(
+                direct, share, grads[0], previous, projections[0], plan.codes[0], norm_weights[0], plan.norms[0].batch_stats,
+                plan.statistics[0], scratch, grad_previous, False, grad_input_projection,
+            )  # fmt: skip
+        affine = [norm.weight is not None for norm in plan.norms]
+        return (
+            None,
+            grad_previous,
+            grad_input_projection,
+            *grad_weights,
+            *(grad if keep else None for grad, keep in zip(grad_gammas, affine, strict=True)),
+            *(grad if keep else None for grad, keep in zip(grad_betas, affine, strict=True)),
+        )
+
+
+def fused_derived_step(
+    previous: Tensor,
+    projection: Tensor,
+    activations: Sequence[str],
+    predecessors: Sequence[int],
+    concat: Sequence[int],
+    node_weights: Sequence[Tensor],
+    norms: Sequence,
+    slot: int,
+) -> Tensor:
+    """One step of a derived DARTS cell with the fused kernels (see :func:`kernels_apply`).
+
+    Args:
+        previous: h_{t−1}, (2, B, h).
+        projection: the input node's [c_0, ĥ_0], (2, B, 2h).
+        activations: f_1 … f_n by name.
+        predecessors: p_1 … p_n.
+        concat: the averaged nodes.
+        node_weights: W_1 … W_n, each (D, h, 2h) (D = 1: shared by both directions).
+        norms: the n + 1 node BatchNorms (:class:`~dartsrenet.cells.DirectionalBatchNorm`).
+        slot: the step t (statistics slot).
+
+    Returns:
+        h_t, (2, B, h), contiguous; in training mode the norms' running statistics of
+        ``slot`` are updated.
+    """
+    count = len(predecessors)
+    plan = _StepPlan(
+        codes=[ACTIVATION_CODES["tanh"], *(ACTIVATION_CODES[name] for name in activations)],
+        predecessors=list(predecessors),
+        concat=list(concat),
+        norms=[NormArguments.of(norm, slot) for norm in norms],
+        statistics=previous.new_empty(count + 1, 3, norms[0].num_features),
+    )
+    gammas, betas = [norm.weight for norm in norms], [norm.bias for norm in norms]
+    output = _FusedDerivedStep.apply(plan, previous, projection, *node_weights, *gammas, *betas)
+    for node, norm in enumerate(norms):
+        if plan.norms[node].batch_stats:
+            _record(norm, slot, plan.statistics[node], previous.shape[1])
+    return output
