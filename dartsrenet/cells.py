@@ -52,7 +52,13 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from dartsrenet.activations import NONE, PRIMITIVES, Activation, get_activation
-from dartsrenet.fused_nodes import fused_derived_step, kernels_apply, normalised_node
+from dartsrenet.fused_nodes import (
+    SEARCH_PRIMITIVES,
+    fused_derived_step,
+    fused_search_step,
+    kernels_apply,
+    normalised_node,
+)
 from dartsrenet.genotypes import NUM_NODES, Genotype, num_edges
 from dartsrenet.registry import lookup
 from dartsrenet.variants import Variant, get_variant
@@ -684,11 +690,20 @@ class DartsSearchCell(_DartsCellBase):
         self.architecture = architecture
         self.node_norm = DirectionalBatchNorm(hidden_size, affine=False)
         self._columns = [column for column, name in enumerate(architecture.primitives) if name != NONE]
-        self._primitives = [get_activation(architecture.primitives[column]) for column in self._columns]
+        self._primitive_names = tuple(architecture.primitives[column] for column in self._columns)
+        self._primitives = [get_activation(name) for name in self._primitive_names]
 
-    def mixing_weights(self) -> list[tuple[Tensor, Tensor]]:
-        """Per node i: (p_f per primitive f ≠ none (F, 1, i, 1, 1), P = Σ_{f≠none} p_f (1, i, 1, 1))."""
-        probabilities = self.architecture.probabilities()[:, self._columns]  # (36, F): 'none' contributes nothing
+    def edge_probabilities(self) -> Tensor:
+        """softmax(α) without the 'none' column (it contributes nothing), (36, F)."""
+        return self.architecture.probabilities()[:, self._columns]
+
+    def mixing_weights(self, probabilities: Tensor | None = None) -> list[tuple[Tensor, Tensor]]:
+        """Per node i: (p_f per primitive f ≠ none (F, 1, i, 1, 1), P = Σ_{f≠none} p_f (1, i, 1, 1)).
+
+        Args:
+            probabilities: :meth:`edge_probabilities`, computed if not given.
+        """
+        probabilities = self.edge_probabilities() if probabilities is None else probabilities
         weights, first_edge = [], 0
         for node in range(1, self.num_nodes + 1):
             edges = probabilities[first_edge : first_edge + node]  # (i, F): edges j→i, j = 0 … i−1
@@ -697,15 +712,27 @@ class DartsSearchCell(_DartsCellBase):
         return weights
 
     def nodes(
-        self, previous: Tensor, projection: Tensor, t: int = 0, mixing: list[tuple[Tensor, Tensor]] | None = None
+        self,
+        previous: Tensor,
+        projection: Tensor,
+        t: int = 0,
+        mixing: list[tuple[Tensor, Tensor]] | None = None,
+        probabilities: Tensor | None = None,
     ) -> Tensor:
-        """:meth:`_DartsCellBase.nodes`; ``mixing`` is :meth:`mixing_weights`, computed if not given.
+        """:meth:`_DartsCellBase.nodes`; ``mixing`` (:meth:`mixing_weights`) and ``probabilities``
+        (:meth:`edge_probabilities`) are computed if not given.
 
-        The shared node BatchNorm uses slot t·(nodes+1) + node.
+        The shared node BatchNorm uses slot t·(nodes+1) + node. On the CPU the whole step
+        runs as fused kernels (:func:`~dartsrenet.fused_nodes.fused_search_step`).
         """
-        mixing = self.mixing_weights() if mixing is None else mixing
-        mix = _fused(mixed_node)
         first_slot = t * (self.num_nodes + 1)
+        if self._primitive_names == SEARCH_PRIMITIVES and kernels_apply(
+            previous, projection, [INPUT_ACTIVATION], [self.node_norm], [*self.node_weights, self.architecture.alpha]
+        ):
+            probabilities = self.edge_probabilities() if probabilities is None else probabilities
+            return fused_search_step(previous, projection, probabilities, list(self.node_weights), self.node_norm, first_slot)
+        mixing = self.mixing_weights(probabilities) if mixing is None else mixing
+        mix = _fused(mixed_node)
         states = [normalised_gated_node(previous, projection, INPUT_ACTIVATION, self.node_norm, first_slot)]
         for node in range(1, self.num_nodes + 1):
             sources = torch.stack([state.transpose(0, 1) for state in states]).permute(2, 0, 1, 3)  # (2, i, B, h)
@@ -715,8 +742,9 @@ class DartsSearchCell(_DartsCellBase):
         return _average(states[1:])
 
     def _sweep_nodes(self) -> Callable[[Tensor, Tensor, int], Tensor]:
-        mixing = self.mixing_weights()  # softmax(α) once per sweep, not per step
-        return lambda previous, projection, t: self.nodes(previous, projection, t, mixing)
+        probabilities = self.edge_probabilities()  # softmax(α) once per sweep, not per step
+        mixing = self.mixing_weights(probabilities)
+        return lambda previous, projection, t: self.nodes(previous, projection, t, mixing, probabilities)
 
 
 class _TorchRNNCell(BidirectionalCell):

@@ -73,13 +73,15 @@ class NormArguments:
         return cls(norm.weight, norm.bias, batch_stats, mean, var, norm.eps)
 
 
-def node_forward(source: Tensor, projection: Tensor, code: int, norm: NormArguments, statistics: Tensor) -> Tensor:
-    """y = BN(s + σ(c) ⊙ (f(ĥ) − s)), a new (2, B, h) tensor.
+def node_forward(
+    source: Tensor, projection: Tensor, code: int, norm: NormArguments, statistics: Tensor, out: Tensor | None = None
+) -> Tensor:
+    """y = BN(s + σ(c) ⊙ (f(ĥ) − s)), into ``out`` or a new (2, B, h) tensor.
 
     ``statistics`` (3, 2h) receives the mean, biased variance and 1/√(var + ε) used.
     """
     _, rows, hidden = source.shape
-    out = source.new_empty(2, rows, hidden)
+    out = source.new_empty(2, rows, hidden) if out is None else out
     mean, var, invstd = statistics.unbind(0)
     status = _kernel("node_forward", source.dtype)(
         projection.data_ptr(), projection.stride(0), projection.stride(1),
@@ -375,4 +377,154 @@ def fused_derived_step(
     for node, norm in enumerate(norms):
         if plan.norms[node].batch_stats:
             _record(norm, slot, plan.statistics[node], previous.shape[1])
+    return output
+
+
+# --- one step of the search cell ---------------------------------------------------------
+SEARCH_PRIMITIVES = ("tanh", "relu", "sigmoid", "identity")
+"""The non-``none`` primitives the mixed-node kernel knows, in the order of its mixing weights."""
+
+
+def mixed_forward(
+    sources: Tensor, projection: Tensor, weights: Tensor, norm: NormArguments, statistics: Tensor, out: Tensor
+) -> None:
+    """out = BN(Σ_j Σ_f w_jf · node_update(s_j, σ(c_j), f(ĥ_j))) (eq. 8), BatchNorm without affine parameters.
+
+    Args:
+        sources: s_0 … s_{i−1}, (2, i, B, h).
+        projection: [c_j, ĥ_j] = s_j·W_i, (2, i, B, 2h).
+        weights: w_jf = softmax(α)[j→i, f] for f in :data:`SEARCH_PRIMITIVES`, (i, 4), contiguous.
+        norm: the shared node norm at this node's slot.
+        statistics: (3, 2h), receives mean, biased variance, 1/σ.
+        out: (2, B, h), written.
+    """
+    _, count, rows, hidden = sources.shape
+    mean, var, invstd = statistics.unbind(0)
+    status = _kernel("mixed_forward", sources.dtype)(
+        projection.data_ptr(), *projection.stride()[:3],
+        sources.data_ptr(), *sources.stride()[:3],
+        count, rows, hidden, weights.data_ptr(),
+        int(norm.batch_stats), _pointer(norm.running_mean), _pointer(norm.running_var), norm.eps,
+        out.data_ptr(), out.stride(0), out.stride(1),
+        mean.data_ptr(), var.data_ptr(), invstd.data_ptr(), torch.get_num_threads(),
+    )  # fmt: skip
+    _check(status, "mixed_forward")
+
+
+def mixed_backward(
+    grad: Tensor, out: Tensor, sources: Tensor, projection: Tensor, weights: Tensor, batch_stats: bool,
+    statistics: Tensor, scratch: Tensor, grad_sources: Tensor, grad_projection: Tensor,
+) -> Tensor:  # fmt: skip
+    """Backward of :func:`mixed_forward`: adds to ``grad_sources``, writes ``grad_projection``;
+    returns the gradient of the mixing weights (i, 4)."""
+    _, count, rows, hidden = sources.shape
+    grad_weights = torch.empty_like(weights)
+    status = _kernel("mixed_backward", sources.dtype)(
+        grad.data_ptr(), grad.stride(0), grad.stride(1),
+        out.data_ptr(), out.stride(0), out.stride(1),
+        projection.data_ptr(), *projection.stride()[:3],
+        sources.data_ptr(), *sources.stride()[:3],
+        count, rows, hidden, weights.data_ptr(),
+        statistics[2].data_ptr(), int(batch_stats), scratch.data_ptr(),
+        grad_sources.data_ptr(), *grad_sources.stride()[:3],
+        grad_projection.data_ptr(), *grad_projection.stride()[:3],
+        grad_weights.data_ptr(), torch.get_num_threads(),
+    )  # fmt: skip
+    _check(status, "mixed_backward")
+    return grad_weights
+
+
+def _directions(weight: Tensor) -> Tensor:
+    """W as (2, h, 2h): a weight shared by both directions (D = 1) expanded without a copy."""
+    return weight.expand(2, *weight.shape[1:])
+
+
+@dataclass
+class _SearchPlan:
+    """The constants of one search-cell step: the shared node norm at slots t·(n+1) … t·(n+1)+n."""
+
+    nodes: int
+    norms: list[NormArguments]
+    statistics: Tensor  # (n + 1, 3, 2h), filled by the forward pass
+
+
+class _FusedSearchStep(torch.autograd.Function):
+    """h_t of the search cell from h_{t−1} and the input node's projection (paper eq. 7–8)."""
+
+    @staticmethod
+    def forward(ctx, plan: _SearchPlan, previous: Tensor, projection: Tensor, mixing: Tensor, *weights: Tensor):
+        _, rows, hidden = previous.shape
+        states = previous.new_empty(2, plan.nodes + 1, rows, hidden)  # s_0 … s_n, after their BatchNorms
+        node_forward(previous, projection, ACTIVATION_CODES["tanh"], plan.norms[0], plan.statistics[0], states[:, 0])
+        projections, first_edge = [], 0
+        for node in range(1, plan.nodes + 1):
+            sources = states[:, :node]  # (2, i, B, h), a view
+            flat = sources.view(2, node * rows, hidden)  # a view: (i, B) are contiguous within a direction
+            projections.append(torch.bmm(flat, _directions(weights[node - 1])).view(2, node, rows, 2 * hidden))
+            edges = mixing[first_edge : first_edge + node]
+            mixed_forward(sources, projections[-1], edges, plan.norms[node], plan.statistics[node], states[:, node])
+            first_edge += node
+        ctx.plan = plan
+        ctx.save_for_backward(previous, projection, mixing, states, *projections, *weights)
+        return states[:, 1:].mean(dim=1)  # h_t = mean of s_1 … s_n
+
+    @staticmethod
+    def backward(ctx, grad_output: Tensor):
+        plan = ctx.plan
+        previous, projection, mixing, states, *rest = ctx.saved_tensors
+        projections, weights = rest[: plan.nodes], rest[plan.nodes :]
+        _, rows, hidden = previous.shape
+        grads = torch.zeros_like(states)  # each state's gradient, accumulated as later nodes are visited
+        grads[:, 1:] = grad_output.unsqueeze(1) / plan.nodes
+        grad_mixing = torch.zeros_like(mixing)
+        grad_weights: list[Tensor] = [None] * plan.nodes  # type: ignore[list-item]
+        scratch = previous.new_empty(rows * 2 * 2 * hidden)
+        for node in range(plan.nodes, 0, -1):
+            first_edge = node * (node - 1) // 2
+            sources, grad_sources = states[:, :node], grads[:, :node]
+            grad_projection = torch.empty_like(projections[node - 1])
+            grad_mixing[first_edge : first_edge + node] = mixed_backward(
+                grads[:, node], states[:, node], sources, projections[node - 1], mixing[first_edge : first_edge + node],
+                plan.norms[node].batch_stats, plan.statistics[node], scratch, grad_sources, grad_projection,
+            )  # fmt: skip
+            weight = _directions(weights[node - 1])
+            flat_projection = grad_projection.view(2, node * rows, 2 * hidden)
+            grad_sources.view(2, node * rows, hidden).baddbmm_(flat_projection, weight.transpose(1, 2))
+            grad_weight = torch.bmm(sources.view(2, node * rows, hidden).transpose(1, 2), flat_projection)
+            grad_weights[node - 1] = grad_weight.sum(0, keepdim=True) if weights[node - 1].shape[0] == 1 else grad_weight
+        grad_previous, grad_input_projection = torch.empty_like(previous), torch.empty_like(projection)
+        node_backward(
+            grads[:, 0], 1.0, None, previous, projection, ACTIVATION_CODES["tanh"], None, plan.norms[0].batch_stats,
+            plan.statistics[0], scratch, grad_previous, False, grad_input_projection,
+        )  # fmt: skip
+        return None, grad_previous, grad_input_projection, grad_mixing, *grad_weights
+
+
+def fused_search_step(
+    previous: Tensor, projection: Tensor, mixing: Tensor, node_weights: Sequence[Tensor], norm, slot: int
+) -> Tensor:
+    """One step of the search cell with the fused kernels (see :func:`kernels_apply`).
+
+    Args:
+        previous: h_{t−1}, (2, B, h).
+        projection: the input node's [c_0, ĥ_0], (2, B, 2h).
+        mixing: softmax(α) over all primitives without the ``none`` column, (edges, 4),
+            columns in the order of :data:`SEARCH_PRIMITIVES`.
+        node_weights: W_1 … W_n, each (D, h, 2h).
+        norm: the shared affine-free node BatchNorm.
+        slot: the first of the step's n + 1 statistics slots, t·(n + 1).
+
+    Returns:
+        h_t, (2, B, h), contiguous; in training mode the norm's running statistics of the
+        step's slots are updated.
+    """
+    nodes = len(node_weights)
+    plan = _SearchPlan(
+        nodes=nodes,
+        norms=[NormArguments.of(norm, slot + node) for node in range(nodes + 1)],
+        statistics=previous.new_empty(nodes + 1, 3, norm.num_features),
+    )
+    output = _FusedSearchStep.apply(plan, previous, projection, mixing.contiguous(), *node_weights)
+    if plan.norms[0].batch_stats and norm.training and norm.track_running_stats:
+        norm.record(slot, plan.statistics[:, 0], plan.statistics[:, 1], previous.shape[1], biased=True)
     return output

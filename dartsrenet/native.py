@@ -68,6 +68,26 @@ BACKWARD_ARGTYPES = (
     + [_pointer, _pointer, _int]  # grad γ, grad β, threads
 )
 
+MIXED_FORWARD_ARGTYPES = (
+    [_pointer, _int64, _int64, _int64]  # projection, its direction, source and row strides
+    + [_pointer, _int64, _int64, _int64]  # states, strides
+    + [_int, _int64, _int64, _pointer]  # sources, rows, h, mixing weights
+    + [_int, _pointer, _pointer, _double]  # batch statistics?, running mean, running variance, ε
+    + [_pointer, _int64, _int64]  # out, strides
+    + [_pointer] * 3  # mean, var, 1/σ
+    + [_int]  # threads
+)
+MIXED_BACKWARD_ARGTYPES = (
+    [_pointer, _int64, _int64]  # grad, strides
+    + [_pointer, _int64, _int64]  # out, strides
+    + [_pointer, _int64, _int64, _int64]  # projection, strides
+    + [_pointer, _int64, _int64, _int64]  # states, strides
+    + [_int, _int64, _int64, _pointer]  # sources, rows, h, mixing weights
+    + [_pointer, _int, _pointer]  # 1/σ, batch statistics?, scratch
+    + [_pointer, _int64, _int64, _int64]  # grad states (added to), strides
+    + [_pointer, _int64, _int64, _int64]  # grad projection, strides
+    + [_pointer, _int]  # grad mixing weights, threads
+)
 MEAN_ARGTYPES = [ctypes.POINTER(_pointer), _int, _int64, _pointer, _int]  # states, count, size, out, threads
 
 _STATE: dict = {"enabled": os.environ.get(ENV_SWITCH, "1") != "0", "library": None, "failed": False}
@@ -152,6 +172,9 @@ def library() -> ctypes.CDLL | None:
                 forward, backward = getattr(loaded, "node_forward" + suffix), getattr(loaded, "node_backward" + suffix)
                 forward.argtypes, forward.restype = FORWARD_ARGTYPES, _int
                 backward.argtypes, backward.restype = BACKWARD_ARGTYPES, _int
+                for name, argtypes in (("mixed_forward", MIXED_FORWARD_ARGTYPES), ("mixed_backward", MIXED_BACKWARD_ARGTYPES)):
+                    function = getattr(loaded, name + suffix)
+                    function.argtypes, function.restype = argtypes, _int
                 mean = getattr(loaded, "mean_of_states" + suffix)
                 mean.argtypes, mean.restype = MEAN_ARGTYPES, None
         except (OSError, RuntimeError) as error:

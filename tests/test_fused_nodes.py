@@ -14,7 +14,7 @@ import pytest
 import torch
 
 from dartsrenet import native
-from dartsrenet.cells import DartsCell, DirectionalBatchNorm, gated_node
+from dartsrenet.cells import ArchitectureWeights, DartsCell, DartsSearchCell, DirectionalBatchNorm, gated_node
 from dartsrenet.fused_nodes import ACTIVATION_CODES, kernels_apply, mean_of_states, normalised_node
 from dartsrenet.genotypes import PAPER_GENOTYPES, Genotype
 from dartsrenet.activations import get_activation
@@ -189,3 +189,47 @@ def test_build_goes_to_the_cache_and_is_reused(monkeypatch, tmp_path):
     monkeypatch.setitem(native._STATE, "library", None)
     assert native.library() is not None
     assert built[0].stat().st_mtime_ns == stamp  # loaded, not rebuilt
+
+
+def run_search_cell(fused, variant, dtype, steps=3):
+    torch.manual_seed(2)
+    native.set_native(fused)
+    architecture = ArchitectureWeights()
+    with torch.no_grad():
+        architecture.alpha.normal_()  # far from uniform, so every primitive's weight matters
+    cell = DartsSearchCell(7, HIDDEN, architecture, variant).to(dtype)
+    results = []
+    for training in [True] * steps + [False]:
+        cell.train(training)
+        cell.zero_grad(set_to_none=True)
+        x = torch.randn(4, BATCH, 7, dtype=dtype, requires_grad=True)
+        out = cell.sweep(x)
+        out.backward(torch.randn_like(out))
+        results.append((out.detach(), x.grad, {name: p.grad for name, p in cell.named_parameters()}))
+    return results, {name: value.clone() for name, value in cell.state_dict().items()}
+
+
+@needs_compiler
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+@pytest.mark.parametrize("variant", ["vanilla", "sigmoid_weighting", "directional_weight_sharing"])
+def test_fused_search_cell_equals_eager(variant, dtype):
+    """Whole sweeps of the search cell, α's gradient included."""
+    fused_results, fused_state = run_search_cell(True, variant, dtype)
+    eager_results, eager_state = run_search_cell(False, variant, dtype)
+    tolerance = TOLERANCE[dtype] if dtype == torch.float64 else {"rtol": 2e-3, "atol": 2e-3}
+    for (out, x_grad, grads), (expected, x_expected, expected_grads) in zip(fused_results, eager_results, strict=True):
+        torch.testing.assert_close(out, expected, **tolerance)
+        torch.testing.assert_close(x_grad, x_expected, **tolerance)
+        assert grads.keys() == expected_grads.keys()
+        for name, grad in expected_grads.items():
+            torch.testing.assert_close(grads[name], grad, **tolerance, msg=lambda m, name=name: f"{name}: {m}")
+    for name, value in eager_state.items():
+        torch.testing.assert_close(fused_state[name], value, **tolerance, msg=lambda m, name=name: f"{name}: {m}")
+
+
+def test_search_cell_with_other_primitives_runs_eagerly():
+    """The mixed-node kernel knows tanh, relu, sigmoid, identity in that order; other sets run eagerly."""
+    architecture = ArchitectureWeights(primitives=("none", "relu", "tanh"))
+    cell = DartsSearchCell(7, HIDDEN, architecture)
+    out = cell.sweep(torch.randn(4, BATCH, 7))
+    assert out.shape == (4, BATCH, 2 * HIDDEN) and torch.isfinite(out).all()

@@ -119,48 +119,18 @@ static inline void FN(sum_partials)(const double *partial, int threads, int64_t 
 }
 
 /*
- * Forward pass of node + BatchNorm over `rows` = B rows.
- *
- * projection: [c ‖ ĥ] (2, B, 2h) and state: s (2, B, h), each with its (direction, row)
- * strides; weight, bias: γ, β (2h) or NULL (a BatchNorm without affine parameters);
- * batch_stats: 1 normalises with the batch's statistics, 0 with running_mean/var;
- * out: y (2, B, h) with its strides, written; mean, var, invstd: (2h), written: the
- * statistics used (var biased) and 1/√(var + ε). Nothing else is kept: the backward pass
- * recomputes g, a and x̂ from the projection and the state.
- * Returns 0, or 1 when memory ran out.
+ * The BatchNorm of a forward pass, once u is in out and the per-thread Σu, Σu² are in
+ * partial: the statistics (batch or running), then y = γ(u − μ)/σ + β in place.
  */
-int FN(node_forward)(
-    const SCALAR *projection, int64_t projection_dir, int64_t projection_row,
-    const SCALAR *state, int64_t state_dir, int64_t state_row,
-    int64_t rows, int64_t h, int act,
-    const SCALAR *weight, const SCALAR *bias,
+static int FN(finish_norm)(
+    const double *partial, int threads, int64_t rows, int64_t h, const SCALAR *weight, const SCALAR *bias,
     int batch_stats, const SCALAR *running_mean, const SCALAR *running_var, double eps,
-    SCALAR *out, int64_t out_dir, int64_t out_row,
-    SCALAR *mean, SCALAR *var, SCALAR *invstd, int threads)
+    SCALAR *out, int64_t out_dir, int64_t out_row, SCALAR *mean, SCALAR *var, SCALAR *invstd)
 {
     const int64_t width = 2 * h;
-    double *partial = calloc((size_t)threads * 2 * width, sizeof(double)); /* per thread: Σu, Σu² */
-    SCALAR *affine = malloc(sizeof(SCALAR) * 2 * width);                     /* γ/σ, β − μγ/σ */
-    if (partial == NULL || affine == NULL) {
-        free(partial);
-        free(affine);
+    SCALAR *affine = malloc(sizeof(SCALAR) * 2 * width); /* γ/σ, β − μγ/σ */
+    if (affine == NULL)
         return 1;
-    }
-    /* pass 1: u (into out) and the per-thread feature sums */
-#pragma omp parallel num_threads(threads)
-    {
-        int64_t first, last;
-        int thread, team;
-        thread_rows(rows, &first, &last, &thread, &team);
-        double *sum = partial + (int64_t)thread * 2 * width, *square = sum + width;
-        for (int64_t b = first; b < last; ++b) {
-            for (int d = 0; d < 2; ++d) {
-                DISPATCH_ACTIVATION(FN(forward_row)(
-                    projection + d * projection_dir + b * projection_row, state + d * state_dir + b * state_row,
-                    h, act_, out + d * out_dir + b * out_row, sum + d * h, square + d * h))
-            }
-        }
-    }
     SCALAR *scale = affine, *shift = affine + width;
     for (int64_t c = 0; c < width; ++c) {
         double mu, sigma2;
@@ -183,7 +153,6 @@ int FN(node_forward)(
         scale[c] = (SCALAR)(gamma * inv);
         shift[c] = (SCALAR)(beta - mu * gamma * inv);
     }
-    /* pass 2: y = γ(u − μ)/σ + β, in place */
 #pragma omp parallel for num_threads(threads) schedule(static)
     for (int64_t b = 0; b < rows; ++b) {
         for (int d = 0; d < 2; ++d) {
@@ -194,9 +163,53 @@ int FN(node_forward)(
                 y[k] = y[k] * a[k] + c[k];
         }
     }
-    free(partial);
     free(affine);
     return 0;
+}
+
+/*
+ * Forward pass of node + BatchNorm over `rows` = B rows.
+ *
+ * projection: [c ‖ ĥ] (2, B, 2h) and state: s (2, B, h), each with its (direction, row)
+ * strides; weight, bias: γ, β (2h) or NULL (a BatchNorm without affine parameters);
+ * batch_stats: 1 normalises with the batch's statistics, 0 with running_mean/var;
+ * out: y (2, B, h) with its strides, written; mean, var, invstd: (2h), written: the
+ * statistics used (var biased) and 1/√(var + ε). Nothing else is kept: the backward pass
+ * recomputes g, a and x̂ from the projection and the state.
+ * Returns 0, or 1 when memory ran out.
+ */
+int FN(node_forward)(
+    const SCALAR *projection, int64_t projection_dir, int64_t projection_row,
+    const SCALAR *state, int64_t state_dir, int64_t state_row,
+    int64_t rows, int64_t h, int act,
+    const SCALAR *weight, const SCALAR *bias,
+    int batch_stats, const SCALAR *running_mean, const SCALAR *running_var, double eps,
+    SCALAR *out, int64_t out_dir, int64_t out_row,
+    SCALAR *mean, SCALAR *var, SCALAR *invstd, int threads)
+{
+    const int64_t width = 2 * h;
+    double *partial = calloc((size_t)threads * 2 * width, sizeof(double)); /* per thread: Σu, Σu² */
+    if (partial == NULL)
+        return 1;
+    /* pass 1: u (into out) and the per-thread feature sums */
+#pragma omp parallel num_threads(threads)
+    {
+        int64_t first, last;
+        int thread, team;
+        thread_rows(rows, &first, &last, &thread, &team);
+        double *sum = partial + (int64_t)thread * 2 * width, *square = sum + width;
+        for (int64_t b = first; b < last; ++b) {
+            for (int d = 0; d < 2; ++d) {
+                DISPATCH_ACTIVATION(FN(forward_row)(
+                    projection + d * projection_dir + b * projection_row, state + d * state_dir + b * state_row,
+                    h, act_, out + d * out_dir + b * out_row, sum + d * h, square + d * h))
+            }
+        }
+    }
+    const int status = FN(finish_norm)(partial, threads, rows, h, weight, bias, batch_stats, running_mean,
+                                       running_var, eps, out, out_dir, out_row, mean, var, invstd);
+    free(partial);
+    return status;
 }
 
 /*
@@ -277,6 +290,194 @@ int FN(node_backward)(
         }
     }
     free(partial);
+    free(terms);
+    return 0;
+}
+
+/* ---- search-cell nodes: the mixture of eq. 8 over all predecessors, then an affine-free BatchNorm ---- */
+
+/* One direction of one row: u = Σ_j [K_j s_j + g_j (m_j − K_j s_j)], m_j = Σ_f w_jf f(ĥ_j), K_j = Σ_f w_jf. */
+static inline __attribute__((always_inline)) void FN(mixed_forward_row)(
+    const SCALAR *restrict projection, int64_t projection_source, const SCALAR *restrict state,
+    int64_t state_source, int sources, int64_t h, const SCALAR *restrict weights,
+    SCALAR *restrict update, double *restrict sum, double *restrict square)
+{
+#pragma omp simd
+    for (int64_t k = 0; k < h; ++k)
+        update[k] = 0;
+    for (int j = 0; j < sources; ++j) {
+        const SCALAR *restrict p = projection + j * projection_source, *restrict s = state + j * state_source;
+        const SCALAR w_tanh = weights[4 * j], w_relu = weights[4 * j + 1];
+        const SCALAR w_sigmoid = weights[4 * j + 2], w_identity = weights[4 * j + 3];
+        const SCALAR kept = w_tanh + w_relu + w_sigmoid + w_identity;
+#pragma omp simd
+        for (int64_t k = 0; k < h; ++k) {
+            const SCALAR g = (SCALAR)1 / ((SCALAR)1 + EXP(-p[k]));
+            const SCALAR x = p[h + k];
+            const SCALAR mixed = w_tanh * TANH(x) + w_relu * (x > 0 ? x : (SCALAR)0)
+                               + w_sigmoid / ((SCALAR)1 + EXP(-x)) + w_identity * x;
+            const SCALAR held = kept * s[k];
+            update[k] += held + g * (mixed - held);
+        }
+    }
+#pragma omp simd
+    for (int64_t k = 0; k < h; ++k) {
+        sum[k] += update[k];
+        square[k] += (double)update[k] * update[k];
+    }
+}
+
+/*
+ * Forward pass of a search node + BatchNorm without affine parameters (SPEC §3).
+ *
+ * state: s_0 … s_{i−1} (2, i, B, h) and projection: [c_j ‖ ĥ_j] = s_j·W_i (2, i, B, 2h), each
+ * with (direction, source, row) strides; weights: w_jf = softmax(α)[j→i, f] (i, 4) for
+ * f = tanh, relu, sigmoid, identity (contiguous); other arguments as FN(node_forward).
+ */
+int FN(mixed_forward)(
+    const SCALAR *projection, int64_t projection_dir, int64_t projection_source, int64_t projection_row,
+    const SCALAR *state, int64_t state_dir, int64_t state_source, int64_t state_row,
+    int sources, int64_t rows, int64_t h, const SCALAR *weights,
+    int batch_stats, const SCALAR *running_mean, const SCALAR *running_var, double eps,
+    SCALAR *out, int64_t out_dir, int64_t out_row,
+    SCALAR *mean, SCALAR *var, SCALAR *invstd, int threads)
+{
+    const int64_t width = 2 * h;
+    double *partial = calloc((size_t)threads * 2 * width, sizeof(double));
+    if (partial == NULL)
+        return 1;
+#pragma omp parallel num_threads(threads)
+    {
+        int64_t first, last;
+        int thread, team;
+        thread_rows(rows, &first, &last, &thread, &team);
+        double *sum = partial + (int64_t)thread * 2 * width, *square = sum + width;
+        for (int64_t b = first; b < last; ++b)
+            for (int d = 0; d < 2; ++d)
+                FN(mixed_forward_row)(
+                    projection + d * projection_dir + b * projection_row, projection_source,
+                    state + d * state_dir + b * state_row, state_source, sources, h, weights,
+                    out + d * out_dir + b * out_row, sum + d * h, square + d * h);
+    }
+    const int status = FN(finish_norm)(partial, threads, rows, h, NULL, NULL, batch_stats, running_mean,
+                                       running_var, eps, out, out_dir, out_row, mean, var, invstd);
+    free(partial);
+    return status;
+}
+
+/*
+ * Backward pass of FN(mixed_forward). Without affine parameters x̂ = y, the output itself.
+ * With du = (1/σ)(dy − Σdy/N − y·Σdy·y/N) (batch statistics; else du = dy/σ), per source j:
+ *
+ *     ds_j += du ⊙ K_j (1 − g_j),   dc_j = du ⊙ (m_j − K_j s_j) ⊙ g_j (1 − g_j),
+ *     dĥ_j = du ⊙ g_j ⊙ Σ_f w_jf f'(ĥ_j),   dw_jf = Σ du ⊙ (s_j (1 − g_j) + g_j f(ĥ_j)).
+ *
+ * grad: dy (2, B, h); out: y as the forward pass wrote it; grad_state: (2, i, B, h), added
+ * to; grad_projection: (2, i, B, 2h), written; grad_weights: (i, 4), written; scratch:
+ * B·2·h values of work space; strides as in the forward pass.
+ */
+int FN(mixed_backward)(
+    const SCALAR *grad, int64_t grad_dir, int64_t grad_row,
+    const SCALAR *out, int64_t out_dir, int64_t out_row,
+    const SCALAR *projection, int64_t projection_dir, int64_t projection_source, int64_t projection_row,
+    const SCALAR *state, int64_t state_dir, int64_t state_source, int64_t state_row,
+    int sources, int64_t rows, int64_t h, const SCALAR *weights,
+    const SCALAR *invstd, int batch_stats, SCALAR *scratch,
+    SCALAR *grad_state, int64_t grad_state_dir, int64_t grad_state_source, int64_t grad_state_row,
+    SCALAR *grad_projection, int64_t grad_projection_dir, int64_t grad_projection_source,
+    int64_t grad_projection_row, SCALAR *grad_weights, int threads)
+{
+    const int64_t width = 2 * h;
+    double *partial = calloc((size_t)threads * 2 * width, sizeof(double));      /* Σdy, Σdy·y */
+    double *weight_partial = calloc((size_t)threads * 4 * sources, sizeof(double)); /* dw_jf per thread */
+    SCALAR *terms = malloc(sizeof(SCALAR) * 2 * width);                           /* Σdy/N, Σdy·y/N */
+    if (partial == NULL || weight_partial == NULL || terms == NULL) {
+        free(partial);
+        free(weight_partial);
+        free(terms);
+        return 1;
+    }
+#pragma omp parallel num_threads(threads)
+    {
+        int64_t first, last;
+        int thread, team;
+        thread_rows(rows, &first, &last, &thread, &team);
+        double *sum = partial + (int64_t)thread * 2 * width, *dot = sum + width;
+        for (int64_t b = first; b < last; ++b)
+            for (int d = 0; d < 2; ++d) {
+                const SCALAR *restrict dy = grad + d * grad_dir + b * grad_row, *restrict y = out + d * out_dir + b * out_row;
+                double *restrict s = sum + d * h, *restrict p = dot + d * h;
+#pragma omp simd
+                for (int64_t k = 0; k < h; ++k) {
+                    s[k] += dy[k];
+                    p[k] += (double)dy[k] * y[k];
+                }
+            }
+    }
+    SCALAR *grad_mean = terms, *grad_y_mean = terms + width;
+    for (int64_t c = 0; c < width; ++c) {
+        double total, total_dot;
+        FN(sum_partials)(partial, threads, width, c, &total, &total_dot);
+        grad_mean[c] = batch_stats ? (SCALAR)(total / (double)rows) : (SCALAR)0;
+        grad_y_mean[c] = batch_stats ? (SCALAR)(total_dot / (double)rows) : (SCALAR)0;
+    }
+#pragma omp parallel num_threads(threads)
+    {
+        int64_t first, last;
+        int thread, team;
+        thread_rows(rows, &first, &last, &thread, &team);
+        double *restrict weight_sums = weight_partial + (int64_t)thread * 4 * sources;
+        for (int64_t b = first; b < last; ++b)
+            for (int d = 0; d < 2; ++d) {
+                const SCALAR *restrict dy = grad + d * grad_dir + b * grad_row, *restrict y = out + d * out_dir + b * out_row;
+                const SCALAR *restrict inv = invstd + d * h, *restrict gm = grad_mean + d * h, *restrict gym = grad_y_mean + d * h;
+                SCALAR *restrict du = scratch + (b * 2 + d) * h;
+#pragma omp simd
+                for (int64_t k = 0; k < h; ++k)
+                    du[k] = inv[k] * (dy[k] - gm[k] - y[k] * gym[k]);
+                for (int j = 0; j < sources; ++j) {
+                    const SCALAR *restrict p = projection + d * projection_dir + j * projection_source + b * projection_row;
+                    const SCALAR *restrict s = state + d * state_dir + j * state_source + b * state_row;
+                    SCALAR *restrict gs = grad_state + d * grad_state_dir + j * grad_state_source + b * grad_state_row;
+                    SCALAR *restrict gp = grad_projection + d * grad_projection_dir + j * grad_projection_source
+                                        + b * grad_projection_row;
+                    const SCALAR w_tanh = weights[4 * j], w_relu = weights[4 * j + 1];
+                    const SCALAR w_sigmoid = weights[4 * j + 2], w_identity = weights[4 * j + 3];
+                    const SCALAR kept = w_tanh + w_relu + w_sigmoid + w_identity;
+                    double d_tanh = 0, d_relu = 0, d_sigmoid = 0, d_identity = 0;
+#pragma omp simd reduction(+ : d_tanh, d_relu, d_sigmoid, d_identity)
+                    for (int64_t k = 0; k < h; ++k) {
+                        const SCALAR g = (SCALAR)1 / ((SCALAR)1 + EXP(-p[k]));
+                        const SCALAR x = p[h + k];
+                        const SCALAR t = TANH(x), r = x > 0 ? x : (SCALAR)0, q = (SCALAR)1 / ((SCALAR)1 + EXP(-x));
+                        const SCALAR mixed = w_tanh * t + w_relu * r + w_sigmoid * q + w_identity * x;
+                        const SCALAR held = kept * s[k], u = du[k];
+                        const SCALAR slope = w_tanh * ((SCALAR)1 - t * t) + (x > 0 ? w_relu : (SCALAR)0)
+                                           + w_sigmoid * q * ((SCALAR)1 - q) + w_identity;
+                        gs[k] += u * kept * ((SCALAR)1 - g);
+                        gp[k] = u * (mixed - held) * g * ((SCALAR)1 - g);
+                        gp[h + k] = u * g * slope;
+                        const SCALAR common = u * s[k] * ((SCALAR)1 - g), ug = u * g;
+                        d_tanh += common + ug * t;
+                        d_relu += common + ug * r;
+                        d_sigmoid += common + ug * q;
+                        d_identity += common + ug * x;
+                    }
+                    weight_sums[4 * j] += d_tanh;
+                    weight_sums[4 * j + 1] += d_relu;
+                    weight_sums[4 * j + 2] += d_sigmoid;
+                    weight_sums[4 * j + 3] += d_identity;
+                }
+            }
+    }
+    for (int64_t e = 0; e < 4 * (int64_t)sources; ++e) {
+        double total = 0;
+        for (int t = 0; t < threads; ++t)
+            total += weight_partial[(int64_t)t * 4 * sources + e];
+        grad_weights[e] = (SCALAR)total;
+    }
+    free(partial);
+    free(weight_partial);
     free(terms);
     return 0;
 }
