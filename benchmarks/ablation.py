@@ -13,9 +13,13 @@ Times one forward + backward sweep (the first ReNet layer's horizontal sweep, as
 * ``before+unbind``: the same, its sweep reading the steps with ``unbind`` instead of
   ``x[t]`` (each ``x[t]`` of a tensor that needs a gradient costs a zero-filled gradient
   of the whole (T, 2, B, C) input in the backward pass);
-* ``step path``: today's cells through the plain step loop (batch-major states, fused
-  ``lerp`` node update, the search mixture's algebra, no hoisting);
-* ``today``: today's sweep (input projection hoisted out of the recurrence);
+* ``eager step path``: today's cells in eager PyTorch (fused kernels off) through the plain
+  step loop (batch-major states, ``lerp`` node update, the search mixture's algebra, no
+  hoisting);
+* ``eager sweep``: today's sweep in eager PyTorch (+ the input projection hoisted out of the
+  recurrence);
+* ``fused kernels``: today's sweep as it runs by default on a CPU, with the C kernels of
+  ``dartsrenet/fused_nodes.py`` (one autograd node per time step);
 * ``oracle``: ``tests/reference_cells.py``.
 
 Figures are the fastest of ``--rounds`` round-robin rounds.
@@ -40,7 +44,7 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from dartsrenet import cells
+from dartsrenet import cells, native
 from dartsrenet.genotypes import NUM_NODES, PAPER_GENOTYPES, num_edges
 
 
@@ -66,6 +70,19 @@ def old_cells(revision: str, directory: Path):
     unbound = directory / "cells_before_unbind.py"
     unbound.write_text(patched)
     return load_module("cells_before", before), load_module("cells_before_unbind", unbound)
+
+
+def with_kernels(enabled: bool, sweep):
+    """``sweep`` with the fused kernels switched on or off for its forward pass."""
+
+    def run(inputs):
+        native.set_native(enabled)
+        try:
+            return sweep(inputs)
+        finally:
+            native.set_native(True)
+
+    return run
 
 
 def main() -> int:
@@ -105,8 +122,9 @@ def main() -> int:
             "nn.GRU": gru.sweep,
             "before": old.sweep,
             "before+unbind": old_unbind.sweep,
-            "step path": lambda inputs: cells.BidirectionalCell.sweep(today, inputs),
-            "today": today.sweep,
+            "eager step path": with_kernels(False, lambda inputs: cells.BidirectionalCell.sweep(today, inputs)),
+            "eager sweep": with_kernels(False, today.sweep),
+            "fused kernels": with_kernels(True, today.sweep),
             "oracle": lambda inputs: oracle.sweep(inputs, alpha),
         }
         best = {name: float("inf") for name in sweeps}

@@ -25,6 +25,9 @@ Speed (``benchmarks/README.md`` has the figures and what each item bought).
 same thing faster (``tests/test_reference_oracle.py`` checks both against a
 straightforward oracle):
 
+* on the CPU, each time step of a DARTS cell — nodes, BatchNorms, mixture, average — is
+  one autograd node over fused C kernels (:mod:`dartsrenet.fused_nodes`), where they
+  apply; everything below is the eager PyTorch path they replace, and what runs on GPUs;
 * both directions go through one batched matmul per node (one plain matmul when the
   variant shares the weights);
 * the input node's x-part is hoisted out of the recurrence: W_0 = [W_0x ; W_0h] and the
@@ -57,7 +60,6 @@ from dartsrenet.fused_nodes import (
     fused_derived_step,
     fused_search_step,
     kernels_apply,
-    normalised_node,
 )
 from dartsrenet.genotypes import NUM_NODES, Genotype, num_edges
 from dartsrenet.registry import lookup
@@ -98,27 +100,6 @@ def gated_node(state: Tensor, projection: Tensor, activation: Activation) -> Ten
 
 INPUT_ACTIVATION = "tanh"
 """The input node's activation: s_0 = h + σ(c_0) ⊙ (tanh(ĥ_0) − h) (paper eq. 4)."""
-
-
-def normalised_gated_node(
-    state: Tensor, projection: Tensor, activation: tuple[str, Activation] | str, norm: DirectionalBatchNorm, slot: int
-) -> Tensor:
-    """``norm(gated_node(state, projection, f), slot)``: a node and its BatchNorm (SPEC §2).
-
-    On the CPU this is one fused kernel forward and one backward
-    (:mod:`dartsrenet.fused_nodes`); elsewhere :func:`gated_node` (compiled under
-    :func:`set_compile`) and the BatchNorm.
-
-    Args:
-        state: s_p, (2, B, h).
-        projection: [c, ĥ] = s_p·W, (2, B, 2h).
-        activation: f as (name, function), or a name.
-        norm: the node's BatchNorm.
-        slot: its statistics slot.
-    """
-    name, function = (activation, get_activation(activation)) if isinstance(activation, str) else activation
-    update = _fused(gated_node)
-    return normalised_node(state, projection, name, norm, slot, lambda s, p: update(s, p, function))
 
 
 def mixed_node(
@@ -625,7 +606,7 @@ class DartsCell(_DartsCellBase):
         super().__init__(input_size, hidden_size, variant, num_nodes=len(genotype.recurrent))
         self.genotype = genotype
         self.node_norms = nn.ModuleList(DirectionalBatchNorm(hidden_size) for _ in range(self.num_nodes + 1))
-        self._activations = [(name, get_activation(name)) for name in genotype.activations]
+        self._activations = [get_activation(name) for name in genotype.activations]
 
     def nodes(self, previous: Tensor, projection: Tensor, t: int = 0) -> Tensor:
         names = self.genotype.activations
@@ -634,13 +615,12 @@ class DartsCell(_DartsCellBase):
                 previous, projection, names, self.genotype.predecessors, self.genotype.concat,
                 list(self.node_weights), self.node_norms, t,
             )  # fmt: skip
-        states = [normalised_gated_node(previous, projection, INPUT_ACTIVATION, self.node_norms[0], t)]
-        for node, (activation, predecessor) in enumerate(
-            zip(self._activations, self.genotype.predecessors, strict=True), start=1
-        ):
+        update = _fused(gated_node)
+        states = [self.node_norms[0](update(previous, projection, torch.tanh), t)]
+        for node, (activation, predecessor) in enumerate(zip(self._activations, self.genotype.predecessors, strict=True), 1):
             source = states[predecessor]
             projection = directional_matmul(source, self.node_weights[node - 1])  # [c_i, ĥ_i]
-            states.append(normalised_gated_node(source, projection, activation, self.node_norms[node], t))
+            states.append(self.node_norms[node](update(source, projection, activation), t))
         return _average([states[node] for node in self.genotype.concat])
 
 
@@ -733,7 +713,7 @@ class DartsSearchCell(_DartsCellBase):
             return fused_search_step(previous, projection, probabilities, list(self.node_weights), self.node_norm, first_slot)
         mixing = self.mixing_weights(probabilities) if mixing is None else mixing
         mix = _fused(mixed_node)
-        states = [normalised_gated_node(previous, projection, INPUT_ACTIVATION, self.node_norm, first_slot)]
+        states = [self.node_norm(_fused(gated_node)(previous, projection, torch.tanh), first_slot)]
         for node in range(1, self.num_nodes + 1):
             sources = torch.stack([state.transpose(0, 1) for state in states]).permute(2, 0, 1, 3)  # (2, i, B, h)
             projection = directional_matmul(sources, self.node_weights[node - 1])  # (2, i, B, 2h), one matmul

@@ -6,14 +6,16 @@ one C kernel forward and one backward here (``csrc/node_kernels.c``, built by
 dozen forward and two dozen backward, and nothing is saved for the backward pass
 but the projection, which it recomputes g, f(ĥ) and the normalised state from.
 
-Two autograd functions use the kernels:
+Each cell runs one time step as one autograd node, so no per-node autograd bookkeeping,
+gradient sums or stacks remain: its backward pass accumulates every state's gradient in
+place (the node matmuls' input gradients with ``baddbmm_``). The matmuls stay in
+PyTorch (oneDNN/MKL).
 
-* :func:`fused_derived_step` — one time step of a derived cell, the input node and the
-  eight nodes with their BatchNorms and the average h_t, as one autograd node: its
-  backward pass accumulates every state's gradient in place (the node matmuls'
-  input gradients with ``baddbmm_``), so no per-node autograd bookkeeping, gradient sums
-  or stacks remain. The matmuls stay in PyTorch (oneDNN/MKL).
-* :func:`normalised_node` — one node (the search cell's input node).
+* :func:`fused_derived_step` — a derived cell: the input node, the eight nodes with their
+  BatchNorms and the average h_t (eq. 3–6).
+* :func:`fused_search_step` — the search cell: the input node and the eight mixed nodes of
+  eq. 8 with the shared affine-free BatchNorm (a second kernel, ``mixed_forward``, computes
+  a node's whole mixture over predecessors and primitives, and α's gradient).
 
 They apply to CPU tensors in float32 or float64 with the activations tanh, relu,
 sigmoid and identity. Anything else — CUDA/MPS tensors, bf16 autocast, a ``torch.compile``
@@ -30,7 +32,7 @@ States inside the fused step are (2, B, h) direction-major and contiguous, proje
 from __future__ import annotations
 
 import ctypes
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
@@ -114,7 +116,6 @@ def node_backward(
     weight: Tensor | None,
     batch_stats: bool,
     statistics: Tensor,
-    scratch: Tensor,
     grad_state: Tensor,
     accumulate: bool,
     grad_projection: Tensor,
@@ -122,7 +123,6 @@ def node_backward(
     """Backward of :func:`node_forward` for dy = grad_scale·grad + extra (either may be ``None``).
 
     Writes (or adds to) ``grad_state``, writes ``grad_projection``; returns (dγ, dβ).
-    ``scratch`` holds B·2·2h values of work space.
     """
     _, rows, hidden = source.shape
     grad, extra = _inner_contiguous(grad), _inner_contiguous(extra)
@@ -134,7 +134,7 @@ def node_backward(
         projection.data_ptr(), projection.stride(0), projection.stride(1),
         source.data_ptr(), source.stride(0), source.stride(1),
         rows, hidden, code,
-        _pointer(weight), mean.data_ptr(), invstd.data_ptr(), int(batch_stats), scratch.data_ptr(),
+        _pointer(weight), mean.data_ptr(), invstd.data_ptr(), int(batch_stats),
         grad_state.data_ptr(), grad_state.stride(0), grad_state.stride(1), int(accumulate),
         grad_projection.data_ptr(), grad_projection.stride(0), grad_projection.stride(1),
         grad_weight.data_ptr(), grad_bias.data_ptr(), torch.get_num_threads(),
@@ -149,33 +149,6 @@ def mean_of_states(states: Sequence[Tensor]) -> Tensor:
     pointers = (ctypes.c_void_p * len(states))(*(state.data_ptr() for state in states))
     _kernel("mean_of_states", out.dtype)(pointers, len(states), out.numel(), out.data_ptr(), torch.get_num_threads())
     return out
-
-
-def _scratch(source: Tensor) -> Tensor:
-    return source.new_empty(source.shape[1] * 2 * 2 * source.shape[2])
-
-
-# --- one node ------------------------------------------------------------------------
-class _FusedNode(torch.autograd.Function):
-    """:func:`node_forward` with its backward pass."""
-
-    @staticmethod
-    def forward(ctx, source, projection, weight, bias, code, norm, statistics):
-        out = node_forward(source, projection, code, norm, statistics)
-        ctx.save_for_backward(source, projection, weight, statistics)
-        ctx.code, ctx.batch_stats = code, norm.batch_stats
-        return out
-
-    @staticmethod
-    def backward(ctx, grad_out):
-        source, projection, weight, statistics = ctx.saved_tensors
-        grad_state, grad_projection = torch.empty_like(source), source.new_empty(projection.shape)
-        grad_weight, grad_bias = node_backward(
-            grad_out, 1.0, None, source, projection, ctx.code, weight, ctx.batch_stats, statistics,
-            _scratch(source), grad_state, False, grad_projection,
-        )  # fmt: skip
-        affine = weight is not None
-        return grad_state, grad_projection, grad_weight if affine else None, grad_bias if affine else None, None, None, None
 
 
 def _record(norm, slot: int, statistics: Tensor, batch_size: int) -> None:
@@ -211,33 +184,6 @@ def kernels_apply(
         and not (source.shape[1] < 2 and any(norm.uses_batch_statistics() for norm in norms))
         and native.library() is not None
     )
-
-
-def normalised_node(
-    source: Tensor, projection: Tensor, activation: str, norm, slot: int, eager: Callable[[Tensor, Tensor], Tensor]
-) -> Tensor:
-    """``norm(eager(source, projection), slot)``: a DARTS node and its BatchNorm.
-
-    Args:
-        source: the predecessor's state s, (2, B, h).
-        projection: [c, ĥ] = s·W, (2, B, 2h).
-        activation: the name of f (``tanh`` for the input node).
-        norm: the node's :class:`~dartsrenet.cells.DirectionalBatchNorm` over 2h features.
-        slot: its statistics slot (the time step).
-        eager: the node update s + σ(c) ⊙ (f(ĥ) − s) in PyTorch, the fallback.
-
-    Returns:
-        The normalised state (2, B, h); in training mode the running statistics of
-        ``slot`` are updated as ``norm(…, slot)`` would.
-    """
-    if not kernels_apply(source, projection, [activation], [norm]):
-        return norm(eager(source, projection), slot)
-    statistics = source.new_empty(3, norm.num_features)
-    arguments = NormArguments.of(norm, slot)
-    out = _FusedNode.apply(source, projection, norm.weight, norm.bias, ACTIVATION_CODES[activation], arguments, statistics)
-    if arguments.batch_stats:
-        _record(norm, slot, statistics, source.shape[1])
-    return out
 
 
 # --- one step of a derived cell --------------------------------------------------------
@@ -289,7 +235,6 @@ class _FusedDerivedStep(torch.autograd.Function):
         # a state's gradient: grad_output/len(concat) if it is averaged, plus what its successors add to grads[i]
         averaged, share = set(plan.concat), 1.0 / len(plan.concat)
         grads: list[Tensor | None] = [None] * (count + 1)
-        scratch = _scratch(previous)
         grad_projection = torch.empty_like(projections[1]) if count else None
         grad_weights: list[Tensor | None] = [None] * count
         grad_gammas: list[Tensor | None] = [None] * (count + 1)
@@ -305,7 +250,7 @@ class _FusedDerivedStep(torch.autograd.Function):
                 grads[predecessor] = torch.empty_like(states[predecessor])
             grad_gammas[node], grad_betas[node] = node_backward(
                 direct, share, grads[node], sources[node], projections[node], plan.codes[node], norm_weights[node],
-                plan.norms[node].batch_stats, plan.statistics[node], scratch,
+                plan.norms[node].batch_stats, plan.statistics[node],
                 grads[predecessor], accumulate, grad_projection,
             )  # fmt: skip
             source = sources[node]
@@ -325,7 +270,7 @@ class _FusedDerivedStep(torch.autograd.Function):
         else:
             grad_gammas[0], grad_betas[0] = node_backward(
                 direct, share, grads[0], previous, projections[0], plan.codes[0], norm_weights[0], plan.norms[0].batch_stats,
-                plan.statistics[0], scratch, grad_previous, False, grad_input_projection,
+                plan.statistics[0], grad_previous, False, grad_input_projection,
             )  # fmt: skip
         affine = [norm.weight is not None for norm in plan.norms]
         return (
@@ -478,7 +423,7 @@ class _FusedSearchStep(torch.autograd.Function):
         grads[:, 1:] = grad_output.unsqueeze(1) / plan.nodes
         grad_mixing = torch.zeros_like(mixing)
         grad_weights: list[Tensor] = [None] * plan.nodes  # type: ignore[list-item]
-        scratch = previous.new_empty(rows * 2 * 2 * hidden)
+        scratch = previous.new_empty(rows * 2 * hidden)  # du, row by row
         for node in range(plan.nodes, 0, -1):
             first_edge = node * (node - 1) // 2
             sources, grad_sources = states[:, :node], grads[:, :node]
@@ -495,7 +440,7 @@ class _FusedSearchStep(torch.autograd.Function):
         grad_previous, grad_input_projection = torch.empty_like(previous), torch.empty_like(projection)
         node_backward(
             grads[:, 0], 1.0, None, previous, projection, ACTIVATION_CODES["tanh"], None, plan.norms[0].batch_stats,
-            plan.statistics[0], scratch, grad_previous, False, grad_input_projection,
+            plan.statistics[0], grad_previous, False, grad_input_projection,
         )  # fmt: skip
         return None, grad_previous, grad_input_projection, grad_mixing, *grad_weights
 

@@ -62,7 +62,7 @@ BACKWARD_ARGTYPES = (
     + [_pointer, _int64, _int64]  # projection, strides
     + [_pointer, _int64, _int64]  # state, strides
     + [_int64, _int64, _int]  # rows, h, activation code
-    + [_pointer, _pointer, _pointer, _int, _pointer]  # γ (or NULL), mean, 1/σ, batch statistics?, scratch
+    + [_pointer, _pointer, _pointer, _int]  # γ (or NULL), mean, 1/σ, batch statistics?
     + [_pointer, _int64, _int64, _int]  # grad state, strides, accumulate?
     + [_pointer, _int64, _int64]  # grad projection, strides
     + [_pointer, _pointer, _int]  # grad γ, grad β, threads

@@ -14,8 +14,8 @@ import pytest
 import torch
 
 from dartsrenet import native
-from dartsrenet.cells import ArchitectureWeights, DartsCell, DartsSearchCell, DirectionalBatchNorm, gated_node
-from dartsrenet.fused_nodes import ACTIVATION_CODES, kernels_apply, mean_of_states, normalised_node
+from dartsrenet.cells import ArchitectureWeights, DartsCell, DartsSearchCell, DirectionalBatchNorm
+from dartsrenet.fused_nodes import ACTIVATION_CODES, NormArguments, kernels_apply, mean_of_states, node_backward, node_forward
 from dartsrenet.genotypes import PAPER_GENOTYPES, Genotype
 from dartsrenet.activations import get_activation
 
@@ -42,54 +42,71 @@ def test_the_kernels_build_and_load():
     assert native.cache_dir().is_dir()
 
 
-def make_norm(affine, dtype, slots_seen=0):
-    norm = DirectionalBatchNorm(HIDDEN, affine=affine).to(dtype)
-    if affine:
-        with torch.no_grad():
-            norm.weight.uniform_(0.5, 1.5)
-            norm.bias.uniform_(-0.5, 0.5)
-    norm.train()
-    for slot in range(slots_seen):  # give the slots running statistics of their own
-        norm(torch.randn(2, BATCH, HIDDEN, dtype=dtype) * 2 + 1, slot)
-    return norm
-
-
-def run_node(fused, activation, affine, training, dtype, layout):
-    torch.manual_seed(0)
-    native.set_native(fused)
-    norm = make_norm(affine, dtype, slots_seen=2)
-    norm.train(training)
-    if layout == "batch-major":  # states as the eager cells keep them: (B, 2, h) memory
-        source = torch.randn(BATCH, 2, HIDDEN, dtype=dtype).transpose(0, 1)
+def eager_node(source, projection, activation, weight, bias, running, batch_stats, eps=1e-5):
+    """The node + BatchNorm in plain PyTorch, with autograd."""
+    gate, candidate = projection.chunk(2, dim=-1)
+    update = source + torch.sigmoid(gate) * (get_activation(activation)(candidate) - source)  # (2, B, h)
+    flat = update.transpose(0, 1).reshape(update.shape[1], -1)  # (B, 2h): [fwd ‖ bwd] features
+    if batch_stats:
+        out = torch.nn.functional.batch_norm(flat, None, None, weight, bias, True, 0.0, eps)
     else:
-        source = torch.randn(2, BATCH, HIDDEN, dtype=dtype)
-    projection = torch.randn(2, BATCH, 3 * HIDDEN, dtype=dtype)[..., HIDDEN:]  # a non-contiguous view
-    source.requires_grad_()
-    projection.requires_grad_()
-    function = get_activation(activation)
-    assert kernels_apply(source, projection, [activation], [norm]) == fused
-    out = normalised_node(source, projection, activation, norm, 1, lambda s, p: gated_node(s, p, function))
-    out.backward(torch.linspace(-1, 1, out.numel(), dtype=dtype).view_as(out))
-    grads = [source.grad, projection.grad] + ([norm.weight.grad, norm.bias.grad] if affine else [])
-    return out.detach(), grads, norm.running_mean.clone(), norm.running_var.clone(), int(norm.num_batches_tracked)
+        out = torch.nn.functional.batch_norm(flat, running[0], running[1], weight, bias, False, 0.0, eps)
+    return out.view(update.shape[1], 2, -1).transpose(0, 1)
 
 
 @needs_compiler
 @pytest.mark.parametrize("layout", ["direction-major", "batch-major"])
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
-@pytest.mark.parametrize("training", [True, False])
+@pytest.mark.parametrize("batch_stats", [True, False])
 @pytest.mark.parametrize("affine", [True, False])
 @pytest.mark.parametrize("activation", sorted(ACTIVATION_CODES))
-def test_fused_node_equals_eager(activation, affine, training, dtype, layout):
-    fused = run_node(True, activation, affine, training, dtype, layout)
-    eager = run_node(False, activation, affine, training, dtype, layout)
+def test_node_kernels_equal_eager(activation, affine, batch_stats, dtype, layout):
+    """node_forward/node_backward against autograd, for strided (views, batch-major) inputs."""
+    torch.manual_seed(0)
+    if layout == "batch-major":  # states as the eager cells keep them: (B, 2, h) memory
+        source = torch.randn(BATCH, 2, HIDDEN, dtype=dtype).transpose(0, 1)
+    else:
+        source = torch.randn(2, BATCH, HIDDEN, dtype=dtype)
+    projection = torch.randn(2, BATCH, 3 * HIDDEN, dtype=dtype)[..., HIDDEN:]  # a non-contiguous view
+    weight = torch.empty(2 * HIDDEN, dtype=dtype).uniform_(0.5, 1.5) if affine else None
+    bias = torch.empty(2 * HIDDEN, dtype=dtype).uniform_(-0.5, 0.5) if affine else None
+    running = (torch.randn(2 * HIDDEN, dtype=dtype), torch.rand(2 * HIDDEN, dtype=dtype) + 0.5)
+    norm = NormArguments(weight, bias, batch_stats, None if batch_stats else running[0], None if batch_stats else running[1], 1e-5)
+    statistics = source.new_empty(3, 2 * HIDDEN)
+    out = node_forward(source, projection, ACTIVATION_CODES[activation], norm, statistics)
+
+    leaves = [tensor.detach().clone().requires_grad_() for tensor in (source, projection)]
+    affine_leaves = [tensor.detach().clone().requires_grad_() for tensor in (weight, bias)] if affine else [None, None]
+    expected = eager_node(*leaves, activation, *affine_leaves, running, batch_stats)
     tolerance = TOLERANCE[dtype]
-    torch.testing.assert_close(fused[0], eager[0], **tolerance)
-    for ours, theirs in zip(fused[1], eager[1], strict=True):
-        torch.testing.assert_close(ours, theirs, **tolerance)
-    torch.testing.assert_close(fused[2], eager[2], **tolerance)  # running mean, every slot
-    torch.testing.assert_close(fused[3], eager[3], **tolerance)  # running variance
-    assert fused[4] == eager[4]
+    torch.testing.assert_close(out, expected.detach(), **tolerance)
+    if batch_stats:
+        # the statistics the kernel reports: the batch mean and biased variance
+        gate, candidate = projection.chunk(2, dim=-1)
+        update = source + torch.sigmoid(gate) * (get_activation(activation)(candidate) - source)
+        flat = update.transpose(0, 1).reshape(BATCH, -1)
+        torch.testing.assert_close(statistics[0], flat.mean(0), **tolerance)
+        torch.testing.assert_close(statistics[1], flat.var(0, unbiased=False), **tolerance)
+
+    upstream = torch.randn(2, BATCH, HIDDEN, dtype=dtype)
+    expected.backward(upstream)
+    grad_state, grad_projection = torch.empty_like(source), torch.empty_like(projection)
+    grad_weight, grad_bias = node_backward(
+        upstream, 1.0, None, source, projection, ACTIVATION_CODES[activation], weight, batch_stats, statistics,
+        grad_state, False, grad_projection,
+    )
+    torch.testing.assert_close(grad_state, leaves[0].grad, **tolerance)
+    torch.testing.assert_close(grad_projection, leaves[1].grad, **tolerance)
+    if affine:
+        torch.testing.assert_close(grad_weight, affine_leaves[0].grad, **tolerance)
+        torch.testing.assert_close(grad_bias, affine_leaves[1].grad, **tolerance)
+    # dy given as 0.5·grad + extra, and accumulating into an existing state gradient
+    grad_again = grad_state.clone()
+    node_backward(
+        upstream, 0.5, 0.5 * upstream, source, projection, ACTIVATION_CODES[activation], weight, batch_stats,
+        statistics, grad_again, True, torch.empty_like(projection),
+    )
+    torch.testing.assert_close(grad_again, 2 * grad_state, **tolerance)
 
 
 GENOTYPES = {
@@ -152,7 +169,7 @@ def test_mean_of_states_equals_torch_mean():
 
 
 def test_kernels_do_not_apply_outside_their_domain():
-    norm = make_norm(True, torch.float32)
+    norm = DirectionalBatchNorm(HIDDEN).train()
     source, projection = torch.randn(2, BATCH, HIDDEN), torch.randn(2, BATCH, 2 * HIDDEN)
     assert not kernels_apply(source.bfloat16(), projection.bfloat16(), ["tanh"], [norm])  # autocast dtypes
     assert not kernels_apply(source, projection, ["softplus"], [norm])  # activations the kernels lack

@@ -48,12 +48,12 @@ static inline __attribute__((always_inline)) SCALAR FN(output_grad)(
     return (grad ? grad_scale * grad[k] : (SCALAR)0) + (extra ? extra[k] : (SCALAR)0);
 }
 
-/* Backward pass 1 for one direction of one row: g and a (kept in scratch), Σdy and Σdy·x̂. */
+/* Backward pass 1 for one direction of one row: Σdy and Σdy·x̂ (x̂ recomputed from the projection). */
 static inline __attribute__((always_inline)) void FN(backward_reduce_row)(
     const SCALAR *restrict grad, SCALAR grad_scale, const SCALAR *restrict extra,
     const SCALAR *restrict projection, const SCALAR *restrict state,
     int64_t h, int act, const SCALAR *restrict mean, const SCALAR *restrict invstd,
-    SCALAR *restrict scratch, double *restrict sum, double *restrict dot)
+    double *restrict sum, double *restrict dot)
 {
 #pragma omp simd
     for (int64_t k = 0; k < h; ++k) {
@@ -62,8 +62,6 @@ static inline __attribute__((always_inline)) void FN(backward_reduce_row)(
         SCALAR s = state[k];
         SCALAR xhat = (s + g * (a - s) - mean[k]) * invstd[k];
         SCALAR dy = FN(output_grad)(grad, grad_scale, extra, k);
-        scratch[k] = g;
-        scratch[h + k] = a;
         sum[k] += dy;
         dot[k] += (double)dy * xhat;
     }
@@ -72,14 +70,16 @@ static inline __attribute__((always_inline)) void FN(backward_reduce_row)(
 /* Backward pass 2 for one direction of one row (see FN(node_backward)). */
 static inline __attribute__((always_inline)) void FN(backward_row)(
     const SCALAR *restrict grad, SCALAR grad_scale, const SCALAR *restrict extra,
-    const SCALAR *restrict scratch, const SCALAR *restrict state,
+    const SCALAR *restrict projection, const SCALAR *restrict state,
     int64_t h, int act, int accumulate, const SCALAR *restrict mean, const SCALAR *restrict invstd,
     const SCALAR *restrict scale, const SCALAR *restrict grad_mean, const SCALAR *restrict grad_xhat_mean,
     SCALAR *restrict grad_state, SCALAR *restrict grad_projection)
 {
 #pragma omp simd
     for (int64_t k = 0; k < h; ++k) {
-        SCALAR g = scratch[k], a = scratch[h + k], s = state[k];
+        SCALAR g = (SCALAR)1 / ((SCALAR)1 + EXP(-projection[k]));
+        SCALAR a = FN(activate)(projection[h + k], act);
+        SCALAR s = state[k];
         SCALAR xhat = (s + g * (a - s) - mean[k]) * invstd[k];
         SCALAR dy = FN(output_grad)(grad, grad_scale, extra, k);
         SCALAR du = scale[k] * (dy - grad_mean[k] - xhat * grad_xhat_mean[k]);
@@ -222,7 +222,8 @@ int FN(node_forward)(
  *
  * grad, extra: dy = grad_scale·grad + extra, (2, B, h) each, either NULL when absent
  * (not both); projection and state as in the forward pass; mean, invstd: what
- * the forward pass wrote; scratch: B·2·2h values of work space (g and a);
+ * the forward pass wrote (g, a and x̂ are recomputed from projection and state: cheaper
+ * than writing and reading them back);
  * grad_state: ds (2, B, h), written, or added to when accumulate is 1; grad_projection:
  * [dc ‖ dĥ] (2, B, 2h), written; each with its (direction, row) strides; grad_weight,
  * grad_bias: dγ, dβ (2h), written. Returns 0, or 1 when memory ran out.
@@ -233,7 +234,7 @@ int FN(node_backward)(
     const SCALAR *projection, int64_t projection_dir, int64_t projection_row,
     const SCALAR *state, int64_t state_dir, int64_t state_row,
     int64_t rows, int64_t h, int act,
-    const SCALAR *weight, const SCALAR *mean, const SCALAR *invstd, int batch_stats, SCALAR *scratch,
+    const SCALAR *weight, const SCALAR *mean, const SCALAR *invstd, int batch_stats,
     SCALAR *grad_state, int64_t grad_state_dir, int64_t grad_state_row, int accumulate,
     SCALAR *grad_projection, int64_t grad_projection_dir, int64_t grad_projection_row,
     SCALAR *grad_weight, SCALAR *grad_bias, int threads)
@@ -247,7 +248,7 @@ int FN(node_backward)(
         free(terms);
         return 1;
     }
-    /* pass 1: g and a into scratch, the two reductions */
+    /* pass 1: the two reductions */
 #pragma omp parallel num_threads(threads)
     {
         int64_t first, last;
@@ -261,7 +262,7 @@ int FN(node_backward)(
                     grad_ ? grad_ + grad_at : NULL, grad_scale, extra_ ? extra_ + extra_at : NULL,
                     projection + d * projection_dir + b * projection_row,
                     state + d * state_dir + b * state_row, h, act_, mean + d * h, invstd + d * h,
-                    scratch + (b * 2 + d) * width, sum + d * h, dot + d * h))
+                    sum + d * h, dot + d * h))
             }
         }
     }
@@ -282,7 +283,7 @@ int FN(node_backward)(
             const int64_t grad_at = d * grad_dir + b * grad_row, extra_at = d * extra_dir + b * extra_row;
             DISPATCH_GRADS(FN(backward_row)(
                 grad_ ? grad_ + grad_at : NULL, grad_scale, extra_ ? extra_ + extra_at : NULL,
-                scratch + (b * 2 + d) * width,
+                projection + d * projection_dir + b * projection_row,
                 state + d * state_dir + b * state_row, h, act_, accumulate, mean + d * h, invstd + d * h,
                 scale + d * h, grad_mean + d * h, grad_xhat_mean + d * h,
                 grad_state + d * grad_state_dir + b * grad_state_row,
