@@ -37,6 +37,7 @@ from dataclasses import dataclass
 
 import torch
 from torch import Tensor
+from torch.autograd.function import once_differentiable
 
 from dartsrenet import native
 
@@ -224,6 +225,7 @@ class _FusedDerivedStep(torch.autograd.Function):
         return output
 
     @staticmethod
+    @once_differentiable  # first-order DARTS needs no second derivatives; asking for one raises
     def backward(ctx, grad_output: Tensor):
         plan = ctx.plan
         count = len(plan.predecessors)
@@ -414,6 +416,7 @@ class _FusedSearchStep(torch.autograd.Function):
         return states[:, 1:].mean(dim=1)  # h_t = mean of s_1 … s_n
 
     @staticmethod
+    @once_differentiable  # first-order DARTS needs no second derivatives; asking for one raises
     def backward(ctx, grad_output: Tensor):
         plan = ctx.plan
         previous, projection, mixing, states, *rest = ctx.saved_tensors

@@ -42,6 +42,14 @@ def test_the_kernels_build_and_load():
     assert native.cache_dir().is_dir()
 
 
+@needs_compiler
+def test_loading_the_kernels_keeps_denormals():
+    """Built with -ffast-math but linked without it: loading must not set flush-to-zero for the process."""
+    assert native.library() is not None
+    tiny = torch.tensor([1e-40], dtype=torch.float32)  # a float32 denormal
+    assert (tiny * 1.0).item() != 0.0
+
+
 def eager_node(source, projection, activation, weight, bias, running, batch_stats, eps=1e-5):
     """The node + BatchNorm in plain PyTorch, with autograd."""
     gate, candidate = projection.chunk(2, dim=-1)
