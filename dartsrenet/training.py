@@ -24,6 +24,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader
 
+from dartsrenet import native
 from dartsrenet.config import Config
 from dartsrenet.runs import (
     CheckpointError,
@@ -247,6 +248,7 @@ class RunDriver:
             "stopped_early": bool(self.history and self.history[-1].get("stopped_early")),
             "wall_time_s": round(self.wall_time_s, 3),
             "device": str(device),
+            "fused_cpu_kernels": device.type == "cpu" and native.library() is not None,
             "versions": library_versions(),
             "code_revision": code_revision(),
             **extra,

@@ -7,6 +7,7 @@ import sys
 import pytest
 import torch
 
+from dartsrenet import native
 from dartsrenet.config import PRESETS, resolve_config
 from dartsrenet.data import DatasetNotFoundError
 from dartsrenet.genotypes import Genotype, GenotypeError
@@ -130,6 +131,7 @@ def test_search_run_folder(tmp_path):
     saved = json.loads((out / "summary.json").read_text())
     for key in ["params", "best_val_accuracy", "epochs", "wall_time_s", "device", "versions", "code_revision"]:
         assert key in saved
+    assert saved["fused_cpu_kernels"] == (native.library() is not None)  # which code path ran
     assert 0 <= saved["best_val_accuracy"] <= 1 and saved["epochs"] == 3 and saved["device"] == "cpu"
     assert set(saved["versions"]) >= {"python", "torch", "torchvision", "dartsrenet"}
 
