@@ -85,7 +85,7 @@ from torch import nn
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from dartsrenet import cells
+from dartsrenet import cells, native
 from dartsrenet.cells import ArchitectureWeights, DartsCell, DartsSearchCell, GRUCell, LSTMCell
 from dartsrenet.genotypes import NUM_NODES, PAPER_GENOTYPES, num_edges
 from dartsrenet.networks import build_eval_model, build_search_model
@@ -526,6 +526,8 @@ def machine(device: torch.device) -> dict:
         "torch": torch.__version__,
         "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY"),
         "python": platform.python_version(),
+        # whether the DARTS cells run the fused C kernels (CPU only; DARTSRENET_NATIVE=0 turns them off)
+        "fused_cpu_kernels": device.type == "cpu" and native.library() is not None,
     }
     try:
         with open("/proc/cpuinfo") as cpuinfo:
