@@ -173,7 +173,7 @@ def kernels_apply(
         and native.native_enabled()
         and not compile_enabled()
         and dtype in (torch.float32, torch.float64)
-        and projection.dtype == dtype
+        and (projection.dtype == dtype or (dtype == torch.float32 and projection.dtype == torch.bfloat16))
         and all(tensor.dtype == dtype and tensor.device.type == "cpu" for tensor in norm_tensors)
         and source.device.type == "cpu"
         and projection.device.type == "cpu"
@@ -197,19 +197,50 @@ class _StepPlan:
     concat: list[int]
     norms: list[NormArguments]
     statistics: Tensor  # (n + 1, 3, 2h), filled by the forward pass
+    matmul_dtype: torch.dtype | None  # bf16 under CPU autocast
 
 
-def _project(state: Tensor, weight: Tensor) -> Tensor:
+def autocast_matmul_dtype() -> torch.dtype | None:
+    """bfloat16 inside ``torch.autocast("cpu", dtype=torch.bfloat16)``, else None.
+
+    Under CPU bf16 autocast the fused steps run their matmuls in bf16 (AMX/AVX-512 BF16
+    units where the CPU has them) and everything else in float32, as autocast would.
+    """
+    try:
+        enabled, dtype = torch.is_autocast_enabled("cpu"), torch.get_autocast_dtype("cpu")
+    except TypeError:  # torch < 2.4
+        enabled, dtype = torch.is_autocast_cpu_enabled(), torch.get_autocast_cpu_dtype()
+    return torch.bfloat16 if enabled and dtype == torch.bfloat16 else None
+
+
+def _matmul(a: Tensor, b: Tensor, dtype: torch.dtype | None) -> Tensor:
+    """a·b (``bmm`` for 3-D, ``mm`` for 2-D operands); with ``dtype``, computed in it, returned in float32."""
+    multiply = torch.bmm if a.dim() == 3 else torch.mm
+    if dtype is None:
+        return multiply(a, b)
+    return multiply(a.to(dtype), b.to(dtype)).float()
+
+
+def _add_matmul_(target: Tensor, a: Tensor, b: Tensor, dtype: torch.dtype | None) -> None:
+    """target += a·b, in place (``target`` float32; the product in ``dtype`` when given)."""
+    if dtype is None:
+        (target.baddbmm_ if a.dim() == 3 else target.addmm_)(a, b)
+    else:
+        target.add_(_matmul(a, b, dtype))
+
+
+def _project(state: Tensor, weight: Tensor, dtype: torch.dtype | None) -> Tensor:
     """[c, ĥ] = s·W for both directions: (2, B, h) contiguous × (D, h, 2h) → (2, B, 2h)."""
     if weight.shape[0] == 1:  # shared by both directions: one matmul over 2B rows
-        return torch.matmul(state.view(-1, state.shape[-1]), weight[0]).view(*state.shape[:2], weight.shape[-1])
-    return torch.bmm(state, weight)
+        return _matmul(state.view(-1, state.shape[-1]), weight[0], dtype).view(*state.shape[:2], weight.shape[-1])
+    return _matmul(state, weight, dtype)
 
 
 class _FusedDerivedStep(torch.autograd.Function):
     """h_t of a derived cell from h_{t−1} and the input node's projection (paper eq. 3–6)."""
 
     @staticmethod
+    @torch.autocast("cpu", enabled=False)  # the matmuls' dtype is explicit (plan.matmul_dtype)
     def forward(ctx, plan: _StepPlan, previous: Tensor, projection: Tensor, *parameters: Tensor) -> Tensor:
         count = len(plan.predecessors)
         weights = parameters[:count]
@@ -217,7 +248,7 @@ class _FusedDerivedStep(torch.autograd.Function):
         states = [node_forward(previous, projection, plan.codes[0], plan.norms[0], statistics[0])]
         projections = [projection]
         for node, predecessor in enumerate(plan.predecessors, start=1):
-            projections.append(_project(states[predecessor], weights[node - 1]))  # [c_i, ĥ_i]
+            projections.append(_project(states[predecessor], weights[node - 1], plan.matmul_dtype))  # [c_i, ĥ_i]
             states.append(node_forward(states[predecessor], projections[-1], plan.codes[node], plan.norms[node], statistics[node]))
         output = mean_of_states([states[node] for node in plan.concat])  # h_t (eq. 6)
         ctx.plan = plan
@@ -255,14 +286,14 @@ class _FusedDerivedStep(torch.autograd.Function):
                 plan.norms[node].batch_stats, plan.statistics[node],
                 grads[predecessor], accumulate, grad_projection,
             )  # fmt: skip
-            source = sources[node]
+            source, dtype = sources[node], plan.matmul_dtype
             if weight.shape[0] == 1:
                 rows = grad_projection.view(-1, grad_projection.shape[-1])
-                grads[predecessor].view(-1, source.shape[-1]).addmm_(rows, weight[0].t())
-                grad_weights[node - 1] = torch.mm(source.view(-1, source.shape[-1]).t(), rows).unsqueeze(0)
+                _add_matmul_(grads[predecessor].view(-1, source.shape[-1]), rows, weight[0].t(), dtype)
+                grad_weights[node - 1] = _matmul(source.view(-1, source.shape[-1]).t(), rows, dtype).unsqueeze(0)
             else:
-                grads[predecessor].baddbmm_(grad_projection, weight.transpose(1, 2))
-                grad_weights[node - 1] = torch.bmm(source.transpose(1, 2), grad_projection)
+                _add_matmul_(grads[predecessor], grad_projection, weight.transpose(1, 2), dtype)
+                grad_weights[node - 1] = _matmul(source.transpose(1, 2), grad_projection, dtype)
         direct = grad_output if 0 in averaged else None
         grad_previous = torch.empty_like(previous)
         grad_input_projection = torch.empty_like(projections[0])
@@ -318,7 +349,9 @@ def fused_derived_step(
         concat=list(concat),
         norms=[NormArguments.of(norm, slot) for norm in norms],
         statistics=previous.new_empty(count + 1, 3, norms[0].num_features),
+        matmul_dtype=autocast_matmul_dtype(),
     )
+    projection = projection.to(previous.dtype)  # a bf16 projection under autocast
     gammas, betas = [norm.weight for norm in norms], [norm.bias for norm in norms]
     output = _FusedDerivedStep.apply(plan, previous, projection, *node_weights, *gammas, *betas)
     for node, norm in enumerate(norms):
@@ -393,12 +426,14 @@ class _SearchPlan:
     nodes: int
     norms: list[NormArguments]
     statistics: Tensor  # (n + 1, 3, 2h), filled by the forward pass
+    matmul_dtype: torch.dtype | None  # bf16 under CPU autocast
 
 
 class _FusedSearchStep(torch.autograd.Function):
     """h_t of the search cell from h_{t−1} and the input node's projection (paper eq. 7–8)."""
 
     @staticmethod
+    @torch.autocast("cpu", enabled=False)  # the matmuls' dtype is explicit (plan.matmul_dtype)
     def forward(ctx, plan: _SearchPlan, previous: Tensor, projection: Tensor, mixing: Tensor, *weights: Tensor):
         _, rows, hidden = previous.shape
         states = previous.new_empty(2, plan.nodes + 1, rows, hidden)  # s_0 … s_n, after their BatchNorms
@@ -407,7 +442,8 @@ class _FusedSearchStep(torch.autograd.Function):
         for node in range(1, plan.nodes + 1):
             sources = states[:, :node]  # (2, i, B, h), a view
             flat = sources.view(2, node * rows, hidden)  # a view: (i, B) are contiguous within a direction
-            projections.append(torch.bmm(flat, _directions(weights[node - 1])).view(2, node, rows, 2 * hidden))
+            projected = _matmul(flat, _directions(weights[node - 1]), plan.matmul_dtype)
+            projections.append(projected.view(2, node, rows, 2 * hidden))
             edges = mixing[first_edge : first_edge + node]
             mixed_forward(sources, projections[-1], edges, plan.norms[node], plan.statistics[node], states[:, node])
             first_edge += node
@@ -437,8 +473,9 @@ class _FusedSearchStep(torch.autograd.Function):
             )  # fmt: skip
             weight = _directions(weights[node - 1])
             flat_projection = grad_projection.view(2, node * rows, 2 * hidden)
-            grad_sources.view(2, node * rows, hidden).baddbmm_(flat_projection, weight.transpose(1, 2))
-            grad_weight = torch.bmm(sources.view(2, node * rows, hidden).transpose(1, 2), flat_projection)
+            flat_sources = sources.view(2, node * rows, hidden)
+            _add_matmul_(grad_sources.view(2, node * rows, hidden), flat_projection, weight.transpose(1, 2), plan.matmul_dtype)
+            grad_weight = _matmul(flat_sources.transpose(1, 2), flat_projection, plan.matmul_dtype)
             grad_weights[node - 1] = grad_weight.sum(0, keepdim=True) if weights[node - 1].shape[0] == 1 else grad_weight
         grad_previous, grad_input_projection = torch.empty_like(previous), torch.empty_like(projection)
         node_backward(
@@ -471,8 +508,10 @@ def fused_search_step(
         nodes=nodes,
         norms=[NormArguments.of(norm, slot + node) for node in range(nodes + 1)],
         statistics=previous.new_empty(nodes + 1, 3, norm.num_features),
+        matmul_dtype=autocast_matmul_dtype(),
     )
-    output = _FusedSearchStep.apply(plan, previous, projection, mixing.contiguous(), *node_weights)
+    projection = projection.to(previous.dtype)  # a bf16 projection under autocast
+    output = _FusedSearchStep.apply(plan, previous, projection, mixing.to(previous.dtype).contiguous(), *node_weights)
     if plan.norms[0].batch_stats and norm.training and norm.track_running_stats:
         norm.record(slot, plan.statistics[:, 0], plan.statistics[:, 1], previous.shape[1], biased=True)
     return output
