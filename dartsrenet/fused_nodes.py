@@ -18,10 +18,11 @@ PyTorch (oneDNN/MKL).
   a node's whole mixture over predecessors and primitives, and α's gradient).
 
 They apply to CPU tensors in float32 or float64 with the activations tanh, relu,
-sigmoid and identity. Anything else — CUDA/MPS tensors, bf16 autocast, a ``torch.compile``
-run (:func:`dartsrenet.cells.set_compile`), a batch of one in training mode (which
-PyTorch's BatchNorm refuses), the kernels switched off or not buildable — takes the
-cells' eager path, which computes the same function. ``tests/test_fused_nodes.py`` and
+sigmoid and identity; under CPU bf16 autocast the steps' matmuls run in bf16 and the
+kernels in float32 (:func:`autocast_matmul_dtype`). Anything else — CUDA/MPS tensors,
+float16 autocast, a ``torch.compile`` run (:func:`dartsrenet.cells.set_compile`), a batch
+of one in training mode (which PyTorch's BatchNorm refuses), the kernels switched off or
+not buildable — takes the cells' eager path, which computes the same function. ``tests/test_fused_nodes.py`` and
 ``tests/test_reference_oracle.py`` check them against eager PyTorch and the oracle:
 values, gradients and running statistics.
 
