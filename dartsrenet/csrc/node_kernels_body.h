@@ -6,12 +6,17 @@
 #define CAT(a, b) CAT_(a, b)
 #define FN(name) CAT(name, SUFFIX)
 
+static inline __attribute__((always_inline)) SCALAR FN(sigmoid)(SCALAR x)
+{
+    return (SCALAR)1 / ((SCALAR)1 + EXP(-x));
+}
+
 /* f(x) for the activation code act (a constant after inlining, so the branches fold). */
 static inline __attribute__((always_inline)) SCALAR FN(activate)(SCALAR x, int act)
 {
     return act == ACT_TANH      ? TANH(x)
          : act == ACT_RELU      ? (x > 0 ? x : (SCALAR)0)
-         : act == ACT_SIGMOID   ? (SCALAR)1 / ((SCALAR)1 + EXP(-x))
+         : act == ACT_SIGMOID   ? FN(sigmoid)(x)
          :                        x;
 }
 
@@ -24,6 +29,19 @@ static inline __attribute__((always_inline)) SCALAR FN(derivative)(SCALAR a, int
          :                        (SCALAR)1;
 }
 
+/*
+ * Feature k of a node (paper eq. 5) from its projection row [c ‖ ĥ] and predecessor state
+ * s: sets g = σ(c) and a = f(ĥ), returns u = s + g(a − s). Every pass calls this rather
+ * than keeping g and a in memory.
+ */
+static inline __attribute__((always_inline)) SCALAR FN(node_at)(
+    const SCALAR *restrict projection, int64_t h, int64_t k, SCALAR s, int act, SCALAR *g, SCALAR *a)
+{
+    *g = FN(sigmoid)(projection[k]);
+    *a = FN(activate)(projection[h + k], act);
+    return s + *g * (*a - s);
+}
+
 /* One direction of one row: u = s + σ(c) ⊙ (f(ĥ) − s), written to out; adds u and u² to the feature sums. */
 static inline __attribute__((always_inline)) void FN(forward_row)(
     const SCALAR *restrict projection, const SCALAR *restrict state, int64_t h, int act,
@@ -31,10 +49,8 @@ static inline __attribute__((always_inline)) void FN(forward_row)(
 {
 #pragma omp simd
     for (int64_t k = 0; k < h; ++k) {
-        SCALAR g = (SCALAR)1 / ((SCALAR)1 + EXP(-projection[k]));
-        SCALAR a = FN(activate)(projection[h + k], act);
-        SCALAR s = state[k];
-        SCALAR u = s + g * (a - s);
+        SCALAR g, a;
+        const SCALAR u = FN(node_at)(projection, h, k, state[k], act, &g, &a);
         update[k] = u;
         sum[k] += u;
         square[k] += (double)u * u;
@@ -57,11 +73,9 @@ static inline __attribute__((always_inline)) void FN(backward_reduce_row)(
 {
 #pragma omp simd
     for (int64_t k = 0; k < h; ++k) {
-        SCALAR g = (SCALAR)1 / ((SCALAR)1 + EXP(-projection[k]));
-        SCALAR a = FN(activate)(projection[h + k], act);
-        SCALAR s = state[k];
-        SCALAR xhat = (s + g * (a - s) - mean[k]) * invstd[k];
-        SCALAR dy = FN(output_grad)(grad, grad_scale, extra, k);
+        SCALAR g, a;
+        const SCALAR xhat = (FN(node_at)(projection, h, k, state[k], act, &g, &a) - mean[k]) * invstd[k];
+        const SCALAR dy = FN(output_grad)(grad, grad_scale, extra, k);
         sum[k] += dy;
         dot[k] += (double)dy * xhat;
     }
@@ -77,13 +91,12 @@ static inline __attribute__((always_inline)) void FN(backward_row)(
 {
 #pragma omp simd
     for (int64_t k = 0; k < h; ++k) {
-        SCALAR g = (SCALAR)1 / ((SCALAR)1 + EXP(-projection[k]));
-        SCALAR a = FN(activate)(projection[h + k], act);
-        SCALAR s = state[k];
-        SCALAR xhat = (s + g * (a - s) - mean[k]) * invstd[k];
-        SCALAR dy = FN(output_grad)(grad, grad_scale, extra, k);
-        SCALAR du = scale[k] * (dy - grad_mean[k] - xhat * grad_xhat_mean[k]);
-        SCALAR ds = du * ((SCALAR)1 - g);
+        SCALAR g, a;
+        const SCALAR s = state[k];
+        const SCALAR xhat = (FN(node_at)(projection, h, k, s, act, &g, &a) - mean[k]) * invstd[k];
+        const SCALAR dy = FN(output_grad)(grad, grad_scale, extra, k);
+        const SCALAR du = scale[k] * (dy - grad_mean[k] - xhat * grad_xhat_mean[k]);
+        const SCALAR ds = du * ((SCALAR)1 - g);
         grad_state[k] = accumulate ? grad_state[k] + ds : ds;
         grad_projection[k] = du * (a - s) * g * ((SCALAR)1 - g);
         grad_projection[h + k] = du * g * FN(derivative)(a, act);
@@ -313,10 +326,10 @@ static inline __attribute__((always_inline)) void FN(mixed_forward_row)(
         const SCALAR kept = w_tanh + w_relu + w_sigmoid + w_identity;
 #pragma omp simd
         for (int64_t k = 0; k < h; ++k) {
-            const SCALAR g = (SCALAR)1 / ((SCALAR)1 + EXP(-p[k]));
+            const SCALAR g = FN(sigmoid)(p[k]);
             const SCALAR x = p[h + k];
-            const SCALAR mixed = w_tanh * TANH(x) + w_relu * (x > 0 ? x : (SCALAR)0)
-                               + w_sigmoid / ((SCALAR)1 + EXP(-x)) + w_identity * x;
+            const SCALAR mixed = w_tanh * FN(activate)(x, ACT_TANH) + w_relu * FN(activate)(x, ACT_RELU)
+                               + w_sigmoid * FN(activate)(x, ACT_SIGMOID) + w_identity * x;
             const SCALAR held = kept * s[k];
             update[k] += held + g * (mixed - held);
         }
@@ -448,13 +461,14 @@ int FN(mixed_backward)(
                     double d_tanh = 0, d_relu = 0, d_sigmoid = 0, d_identity = 0;
 #pragma omp simd reduction(+ : d_tanh, d_relu, d_sigmoid, d_identity)
                     for (int64_t k = 0; k < h; ++k) {
-                        const SCALAR g = (SCALAR)1 / ((SCALAR)1 + EXP(-p[k]));
+                        const SCALAR g = FN(sigmoid)(p[k]);
                         const SCALAR x = p[h + k];
-                        const SCALAR t = TANH(x), r = x > 0 ? x : (SCALAR)0, q = (SCALAR)1 / ((SCALAR)1 + EXP(-x));
+                        const SCALAR t = FN(activate)(x, ACT_TANH), r = FN(activate)(x, ACT_RELU);
+                        const SCALAR q = FN(activate)(x, ACT_SIGMOID);
                         const SCALAR mixed = w_tanh * t + w_relu * r + w_sigmoid * q + w_identity * x;
                         const SCALAR held = kept * s[k], u = du[k];
-                        const SCALAR slope = w_tanh * ((SCALAR)1 - t * t) + (x > 0 ? w_relu : (SCALAR)0)
-                                           + w_sigmoid * q * ((SCALAR)1 - q) + w_identity;
+                        const SCALAR slope = w_tanh * FN(derivative)(t, ACT_TANH) + w_relu * FN(derivative)(r, ACT_RELU)
+                                           + w_sigmoid * FN(derivative)(q, ACT_SIGMOID) + w_identity;
                         gs[k] += u * kept * ((SCALAR)1 - g);
                         gp[k] = u * (mixed - held) * g * ((SCALAR)1 - g);
                         gp[h + k] = u * g * slope;
