@@ -98,10 +98,6 @@ def gated_node(state: Tensor, projection: Tensor, activation: Activation) -> Ten
     return node_update(state, torch.sigmoid(gate), activation(candidate))
 
 
-INPUT_ACTIVATION = "tanh"
-"""The input node's activation: s_0 = h + σ(c_0) ⊙ (tanh(ĥ_0) − h) (paper eq. 4)."""
-
-
 def mixed_node(
     sources: Tensor, projection: Tensor, weights: Tensor, kept: Tensor, activations: Sequence[Activation]
 ) -> Tensor:
@@ -610,7 +606,7 @@ class DartsCell(_DartsCellBase):
 
     def nodes(self, previous: Tensor, projection: Tensor, t: int = 0) -> Tensor:
         names = self.genotype.activations
-        if kernels_apply(previous, projection, names, self.node_norms, self.node_weights):
+        if not compile_enabled() and kernels_apply(previous, projection, names, self.node_norms, self.node_weights):
             return fused_derived_step(
                 previous, projection, names, self.genotype.predecessors, self.genotype.concat,
                 list(self.node_weights), self.node_norms, t,
@@ -706,8 +702,10 @@ class DartsSearchCell(_DartsCellBase):
         runs as fused kernels (:func:`~dartsrenet.fused_nodes.fused_search_step`).
         """
         first_slot = t * (self.num_nodes + 1)
-        if self._primitive_names == SEARCH_PRIMITIVES and kernels_apply(
-            previous, projection, [INPUT_ACTIVATION], [self.node_norm], [*self.node_weights, self.architecture.alpha]
+        if (
+            self._primitive_names == SEARCH_PRIMITIVES
+            and not compile_enabled()
+            and kernels_apply(previous, projection, (), [self.node_norm], [*self.node_weights, self.architecture.alpha])
         ):
             probabilities = self.edge_probabilities() if probabilities is None else probabilities
             return fused_search_step(previous, projection, probabilities, list(self.node_weights), self.node_norm, first_slot)

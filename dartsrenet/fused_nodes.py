@@ -153,18 +153,23 @@ def mean_of_states(states: Sequence[Tensor]) -> Tensor:
     return out
 
 
-def _record(norm, slot: int, statistics: Tensor, batch_size: int) -> None:
-    """Training mode: fold the batch statistics a kernel used into ``norm``'s running statistics."""
+def _record(norm, first_slot: int, statistics: Tensor, batch_size: int) -> None:
+    """Training mode: fold the batch statistics the kernels used into ``norm``'s running statistics.
+
+    ``statistics`` (n, 3, 2h): per slot first_slot … first_slot + n − 1, the mean, biased
+    variance and 1/σ as the kernels wrote them.
+    """
     if norm.training and norm.track_running_stats:
-        norm.record(slot, statistics[0:1], statistics[1:2], batch_size, biased=True)
+        norm.record(first_slot, statistics[:, 0], statistics[:, 1], batch_size, biased=True)
 
 
 def kernels_apply(
     source: Tensor, projection: Tensor, activations: Sequence[str], norms: Sequence, weights: Sequence[Tensor] = ()
 ) -> bool:
-    """Whether the fused kernels can compute these nodes (else the cells run eager PyTorch)."""
-    from dartsrenet.cells import compile_enabled  # cells imports this module
+    """Whether the fused kernels can compute these nodes (else the cells run eager PyTorch).
 
+    Whether ``torch.compile`` mode is on is the cells' own check (:func:`dartsrenet.cells.set_compile`).
+    """
     dtype = source.dtype
     norm_tensors = [
         tensor for norm in norms for tensor in (norm.weight, norm.bias, norm.running_mean) if tensor is not None
@@ -172,7 +177,6 @@ def kernels_apply(
     return (
         all(activation in ACTIVATION_CODES for activation in activations)
         and native.native_enabled()
-        and not compile_enabled()
         and dtype in (torch.float32, torch.float64)
         and (projection.dtype == dtype or (dtype == torch.float32 and projection.dtype == torch.bfloat16))
         and all(tensor.dtype == dtype and tensor.device.type == "cpu" for tensor in norm_tensors)
@@ -275,8 +279,7 @@ class _FusedDerivedStep(torch.autograd.Function):
         grad_betas: list[Tensor | None] = [None] * (count + 1)
         for node in range(count, 0, -1):
             direct = grad_output if node in averaged else None
-            if direct is None and grads[node] is None:  # the node feeds nothing: all its gradients are zero
-                grad_weights[node - 1] = torch.zeros_like(weights[node - 1])
+            if direct is None and grads[node] is None:  # the node feeds nothing: no gradients (None = zero)
                 continue
             predecessor, weight = plan.predecessors[node - 1], weights[node - 1]
             accumulate = grads[predecessor] is not None
@@ -356,8 +359,7 @@ def fused_derived_step(
     gammas, betas = [norm.weight for norm in norms], [norm.bias for norm in norms]
     output = _FusedDerivedStep.apply(plan, previous, projection, *node_weights, *gammas, *betas)
     for node, norm in enumerate(norms):
-        if plan.norms[node].batch_stats:
-            _record(norm, slot, plan.statistics[node], previous.shape[1])
+        _record(norm, slot, plan.statistics[node : node + 1], previous.shape[1])
     return output
 
 
@@ -513,6 +515,5 @@ def fused_search_step(
     )
     projection = projection.to(previous.dtype)  # a bf16 projection under autocast
     output = _FusedSearchStep.apply(plan, previous, projection, mixing.to(previous.dtype).contiguous(), *node_weights)
-    if plan.norms[0].batch_stats and norm.training and norm.track_running_stats:
-        norm.record(slot, plan.statistics[:, 0], plan.statistics[:, 1], previous.shape[1], biased=True)
+    _record(norm, slot, plan.statistics, previous.shape[1])
     return output
