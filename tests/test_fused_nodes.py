@@ -125,14 +125,30 @@ GENOTYPES = {
 }
 
 
-def run_cell(fused, genotype, variant, dtype, steps=3):
+def derived_cell(genotype, variant, dtype):
     torch.manual_seed(1)
-    native.set_native(fused)
     cell = DartsCell(7, HIDDEN, GENOTYPES[genotype], variant).to(dtype)
     with torch.no_grad():
         for norm in [cell.input_norm, *cell.node_norms]:
             norm.weight.uniform_(0.5, 1.5)
             norm.bias.uniform_(-0.5, 0.5)
+    return cell
+
+
+def search_cell(variant, dtype):
+    torch.manual_seed(2)
+    architecture = ArchitectureWeights()
+    with torch.no_grad():
+        architecture.alpha.normal_()  # far from uniform, so every primitive's weight matters
+    return DartsSearchCell(7, HIDDEN, architecture, variant).to(dtype)
+
+
+def run_sweeps(fused, make_cell, dtype, steps=3):
+    """Training sweeps (``steps``, so running statistics build up), then one in eval mode:
+    outputs, gradients of x and every parameter, and the final state dict."""
+    cell = make_cell()
+    native.set_native(fused)
+    torch.manual_seed(3)
     results = []
     for training in [True] * steps + [False]:
         cell.train(training)
@@ -144,14 +160,10 @@ def run_cell(fused, genotype, variant, dtype, steps=3):
     return results, {name: value.clone() for name, value in cell.state_dict().items()}
 
 
-@needs_compiler
-@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
-@pytest.mark.parametrize("variant", ["vanilla", "sigmoid_weighting", "directional_weight_sharing"])
-@pytest.mark.parametrize("genotype", sorted(GENOTYPES))
-def test_fused_derived_cell_equals_eager(genotype, variant, dtype):
-    """Whole sweeps, training (three, so running statistics build up) then eval mode."""
-    fused_results, fused_state = run_cell(True, genotype, variant, dtype)
-    eager_results, eager_state = run_cell(False, genotype, variant, dtype)
+def assert_same_sweeps(make_cell, dtype):
+    """run_sweeps with the kernels and without agree: values, gradients, running statistics."""
+    fused_results, fused_state = run_sweeps(True, make_cell, dtype)
+    eager_results, eager_state = run_sweeps(False, make_cell, dtype)
     # float32: the first step's h_{−1} = 0 has zero batch variance, so BatchNorm's 1/√ε ≈ 316
     # amplifies rounding differences (hence the float64 run for the maths)
     tolerance = TOLERANCE[dtype] if dtype == torch.float64 else {"rtol": 2e-3, "atol": 2e-3}
@@ -167,6 +179,15 @@ def test_fused_derived_cell_equals_eager(genotype, variant, dtype):
     assert fused_state.keys() == eager_state.keys()
     for name, value in eager_state.items():
         torch.testing.assert_close(fused_state[name], value, **tolerance, msg=lambda m, name=name: f"{name}: {m}")
+
+
+@needs_compiler
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+@pytest.mark.parametrize("variant", ["vanilla", "sigmoid_weighting", "directional_weight_sharing"])
+@pytest.mark.parametrize("genotype", sorted(GENOTYPES))
+def test_fused_derived_cell_equals_eager(genotype, variant, dtype):
+    """Whole sweeps, training (three, so running statistics build up) then eval mode."""
+    assert_same_sweeps(lambda: derived_cell(genotype, variant, dtype), dtype)
 
 
 def test_mean_of_states_equals_torch_mean():
@@ -216,40 +237,12 @@ def test_build_goes_to_the_cache_and_is_reused(monkeypatch, tmp_path):
     assert built[0].stat().st_mtime_ns == stamp  # loaded, not rebuilt
 
 
-def run_search_cell(fused, variant, dtype, steps=3):
-    torch.manual_seed(2)
-    native.set_native(fused)
-    architecture = ArchitectureWeights()
-    with torch.no_grad():
-        architecture.alpha.normal_()  # far from uniform, so every primitive's weight matters
-    cell = DartsSearchCell(7, HIDDEN, architecture, variant).to(dtype)
-    results = []
-    for training in [True] * steps + [False]:
-        cell.train(training)
-        cell.zero_grad(set_to_none=True)
-        x = torch.randn(4, BATCH, 7, dtype=dtype, requires_grad=True)
-        out = cell.sweep(x)
-        out.backward(torch.randn_like(out))
-        results.append((out.detach(), x.grad, {name: p.grad for name, p in cell.named_parameters()}))
-    return results, {name: value.clone() for name, value in cell.state_dict().items()}
-
-
 @needs_compiler
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
 @pytest.mark.parametrize("variant", ["vanilla", "sigmoid_weighting", "directional_weight_sharing"])
 def test_fused_search_cell_equals_eager(variant, dtype):
     """Whole sweeps of the search cell, α's gradient included."""
-    fused_results, fused_state = run_search_cell(True, variant, dtype)
-    eager_results, eager_state = run_search_cell(False, variant, dtype)
-    tolerance = TOLERANCE[dtype] if dtype == torch.float64 else {"rtol": 2e-3, "atol": 2e-3}
-    for (out, x_grad, grads), (expected, x_expected, expected_grads) in zip(fused_results, eager_results, strict=True):
-        torch.testing.assert_close(out, expected, **tolerance)
-        torch.testing.assert_close(x_grad, x_expected, **tolerance)
-        assert grads.keys() == expected_grads.keys()
-        for name, grad in expected_grads.items():
-            torch.testing.assert_close(grads[name], grad, **tolerance, msg=lambda m, name=name: f"{name}: {m}")
-    for name, value in eager_state.items():
-        torch.testing.assert_close(fused_state[name], value, **tolerance, msg=lambda m, name=name: f"{name}: {m}")
+    assert_same_sweeps(lambda: search_cell(variant, dtype), dtype)
 
 
 def test_search_cell_with_other_primitives_runs_eagerly():
