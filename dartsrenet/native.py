@@ -13,10 +13,13 @@ Where no compiler works, :func:`library` warns once and returns ``None`` and the
 run their eager PyTorch path (same results; ``tests/test_fused_nodes.py`` checks both).
 ``DARTSRENET_NATIVE=0`` or :func:`set_native` (``False``) turns the kernels off.
 
-Compiler flags: ``-O3 -march=native -ffast-math`` for the compile step, so that GCC
-vectorises ``exp``/``tanh`` with glibc's vector math library; the link step is separate and
-without ``-ffast-math``, so loading the library does not switch the process's
-floating-point unit to flush denormals to zero.
+Compiler flags: ``-O3 -march=native -fno-math-errno -fno-trapping-math``, and no
+``-ffast-math``: the kernels keep IEEE semantics for inf, NaN and denormals, so they match
+PyTorch over the whole float range (``-ffinite-math-only`` let GCC assume no inf, and its
+reciprocal estimate turned σ(x) for x ≲ −88 into NaN). ``exp``/``tanh`` are still
+vectorised with glibc's vector math library (libmvec), whose vector versions
+``csrc/node_kernels.c`` declares itself. Nothing switches the process's floating-point
+unit to flush denormals to zero.
 """
 
 from __future__ import annotations
@@ -38,11 +41,13 @@ ENV_SWITCH = "DARTSRENET_NATIVE"
 ENV_CACHE = "DARTSRENET_CACHE"
 
 # tried in order; the first that compiles wins (no -march=native / OpenMP where unsupported)
+# (never -ffast-math: see the module docstring)
+IEEE_MATH = ("-fno-math-errno", "-fno-trapping-math")
 COMPILE_FLAGS = (
-    ("-O3", "-march=native", "-mprefer-vector-width=512", "-ffast-math", "-fopenmp", "-fPIC"),  # x86-64
-    ("-O3", "-march=native", "-ffast-math", "-fopenmp", "-fPIC"),
-    ("-O3", "-ffast-math", "-fopenmp", "-fPIC"),
-    ("-O3", "-ffast-math", "-fPIC"),
+    ("-O3", "-march=native", "-mprefer-vector-width=512", *IEEE_MATH, "-fopenmp", "-fPIC"),  # x86-64
+    ("-O3", "-march=native", *IEEE_MATH, "-fopenmp", "-fPIC"),
+    ("-O3", *IEEE_MATH, "-fopenmp", "-fPIC"),
+    ("-O3", *IEEE_MATH, "-fPIC"),
 )
 
 _pointer, _int64, _int, _double = ctypes.c_void_p, ctypes.c_int64, ctypes.c_int, ctypes.c_double

@@ -34,6 +34,25 @@
 #include <omp.h>
 #endif
 
+/*
+ * Vectorised exp and tanh without -ffast-math. The kernels are compiled with IEEE
+ * semantics for inf and NaN (no -ffinite-math-only: it lets the compiler assume neither
+ * occurs, which turned σ of a large negative input into NaN), and glibc's math.h declares
+ * its vector versions (libmvec) only under __FAST_MATH__. So declare them here: GCC then
+ * calls libmvec's _ZGV…expf/tanhf inside `omp simd` loops, which are as accurate as the
+ * scalar functions (≤ 4 ulp) and handle ±inf, NaN and denormals. tanh's vector versions
+ * came with glibc 2.35.
+ */
+#if defined(__x86_64__) && defined(__GLIBC__) && defined(__GNUC__) && !defined(__clang__) && !defined(__FAST_MATH__)
+#define VECTOR_MATH __attribute__((__simd__("notinbranch")))
+VECTOR_MATH float expf(float);
+VECTOR_MATH double exp(double);
+#if __GLIBC_PREREQ(2, 35)
+VECTOR_MATH float tanhf(float);
+VECTOR_MATH double tanh(double);
+#endif
+#endif
+
 enum { ACT_TANH = 0, ACT_RELU = 1, ACT_SIGMOID = 2, ACT_IDENTITY = 3 };
 
 /* Rows [first, last) of B handled by this thread. */
@@ -54,14 +73,17 @@ static void thread_rows(int64_t rows, int64_t *first, int64_t *last, int *thread
 #define SUFFIX _f32
 #define EXP expf
 #define TANH tanhf
+#define FABS fabsf
 #include "node_kernels_body.h"
 #undef SCALAR
 #undef SUFFIX
 #undef EXP
 #undef TANH
+#undef FABS
 
 #define SCALAR double
 #define SUFFIX _f64
 #define EXP exp
 #define TANH tanh
+#define FABS fabs
 #include "node_kernels_body.h"

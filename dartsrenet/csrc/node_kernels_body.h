@@ -1,21 +1,31 @@
 /*
  * The kernels of node_kernels.c for one scalar type. Included once per type with
- * SCALAR (float or double), SUFFIX (_f32, _f64), EXP and TANH defined.
+ * SCALAR (float or double), SUFFIX (_f32, _f64), EXP, TANH and FABS defined.
  */
 #define CAT_(a, b) a##b
 #define CAT(a, b) CAT_(a, b)
 #define FN(name) CAT(name, SUFFIX)
 
+/*
+ * σ(x) that never overflows: e = exp(−|x|) lies in [0, 1], so 1 + e never becomes inf and
+ * no inf·0 can arise; σ = 1/(1 + e) for x ≥ 0 and e/(1 + e) below. Exact at ±inf (1 and 0),
+ * NaN stays NaN, and for x ≲ −88 it gives exp(x)'s denormals as PyTorch does.
+ */
 static inline __attribute__((always_inline)) SCALAR FN(sigmoid)(SCALAR x)
 {
-    return (SCALAR)1 / ((SCALAR)1 + EXP(-x));
+    const SCALAR e = EXP(-FABS(x));
+    const SCALAR r = (SCALAR)1 / ((SCALAR)1 + e);
+    return x >= 0 ? r : e * r;
 }
 
-/* f(x) for the activation code act (a constant after inlining, so the branches fold). */
+/*
+ * f(x) for the activation code act (a constant after inlining, so the branches fold).
+ * relu is written x < 0 ? 0 : x so that a NaN stays NaN, as in torch.relu.
+ */
 static inline __attribute__((always_inline)) SCALAR FN(activate)(SCALAR x, int act)
 {
     return act == ACT_TANH      ? TANH(x)
-         : act == ACT_RELU      ? (x > 0 ? x : (SCALAR)0)
+         : act == ACT_RELU      ? (x < 0 ? (SCALAR)0 : x)
          : act == ACT_SIGMOID   ? FN(sigmoid)(x)
          :                        x;
 }
