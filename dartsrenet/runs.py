@@ -2,8 +2,16 @@
 
 A run folder holds the resolved config, per-epoch metrics (JSON lines), the latest
 checkpoint (everything needed to resume), the best epoch's weights, and a summary
-with versions and the code revision. Checkpoints are written atomically (temporary
-file, then rename), so a run killed mid-write keeps its previous checkpoint.
+with versions and the code revision. Every file is written atomically (temporary
+file, then rename), so a run killed mid-write keeps its previous checkpoint, and
+gets the mode an ordinary ``open`` would give it (0666 less the umask), so that
+colleagues on shared storage can read the results as they read Ray's files.
+
+JSON files are strict JSON: a number that is not finite is written as ``null``
+(never ``NaN``, which strict readers reject). The engine never *records* a
+non-finite metric as a number: the training loss and the test metrics raise
+:class:`NonFiniteLossError` / :class:`NonFiniteOutputError`, and a non-finite
+validation is recorded as ``null`` with ``val_finite: false`` (dartsrenet/training.py).
 """
 
 from __future__ import annotations
@@ -33,7 +41,11 @@ class ConfigMismatchError(RuntimeError):
 
 
 class NonFiniteLossError(FloatingPointError):
-    """The loss became NaN or infinite; the run stopped without writing a checkpoint."""
+    """The loss (or α) became NaN or infinite; the run stopped without writing a checkpoint."""
+
+
+class NonFiniteOutputError(FloatingPointError):
+    """The network's outputs on an evaluation split were NaN or infinite (the message names the split)."""
 
 
 def resolve_device(name: str = "auto") -> torch.device:
@@ -94,23 +106,72 @@ def json_default(value: Any) -> Any:
     raise TypeError(f"not JSON serialisable: {type(value).__name__}")
 
 
+def finite_or_none(data: Any) -> Any:
+    """``data`` with every non-finite float (NaN, ±inf) replaced by None, in nested dicts, lists and tuples."""
+    if isinstance(data, float):
+        return data if math.isfinite(data) else None
+    if isinstance(data, dict):
+        return {key: finite_or_none(value) for key, value in data.items()}
+    if isinstance(data, (list, tuple)):
+        return [finite_or_none(value) for value in data]
+    return data
+
+
+def to_json(data: Any, indent: int | None = None) -> str:
+    """Strict JSON (non-finite floats become ``null``; paths and tensors converted)."""
+    return json.dumps(finite_or_none(_plain(data)), indent=indent, allow_nan=False)
+
+
+def _plain(data: Any) -> Any:
+    """Paths and tensors turned into JSON types, so that :func:`finite_or_none` sees their floats."""
+    if isinstance(data, dict):
+        return {key: _plain(value) for key, value in data.items()}
+    if isinstance(data, (list, tuple)):
+        return [_plain(value) for value in data]
+    if isinstance(data, (Path, torch.Tensor)):
+        return json_default(data)
+    return data
+
+
 def write_json(path: Path, data: Any) -> None:
-    """Write JSON atomically."""
-    _atomic_write_text(path, json.dumps(data, indent=2, default=json_default) + "\n")
+    """Write strict JSON atomically."""
+    _atomic_write_text(path, to_json(data, indent=2) + "\n")
+
+
+def _umask() -> int:
+    """The process's umask, read without changing it where the system allows."""
+    try:
+        with open("/proc/self/status") as status:
+            for line in status:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except OSError:
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def _atomic_write(path: Path, write: Any, mode: str) -> None:
+    """Write ``path`` via a temporary file in its folder and a rename, with the umask's file mode."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.NamedTemporaryFile(mode, dir=path.parent, prefix=f".{path.name}.", delete=False) as handle:
+        try:
+            write(handle)
+        except BaseException:
+            handle.close()
+            os.unlink(handle.name)
+            raise
+    os.chmod(handle.name, 0o666 & ~_umask())  # tempfile creates 0600; use what open() would give
+    os.replace(handle.name, path)
 
 
 def _atomic_write_text(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.NamedTemporaryFile("w", dir=path.parent, prefix=f".{path.name}.", delete=False) as handle:
-        handle.write(text)
-    os.replace(handle.name, path)
+    _atomic_write(path, lambda handle: handle.write(text), "w")
 
 
 def _atomic_torch_save(path: Path, data: Any) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.NamedTemporaryFile(dir=path.parent, prefix=f".{path.name}.", delete=False) as handle:
-        torch.save(data, handle)
-    os.replace(handle.name, path)
+    _atomic_write(path, lambda handle: torch.save(data, handle), "w+b")
 
 
 def check_finite(loss: torch.Tensor, where: str) -> None:
@@ -119,6 +180,15 @@ def check_finite(loss: torch.Tensor, where: str) -> None:
         raise NonFiniteLossError(
             f"loss became {loss.item()} at {where}; stopping without writing a checkpoint "
             "(lower the learning rate or check the data)"
+        )
+
+
+def check_finite_alpha(alpha: torch.Tensor, where: str) -> None:
+    """Raise :class:`NonFiniteLossError` if the architecture weights α hold a NaN or an infinity."""
+    if not bool(torch.isfinite(alpha).all()):
+        raise NonFiniteLossError(
+            f"α became non-finite after {where}; stopping without writing a checkpoint "
+            "(lower arch_lr or check the data)"
         )
 
 
@@ -152,13 +222,29 @@ class RunFolder:
         return (self.checkpoint_dir / CHECKPOINT_FILE).is_file()
 
     def check_config(self, config: dict[str, Any], ignore: tuple[str, ...] = ("device", "num_workers")) -> None:
-        """Refuse to resume a folder written by a run with a different config."""
+        """Refuse a folder that holds (part of) a run with a different config, before anything is written.
+
+        The saved ``config.json`` is compared whenever it exists, checkpoint or not. A
+        folder holding run files but no ``config.json`` is refused too: whose run they
+        are cannot be told, and starting would overwrite them.
+        """
         if not self.config_file.is_file():
+            leftovers = sorted(
+                path.name for path in (self.metrics_file, self.summary_file, self.best_weights_file, self.checkpoint_dir)
+                if path.exists()
+            )
+            if leftovers:
+                raise ConfigMismatchError(
+                    f"{self.path} holds run files ({', '.join(leftovers)}) but no config.json, so it cannot be "
+                    "told whether they belong to this run; use another output folder or delete this one"
+                )
             return
         try:
             saved = json.loads(self.config_file.read_text())
-        except (OSError, json.JSONDecodeError) as error:
-            raise CheckpointError(f"{self.config_file}: cannot read ({error})") from None
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+            raise CheckpointError(f"{self.config_file}: cannot read ({error}); nothing was overwritten") from None
+        if not isinstance(saved, dict):
+            raise CheckpointError(f"{self.config_file}: not a run config (a JSON object); nothing was overwritten")
         differing = sorted(
             key for key in set(saved) | set(config)
             if key not in ignore and saved.get(key) != config.get(key)
@@ -175,7 +261,7 @@ class RunFolder:
 
     def write_metrics(self, history: list[dict[str, Any]]) -> None:
         """Rewrite metrics.jsonl from the full history (so a resumed run never duplicates lines)."""
-        _atomic_write_text(self.metrics_file, "".join(json.dumps(m, default=json_default) + "\n" for m in history))
+        _atomic_write_text(self.metrics_file, "".join(to_json(m) + "\n" for m in history))
 
     def save_checkpoint(self, state: dict[str, Any]) -> Path:
         """Write the latest checkpoint atomically; returns the checkpoint folder."""
