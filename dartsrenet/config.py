@@ -5,7 +5,9 @@ defaults are the paper setup (SPEC numbers, the original code where the paper is
 silent). A *preset* is data: a mapping of field overrides per phase, optionally per
 dataset. :func:`resolve_config` layers defaults ← preset ← preset's dataset
 section ← explicit overrides, and every field can be overridden from the command
-line as ``--set field=value``.
+line as ``--set field=value``. Every config that :func:`resolve_config` builds is
+checked by :func:`validate_config`: each field against its valid range, and no
+field given that the chosen model or dataset would ignore.
 
 Presets: ``paper`` (the SPEC numbers) and ``demo`` (small widths, few epochs: a
 search or an evaluation on ``digits`` in well under a minute on 2 CPU cores). A
@@ -18,14 +20,19 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import os
+import re
 import types
 import typing
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
+from dartsrenet.data import DATASET_NAMES, DATASETS, IMAGEFOLDER_PREFIX, IMAGE_SIZE
 from dartsrenet.registry import UnknownNameError, lookup
+from dartsrenet.variants import VARIANTS
 
 
 @dataclass
@@ -217,6 +224,11 @@ def resolve_config(
         kind: ``"search"`` or ``"train"``.
         preset: a :data:`PRESETS` name or a preset JSON file.
         overrides: field values (strings are converted to the field's type).
+
+    Raises:
+        UnknownNameError: an unknown preset or field name (the message lists the valid ones).
+        ConfigError: a value outside its valid range, or a field the chosen model ignores
+            (see :func:`validate_config`).
     """
     config_class = lookup(CONFIG_CLASSES, kind, "run kind")
     preset_data = load_preset(preset)
@@ -227,7 +239,9 @@ def resolve_config(
     values.update(preset_data.get("datasets", {}).get(dataset, {}).get(kind, {}))
     values.update(overrides)
     coerced = {name: coerce_value(config_class, name, value) for name, value in values.items()}
-    return config_class(**coerced)
+    config = config_class(**coerced)
+    validate_config(config, given=values)
+    return config
 
 
 def config_to_dict(config: Config) -> dict[str, Any]:
@@ -238,6 +252,174 @@ def config_to_dict(config: Config) -> dict[str, Any]:
 def config_from_dict(kind: Literal["search", "train"], data: dict[str, Any]) -> Config:
     """Rebuild a config from :func:`config_to_dict` output (unknown keys are an error)."""
     config_class = lookup(CONFIG_CLASSES, kind, "run kind")
-    return config_class(**{name: coerce_value(config_class, name, value) for name, value in data.items()})
+    config = config_class(**{name: coerce_value(config_class, name, value) for name, value in data.items()})
+    validate_config(config)
+    return config
+
+
+# --------------------------------------------------------------------------- validation
+
+
+class ConfigError(ValueError):
+    """A config that cannot run as asked. The message is one line naming the field(s) and the valid range."""
+
+
+_DEVICE_PATTERN = re.compile(r"auto|cpu|mps|cuda(:\d+)?")
+MAX_SEED = 2**63 - 1
+
+
+def validate_config(config: Config, given: Iterable[str] = ()) -> None:
+    """Check every field of a config against its valid range before any work starts.
+
+    Ranges: ``epochs >= 1``; ``patience`` None or ``>= 1``; ``channels`` even and
+    ``>= 2`` (each ReNet direction has channels/2 units); ``batch_size >= 1`` (``>= 2``
+    for evaluation networks, whose BatchNorm1d before the head needs two examples);
+    ``lr`` > 0; ``0 <= lr_min <= lr``; momentum and Adam betas in [0, 1); weight decays,
+    ``grad_clip`` and ``cutout`` >= 0 (``cutout`` at most the 32-pixel image side);
+    ``limit`` None or large enough that every training split keeps two examples;
+    ``val_fraction`` in (0, 1); ``head_init_range`` None or > 0; ``num_workers >= 0``;
+    ``seed`` in [0, 2**63); every float finite; dataset, variant and device names known.
+
+    A field the run would ignore is an error too, so that nothing given is silently
+    dropped: ``variant`` with a GRU/LSTM baseline cell, ``svhn_extra`` for a dataset
+    other than SVHN, and — when named in ``given`` — ``momentum`` with the Adam weight
+    optimiser or a non-zero ``cutout`` with ``augment`` off.
+
+    Args:
+        config: a :class:`SearchConfig` or :class:`TrainConfig`.
+        given: names of the fields set explicitly (by a preset or an override), as
+            opposed to left at their defaults; only these are checked for being ignored.
+
+    Raises:
+        ConfigError: one line naming every offending field and its valid range.
+    """
+    problems = _type_problems(config)
+    if not problems:
+        problems = _range_problems(config) + _ignored_field_problems(config, set(given))
+    if problems:
+        kind = "search" if isinstance(config, SearchConfig) else "train"
+        raise ConfigError(f"invalid {kind} config: " + "; ".join(problems))
+
+
+def _describe_type(hint: Any) -> str:
+    if typing.get_origin(hint) in (typing.Union, types.UnionType):
+        return " or ".join(_describe_type(option) for option in typing.get_args(hint))
+    if typing.get_origin(hint) is Literal:
+        return "one of " + ", ".join(map(str, typing.get_args(hint)))
+    return {int: "an integer", float: "a number", bool: "true or false", str: "a string", type(None): "None"}.get(
+        hint, str(hint)
+    )
+
+
+def _has_type(hint: Any, value: Any) -> bool:
+    origin = typing.get_origin(hint)
+    if origin in (typing.Union, types.UnionType):
+        return any(_has_type(option, value) for option in typing.get_args(hint))
+    if origin is Literal:
+        return value in typing.get_args(hint)
+    if hint is type(None):
+        return value is None
+    if hint is float:
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    if hint is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    return isinstance(value, hint)
+
+
+def _type_problems(config: Config) -> list[str]:
+    hints = typing.get_type_hints(type(config))
+    problems = []
+    for field in dataclasses.fields(config):
+        value = getattr(config, field.name)
+        if not _has_type(hints[field.name], value):
+            problems.append(f"{field.name} must be {_describe_type(hints[field.name])}, got {value!r}")
+        elif isinstance(value, float) and not math.isfinite(value):
+            problems.append(f"{field.name} must be a finite number, got {value}")
+    return problems
+
+
+def _smallest_train_limit(val_fraction: float) -> int:
+    """The smallest ``limit`` whose validation split (as in ``data.validation_split``) leaves 2 training examples."""
+    limit = 3
+    while limit - max(1, round(limit * val_fraction)) < 2:
+        limit += 1
+    return limit
+
+
+def _range_problems(config: Config) -> list[str]:
+    is_search = isinstance(config, SearchConfig)
+    min_batch = 1 if is_search else 2
+    lr = config.lr
+    checks: list[tuple[str, Callable[[Any], bool], str]] = [
+        ("seed", lambda v: 0 <= v <= MAX_SEED, "an integer in [0, 2**63)"),
+        ("channels", lambda v: v >= 2 and v % 2 == 0, "an even integer >= 2 (channels/2 units per direction)"),
+        ("epochs", lambda v: v >= 1, "an integer >= 1"),
+        ("patience", lambda v: v is None or v >= 1, "None (no early stopping) or an integer >= 1"),
+        ("batch_size", lambda v: v >= min_batch, f"an integer >= {min_batch}"),
+        ("lr", lambda v: v > 0, "a number > 0"),
+        ("lr_min", lambda v: 0 <= v <= lr, f"a number in [0, lr] = [0, {lr}]"),
+        ("momentum", lambda v: 0 <= v < 1, "a number in [0, 1)"),
+        ("weight_decay", lambda v: v >= 0, "a number >= 0"),
+        ("grad_clip", lambda v: v >= 0, "0 (off) or a number > 0"),
+        ("cutout", lambda v: 0 <= v <= IMAGE_SIZE, f"0 (off) or an integer up to the image side {IMAGE_SIZE}"),
+        ("num_workers", lambda v: v >= 0, "an integer >= 0"),
+        ("device", lambda v: _DEVICE_PATTERN.fullmatch(v) is not None, "auto, cpu, cuda, cuda:N or mps"),
+    ]
+    if is_search:
+        checks += [
+            ("limit", lambda v: v is None or v >= 4, "None (all examples) or an integer >= 4 (two halves of >= 2)"),
+            ("arch_lr", lambda v: v > 0, "a number > 0"),
+            ("arch_beta1", lambda v: 0 <= v < 1, "a number in [0, 1)"),
+            ("arch_beta2", lambda v: 0 <= v < 1, "a number in [0, 1)"),
+            ("arch_weight_decay", lambda v: v >= 0, "a number >= 0"),
+        ]
+    else:
+        val_fraction_ok = 0 < config.val_fraction < 1
+        smallest = _smallest_train_limit(config.val_fraction) if val_fraction_ok else 3
+        checks += [
+            ("val_fraction", lambda v: 0 < v < 1, "a number in (0, 1)"),
+            (
+                "limit", lambda v: v is None or v >= smallest,
+                f"None (all examples) or an integer >= {smallest} (two training examples after the "
+                f"val_fraction={config.val_fraction} validation split)",
+            ),
+            ("cell", lambda v: bool(v.strip()), "gru, lstm, a paper genotype name, a genotype JSON file or string"),
+            ("head_init_range", lambda v: v is None or v > 0, "None (the dataset's) or a number > 0"),
+        ]
+    problems = []
+    if not _known_dataset(config.dataset):
+        problems.append(f"unknown dataset {config.dataset!r}; valid datasets: {', '.join(DATASET_NAMES)} (PATH a directory)")
+    if config.variant is not None and config.variant not in VARIANTS:
+        problems.append(f"unknown variant {config.variant!r}; valid variants: {', '.join(sorted(VARIANTS))}")
+    for name, is_valid, valid in checks:
+        value = getattr(config, name)
+        if not is_valid(value):
+            problems.append(f"{name}={value!r} is out of range; valid: {valid}")
+    return problems
+
+
+def _known_dataset(name: str) -> bool:
+    if name.startswith(IMAGEFOLDER_PREFIX):
+        return bool(name[len(IMAGEFOLDER_PREFIX) :].strip())
+    return name in DATASETS
+
+
+BASELINE_CELL_NAMES = ("gru", "lstm")
+
+
+def _ignored_field_problems(config: Config, given: set[str]) -> list[str]:
+    problems = []
+    if config.svhn_extra and config.dataset != "svhn":
+        problems.append(f"svhn_extra=True only applies to dataset svhn, not {config.dataset!r}")
+    if isinstance(config, TrainConfig) and config.cell in BASELINE_CELL_NAMES and config.variant is not None:
+        problems.append(
+            f"variant={config.variant!r} is ignored by the {config.cell} baseline (variants apply to DARTS cells "
+            "only); leave variant unset"
+        )
+    if isinstance(config, SearchConfig) and config.weight_optimizer == "adam" and "momentum" in given:
+        problems.append("momentum is ignored by weight_optimizer='adam' (SGD only); leave momentum unset")
+    if not config.augment and config.cutout > 0 and "cutout" in given:
+        problems.append(f"cutout={config.cutout} is ignored with augment=False; set cutout=0 or augment=True")
+    return problems
 
 
