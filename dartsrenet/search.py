@@ -17,12 +17,12 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader
 
-from dartsrenet.config import SearchConfig
+from dartsrenet.config import SearchConfig, validate_config
 from dartsrenet.data import make_search_loaders
 from dartsrenet.genotypes import Genotype, derive_genotype
 from dartsrenet.networks import SearchNetwork, build_search_model, count_parameters
-from dartsrenet.runs import check_finite, resolve_device, write_json
-from dartsrenet.training import Log, Report, RunDriver, cosine_schedule, evaluate, seed_epoch
+from dartsrenet.runs import check_finite, check_finite_alpha, resolve_device, write_json
+from dartsrenet.training import Log, Report, RunDriver, StepCallback, cosine_schedule, seed_epoch, validation_metrics
 
 
 def make_optimizers(model: SearchNetwork, config: SearchConfig) -> tuple[torch.optim.Optimizer, torch.optim.Optimizer]:
@@ -52,6 +52,7 @@ def search_epoch(
     arch_optimizer: torch.optim.Optimizer,
     device: torch.device,
     grad_clip: float = 1.0,
+    on_step: StepCallback | None = None,
 ) -> tuple[float, float]:
     """One epoch of first-order DARTS; returns (train_cs loss, train_cs accuracy).
 
@@ -59,6 +60,10 @@ def search_epoch(
     on a train_cs batch. Each optimiser only holds its own parameter set, and
     gradients are cleared before each step, so α changes only through the α
     optimiser and the weights only through the weight optimiser.
+
+    Raises:
+        NonFiniteLossError: the α-step or weight-step loss, or α itself after its
+            step, is NaN or infinite (the step is named).
     """
     model.train()
     weights = model.weight_parameters()
@@ -72,6 +77,7 @@ def search_epoch(
         check_finite(val_loss, f"search α step {step}")
         val_loss.backward()
         arch_optimizer.step()
+        check_finite_alpha(model.alpha, f"search α step {step}")
 
         weight_optimizer.zero_grad(set_to_none=True)
         logits = model(images)
@@ -85,6 +91,8 @@ def search_epoch(
         total_loss += loss.item() * labels.numel()
         correct += (logits.argmax(dim=1) == labels).sum().item()
         seen += labels.numel()
+        if on_step is not None:
+            on_step(labels.numel())
     model.zero_grad(set_to_none=True)
     return total_loss / max(seen, 1), correct / max(seen, 1)
 
@@ -100,7 +108,13 @@ def run_search(config: SearchConfig, report: Report | None = None, *, resume_fro
 
     Returns:
         The summary (also written to ``summary.json``), with the best epoch's genotype.
+
+    Raises:
+        ConfigError: a config value out of range (before anything is read or written).
+        NonFiniteLossError: a loss or α became NaN or infinite.
+        NonFiniteOutputError: no epoch had finite val_cs outputs, so no genotype can be selected.
     """
+    validate_config(config)
     device = resolve_device(config.device)
     train_cs, val_cs, info = make_search_loaders(
         config.dataset, config.data_root, batch_size=config.batch_size, seed=config.seed,
@@ -128,26 +142,28 @@ def run_search(config: SearchConfig, report: Report | None = None, *, resume_fro
         started = time.perf_counter()
         seed_epoch(config.seed, epoch, [train_cs, val_cs])
         lr = weight_optimizer.param_groups[0]["lr"]
-        train_loss, train_accuracy = search_epoch(
-            model, train_cs, val_cs, weight_optimizer, arch_optimizer, device, config.grad_clip
-        )
+        with driver.epoch_progress(epoch, min(len(train_cs), len(val_cs))) as progress:
+            train_loss, train_accuracy = search_epoch(
+                model, train_cs, val_cs, weight_optimizer, arch_optimizer, device, config.grad_clip, on_step=progress
+            )
         scheduler.step()
-        val_loss, val_accuracy = evaluate(model, val_cs, device)
         genotype = model.genotype()
         metrics: dict[str, Any] = {
             "epoch": epoch, "train_loss": train_loss, "train_accuracy": train_accuracy,
-            "val_loss": val_loss, "val_accuracy": val_accuracy, "lr": lr, "params": params,
+            **validation_metrics(model, val_cs, device, "val_cs split"), "lr": lr, "params": params,
             "epoch_time_s": time.perf_counter() - started, "genotype": genotype.to_string(),
         }
         driver.end_epoch(metrics)
         best = genotype if metrics["improved"] else _best_genotype(driver.history, driver.best_epoch)
-        metrics["best_genotype"] = best.to_string()
+        metrics["best_genotype"] = best.to_string() if best is not None else None
         metrics["alpha"] = model.architecture.probabilities().detach().cpu().tolist()
         # The run folder is complete for this epoch before report() sees its checkpoint.
         write_json(driver.folder.path / "alpha_history.json", [m["alpha"] for m in [*driver.history, metrics]])
-        best.save(driver.folder.path / "genotype.json")
+        if best is not None:
+            write_json(driver.folder.path / "genotype.json", best.to_dict())
         driver.commit_epoch(metrics)
 
+    driver.require_selected_epoch()
     best = _best_genotype(driver.history, driver.best_epoch)
     return driver.summary(
         device, params, variant=config.variant, dataset=config.dataset, seed=config.seed,
@@ -156,6 +172,7 @@ def run_search(config: SearchConfig, report: Report | None = None, *, resume_fro
     )
 
 
-def _best_genotype(history: list[dict[str, Any]], best_epoch: int) -> Genotype:
-    """The genotype derived at the best val_cs epoch (history holds one metrics dict per epoch, from 1)."""
-    return Genotype.from_string(history[best_epoch - 1]["genotype"])
+def _best_genotype(history: list[dict[str, Any]], best_epoch: int) -> Genotype | None:
+    """The genotype derived at the best val_cs epoch (history holds one metrics dict per epoch, from 1);
+    None while no epoch is selected."""
+    return Genotype.from_string(history[best_epoch - 1]["genotype"]) if best_epoch else None

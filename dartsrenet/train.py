@@ -14,11 +14,20 @@ from typing import Any
 
 import torch
 
-from dartsrenet.config import TrainConfig
+from dartsrenet.config import TrainConfig, validate_config
 from dartsrenet.data import make_train_loaders
 from dartsrenet.networks import build_eval_model, count_parameters, resolve_cell
 from dartsrenet.runs import resolve_device
-from dartsrenet.training import Log, Report, RunDriver, cosine_schedule, evaluate, seed_epoch, train_epoch
+from dartsrenet.training import (
+    Log,
+    Report,
+    RunDriver,
+    cosine_schedule,
+    evaluate,
+    seed_epoch,
+    train_epoch,
+    validation_metrics,
+)
 
 
 def run_train(config: TrainConfig, report: Report | None = None, *, resume_from: Any = None, log: Log | None = print) -> dict[str, Any]:
@@ -33,7 +42,14 @@ def run_train(config: TrainConfig, report: Report | None = None, *, resume_from:
 
     Returns:
         The summary (also written to ``summary.json``).
+
+    Raises:
+        ConfigError: a config value out of range (before anything is read or written).
+        NonFiniteLossError: a training loss became NaN or infinite.
+        NonFiniteOutputError: the test outputs of the selected epoch are not finite, or no
+            epoch had finite validation outputs (so none can be selected).
     """
+    validate_config(config)
     kind, genotype, variant = resolve_cell(config.cell, config.variant)  # fail fast on a bad cell
     device = resolve_device(config.device)
     train_loader, val_loader, test_loader, info = make_train_loaders(
@@ -64,14 +80,14 @@ def run_train(config: TrainConfig, report: Report | None = None, *, resume_from:
         started = time.perf_counter()
         seed_epoch(config.seed, epoch, [train_loader])
         lr = optimizer.param_groups[0]["lr"]
-        train_loss, train_accuracy = train_epoch(
-            model, train_loader, optimizer, device, config.grad_clip, where=f"epoch {epoch}"
-        )
+        with driver.epoch_progress(epoch, len(train_loader)) as progress:
+            train_loss, train_accuracy = train_epoch(
+                model, train_loader, optimizer, device, config.grad_clip, where=f"epoch {epoch}", on_step=progress
+            )
         scheduler.step()
-        val_loss, val_accuracy = evaluate(model, val_loader, device)
         metrics: dict[str, Any] = {
             "epoch": epoch, "train_loss": train_loss, "train_accuracy": train_accuracy,
-            "val_loss": val_loss, "val_accuracy": val_accuracy, "lr": lr, "params": params,
+            **validation_metrics(model, val_loader, device), "lr": lr, "params": params,
             "epoch_time_s": time.perf_counter() - started,
         }
         if driver.end_epoch(metrics):
@@ -89,9 +105,10 @@ def run_train(config: TrainConfig, report: Report | None = None, *, resume_from:
 
 def _test_best(model: torch.nn.Module, driver: RunDriver, loader: Any, device: torch.device) -> tuple[float, float]:
     """Test loss and accuracy of the selected epoch's weights (the model keeps its last weights)."""
+    driver.require_selected_epoch()
     last_weights = {k: v.detach().clone() for k, v in model.state_dict().items()}
     model.load_state_dict(driver.best_weights)
     try:
-        return evaluate(model, loader, device)
+        return evaluate(model, loader, device, where=f"test set (weights of the selected epoch {driver.best_epoch})")
     finally:
         model.load_state_dict(last_weights)

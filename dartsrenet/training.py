@@ -9,25 +9,39 @@ Reproducibility: the model is initialised after ``torch.manual_seed(seed)``, and
 every epoch reseeds torch's RNG (augmentation) and each loader's generator (order)
 from ``(seed, epoch)``. So an epoch depends only on the state at its start, and a
 run resumed after epoch k ends with the same metrics as an uninterrupted one.
+
+Nothing non-finite is ever a result: a NaN or infinite training loss stops the run
+(:class:`~dartsrenet.runs.NonFiniteLossError`); an epoch whose validation outputs are
+not finite is recorded with ``val_loss``/``val_accuracy`` null and ``val_finite``
+false, and is never selected as the best epoch; non-finite test outputs stop the run
+(:class:`~dartsrenet.runs.NonFiniteOutputError`).
+
+Progress: each epoch shows a tqdm bar (steps, images/s, ETA) when stderr is a
+terminal, and a plain progress line every 30 s otherwise (log files, Ray workers).
 """
 
 from __future__ import annotations
 
+import math
 import random
+import sys
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import asdict
-from typing import Any
+from datetime import timedelta
+from typing import Any, TextIO
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader
+from tqdm import tqdm
 
 from dartsrenet import native
 from dartsrenet.config import Config
 from dartsrenet.runs import (
     CheckpointError,
+    NonFiniteOutputError,
     RunFolder,
     check_finite,
     code_revision,
@@ -37,6 +51,90 @@ from dartsrenet.runs import (
 
 Report = Callable[[dict[str, Any], Any], None]
 Log = Callable[[str], None]
+StepCallback = Callable[[int], None]
+"""Called after every training step with the number of images of that step."""
+
+PROGRESS_INTERVAL_S = 30.0
+
+
+class StepProgress:
+    """Progress through one epoch's steps, for people watching a run.
+
+    On a terminal (``stream.isatty()``) a tqdm bar shows steps, images/s and the ETA
+    and disappears when the epoch ends (the epoch line follows). Otherwise — log
+    files, Ray workers — a plain line goes to ``log`` every ``interval_s`` seconds:
+    ``[train] epoch 3/300: step 120/700 (17%), 850 images/s, ETA 0:01:10``.
+    With ``log=None`` nothing is shown.
+
+    Args:
+        label: e.g. ``"[train] epoch 3/300"``.
+        total_steps: steps in the epoch.
+        log: where plain lines go (None: silent, no bar either).
+        stream: the terminal the bar is drawn on (default: stderr).
+        interval_s: seconds between plain lines.
+    """
+
+    def __init__(
+        self,
+        label: str,
+        total_steps: int,
+        log: Log | None,
+        *,
+        stream: TextIO | None = None,
+        interval_s: float = PROGRESS_INTERVAL_S,
+    ):
+        stream = sys.stderr if stream is None else stream
+        self.label = label
+        self.total_steps = total_steps
+        self.log = log
+        self.interval_s = interval_s
+        self.steps = 0
+        self.images = 0
+        self._started = self._last_line = time.monotonic()
+        interactive = log is not None and _is_terminal(stream)
+        self.bar = (
+            tqdm(total=total_steps, desc=label, unit="step", file=stream, leave=False, dynamic_ncols=True)
+            if interactive else None
+        )
+
+    def __call__(self, images: int) -> None:
+        """Count one finished step of ``images`` images."""
+        self.steps += 1
+        self.images += images
+        now = time.monotonic()
+        if self.bar is not None:
+            self.bar.set_postfix_str(f"{self.images / max(now - self._started, 1e-9):.0f} images/s", refresh=False)
+            self.bar.update(1)
+        elif self.log is not None and now - self._last_line >= self.interval_s and self.steps < self.total_steps:
+            self._last_line = now
+            self.log(self.line(now - self._started))
+
+    def line(self, elapsed_s: float) -> str:
+        """The plain progress line after ``elapsed_s`` seconds."""
+        rate = self.images / max(elapsed_s, 1e-9)
+        remaining = (self.total_steps - self.steps) * elapsed_s / max(self.steps, 1)
+        percent = 100 * self.steps / max(self.total_steps, 1)
+        return (
+            f"{self.label}: step {self.steps}/{self.total_steps} ({percent:.0f}%), {rate:.0f} images/s, "
+            f"ETA {timedelta(seconds=round(remaining))}"
+        )
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+    def __enter__(self) -> StepProgress:
+        return self
+
+    def __exit__(self, *exc_info: Any) -> None:
+        self.close()
+
+
+def _is_terminal(stream: TextIO) -> bool:
+    try:
+        return stream.isatty()
+    except (AttributeError, ValueError):  # no isatty, or a closed stream
+        return False
 
 
 def epoch_seed(seed: int, epoch: int, stream: int = 0) -> int:
@@ -61,8 +159,13 @@ def train_epoch(
     device: torch.device,
     grad_clip: float = 0.0,
     where: str = "training",
+    on_step: StepCallback | None = None,
 ) -> tuple[float, float]:
-    """One epoch of SGD on ``loader``; returns (mean loss, accuracy)."""
+    """One epoch of SGD on ``loader``; returns (mean loss, accuracy).
+
+    Raises:
+        NonFiniteLossError: a step's loss is NaN or infinite (``where`` and the step are named).
+    """
     model.train()
     total_loss, correct, seen = 0.0, 0, 0
     for step, (images, labels) in enumerate(loader):
@@ -78,21 +181,46 @@ def train_epoch(
         total_loss += loss.item() * labels.numel()
         correct += (logits.argmax(dim=1) == labels).sum().item()
         seen += labels.numel()
+        if on_step is not None:
+            on_step(labels.numel())
     return total_loss / max(seen, 1), correct / max(seen, 1)
 
 
 @torch.no_grad()
-def evaluate(model: nn.Module, loader: DataLoader, device: torch.device) -> tuple[float, float]:
-    """Loss and accuracy in eval mode (BatchNorm on running statistics: SPEC §6 corrections)."""
+def evaluate(model: nn.Module, loader: DataLoader, device: torch.device, where: str = "evaluation") -> tuple[float, float]:
+    """Loss and accuracy in eval mode (BatchNorm on running statistics: SPEC §6 corrections).
+
+    Raises:
+        NonFiniteOutputError: some logits are NaN or infinite — their accuracy would be
+            chance and their loss meaningless, so no number is returned.
+    """
     model.eval()
     total_loss, correct, seen = 0.0, 0, 0
     for images, labels in loader:
         images, labels = images.to(device), labels.to(device)
         logits = model(images)
+        if not bool(torch.isfinite(logits).all()):
+            raise NonFiniteOutputError(f"the network's outputs on the {where} are not finite (NaN or infinite)")
         total_loss += F.cross_entropy(logits, labels, reduction="sum").item()
         correct += (logits.argmax(dim=1) == labels).sum().item()
         seen += labels.numel()
-    return total_loss / max(seen, 1), correct / max(seen, 1)
+    loss = total_loss / max(seen, 1)
+    if not math.isfinite(loss):
+        raise NonFiniteOutputError(f"the loss on the {where} is {loss}")
+    return loss, correct / max(seen, 1)
+
+
+def validation_metrics(model: nn.Module, loader: DataLoader, device: torch.device, where: str = "validation split") -> dict[str, Any]:
+    """``val_loss``, ``val_accuracy`` and ``val_finite`` of an epoch (see :meth:`RunDriver.end_epoch`).
+
+    Non-finite outputs are recorded as ``val_loss = val_accuracy = None`` with
+    ``val_finite = False``: the epoch is then not eligible for selection.
+    """
+    try:
+        val_loss, val_accuracy = evaluate(model, loader, device, where)
+    except NonFiniteOutputError:
+        return {"val_loss": None, "val_accuracy": None, "val_finite": False}
+    return {"val_loss": val_loss, "val_accuracy": val_accuracy, "val_finite": True}
 
 
 def cosine_schedule(optimizer: torch.optim.Optimizer, epochs: int, lr_min: float) -> torch.optim.lr_scheduler.LRScheduler:
@@ -129,9 +257,10 @@ class RunDriver:
         self.stateful = stateful
         self.report = report
         self.log = log or (lambda message: None)
+        self._progress_log = log
         self.history: list[dict[str, Any]] = []
-        self.best_val_accuracy = -1.0
-        self.best_epoch = 0
+        self.best_val_accuracy: float | None = None  # None until an epoch is selected
+        self.best_epoch = 0  # 0: no epoch selected yet
         self.best_weights: dict[str, Any] | None = None
         self.epochs_without_improvement = 0
         self.finished = False
@@ -148,11 +277,16 @@ class RunDriver:
         return len(self.history) + 1
 
     def start(self, device: torch.device) -> None:
-        """Resume from a checkpoint if there is one (before anything is written), then write the config."""
+        """Check the folder, resume from a checkpoint if there is one, then write the config.
+
+        The folder's saved config is compared with this run's whenever it exists, so a
+        folder holding another run is refused before anything is written — whether or
+        not its checkpoint is still there.
+        """
         config_dict = asdict(self.config)
+        self.folder.check_config(config_dict, ignore=("device", "num_workers", "out"))
         source = self._resume_from or (self.folder.checkpoint_dir if self.folder.has_checkpoint() else None)
         if source is not None:
-            self.folder.check_config(config_dict, ignore=("device", "num_workers", "out"))
             state = load_checkpoint(source, map_location=device)
             try:
                 for name, obj in self.stateful.items():
@@ -162,8 +296,8 @@ class RunDriver:
                     f"{source}: checkpoint does not fit this run ({type(error).__name__}: {error}); nothing was overwritten"
                 ) from None
             self.history = state["history"]
-            self.best_val_accuracy = state["best_val_accuracy"]
             self.best_epoch = state["best_epoch"]
+            self.best_val_accuracy = state["best_val_accuracy"] if self.best_epoch else None
             self.best_weights = state["best_weights"]
             self.epochs_without_improvement = state["epochs_without_improvement"]
             self.finished = state["finished"]
@@ -175,10 +309,19 @@ class RunDriver:
     def should_continue(self) -> bool:
         return not self.finished and self.start_epoch <= self.config.epochs
 
+    def epoch_progress(self, epoch: int, total_steps: int) -> StepProgress:
+        """The progress display of an epoch's steps (a bar on a terminal, else a line every 30 s)."""
+        return StepProgress(f"[{self.kind}] epoch {epoch}/{self.config.epochs}", total_steps, self._progress_log)
+
     def end_epoch(self, metrics: dict[str, Any]) -> bool:
-        """Update best/early-stopping state from ``metrics``; returns True if this epoch is the last."""
+        """Update best/early-stopping state from ``metrics``; returns True if this epoch is the last.
+
+        An epoch is selected when its validation accuracy beats the best so far; an
+        epoch with ``val_finite`` false is not eligible and counts as no improvement.
+        """
         epoch = metrics["epoch"]
-        if metrics["val_accuracy"] > self.best_val_accuracy:
+        eligible = metrics.get("val_finite", True)
+        if eligible and (self.best_epoch == 0 or metrics["val_accuracy"] > self.best_val_accuracy):
             self.best_val_accuracy = metrics["val_accuracy"]
             self.best_epoch = epoch
             self.best_weights = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
@@ -223,13 +366,26 @@ class RunDriver:
         if self.report is not None:
             self.report(dict(metrics), checkpoint_dir)
 
+    def require_selected_epoch(self) -> None:
+        """Raise :class:`NonFiniteOutputError` if no epoch could be selected (every validation non-finite)."""
+        if self.best_epoch == 0:
+            raise NonFiniteOutputError(
+                f"no epoch of {self.folder.path} had finite validation outputs, so none can be selected "
+                "(lower the learning rate or check the data)"
+            )
+
     def progress_line(self, metrics: dict[str, Any]) -> str:
+        if metrics.get("val_finite", True):
+            validation = f"val loss {metrics['val_loss']:.4f} acc {metrics['val_accuracy']:.4f}"
+        else:
+            validation = "val NOT FINITE (epoch not eligible for selection)"
+        best = (
+            f"best {metrics['best_val_accuracy']:.4f}@{metrics['best_epoch']}" if metrics["best_epoch"] else "best none"
+        )
         line = (
             f"[{self.kind}] epoch {metrics['epoch']:>3}/{self.config.epochs}  "
             f"train loss {metrics['train_loss']:.4f} acc {metrics['train_accuracy']:.4f}  "
-            f"val loss {metrics['val_loss']:.4f} acc {metrics['val_accuracy']:.4f}  "
-            f"best {metrics['best_val_accuracy']:.4f}@{metrics['best_epoch']}  "
-            f"lr {metrics['lr']:.4g}  {metrics['epoch_time_s']:.1f}s"
+            f"{validation}  {best}  lr {metrics['lr']:.4g}  {metrics['epoch_time_s']:.1f}s"
         )
         if "test_accuracy" in metrics:
             line += f"  test acc {metrics['test_accuracy']:.4f}"
