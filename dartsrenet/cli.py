@@ -50,7 +50,7 @@ def train_command(args: argparse.Namespace) -> int:
     from dartsrenet.train import run_train
 
     if (args.genotype is None) == (args.cell is None):
-        raise SystemExit("error: give exactly one of --genotype FILE|NAME|STRING and --cell gru|lstm")
+        raise ValueError("give exactly one of --genotype FILE|NAME|STRING and --cell gru|lstm")
     overrides = _overrides(args, ["variant", "dataset", "seed", "out", "device", "data_root", "epochs"])
     overrides["cell"] = args.genotype if args.genotype is not None else args.cell
     config = resolve_config("train", args.preset, overrides)
@@ -136,14 +136,25 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+LIBRARY_ERRORS = (ValueError, OSError, RuntimeError, FloatingPointError)
+"""What the library raises for bad input, missing or corrupt files and non-finite numbers
+(ConfigError, UnknownNameError, GenotypeError, DatasetNotFoundError, CheckpointError,
+ConfigMismatchError, NonFiniteLossError, NonFiniteOutputError, ...)."""
+
+
+def error_line(error: BaseException) -> str:
+    """``error: <message>`` on one line (a multi-line message is joined with spaces)."""
+    return "error: " + " ".join(part.strip() for part in str(error).splitlines() if part.strip())
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
         return args.handler(args)
-    except (ValueError, FileNotFoundError, RuntimeError) as error:
-        # Bad names, missing data, unreadable checkpoints, NaN losses: one clear line, no traceback.
-        print(f"error: {error}", file=sys.stderr)
+    except LIBRARY_ERRORS as error:
+        # Bad input, missing data, unreadable checkpoints, NaN: one clear line, no traceback, exit 2.
+        print(error_line(error), file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("interrupted; run the same command again to resume from the last checkpoint", file=sys.stderr)
