@@ -48,24 +48,33 @@ test set apart; validation and test use the plain (non-augmented) transform
 transform over one shared, once-loaded base dataset, so the augmented and the
 plain views never share a transform object.
 
+Checks when a dataset is opened: it has at least 2 classes; every file of an image
+folder opens and fully decodes (a truncated or non-image file is named at once,
+not after hours of training); a download or an unpacking into ``root`` happens
+under a file lock (``root/.<dataset>.lock``), so concurrent runs — e.g. Ray trials
+sharing one ``data_root`` — download and unpack a dataset once and never read a
+half-written file.
+
 Not supported: datasets other than the above; images other than 32×32 at the
 network input.
 """
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import gzip
 import logging
 import os
 import shutil
-from collections.abc import Callable, Sequence, Sized
+from collections.abc import Callable, Iterator, Sequence, Sized
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
+from filelock import FileLock, Timeout
 from PIL import Image
 from torch import Tensor
 from torch.utils.data import ConcatDataset, DataLoader, Dataset
@@ -82,6 +91,7 @@ __all__ = [
     "FASHION_MNIST_SYSTEM_DIR",
     "IMAGEFOLDER_PREFIX",
     "Cutout",
+    "DatasetFileError",
     "DatasetInfo",
     "DatasetNotFoundError",
     "TransformedSubset",
@@ -109,6 +119,30 @@ FIXED_TEST_FRACTION = 0.2
 
 class DatasetNotFoundError(FileNotFoundError):
     """A dataset's files are missing; the message says where they go and how to get them."""
+
+
+class DatasetFileError(ValueError):
+    """A dataset that cannot be trained on as it is: an unreadable image (named), or fewer than 2 classes."""
+
+
+@contextlib.contextmanager
+def dataset_lock(root: Path, dataset: str) -> Iterator[None]:
+    """Hold ``root/.<dataset>.lock`` while a dataset is downloaded or unpacked into ``root``.
+
+    Concurrent runs sharing ``root`` (Ray trials, several terminals) then fetch the
+    files once: the first holder does the work, the others wait and find it done.
+    """
+    root.mkdir(parents=True, exist_ok=True)
+    lock = FileLock(str(root / f".{dataset}.lock"))
+    try:
+        lock.acquire(timeout=0)
+    except Timeout:
+        logger.info("%s: waiting for another process preparing it in %s", dataset, root)
+        lock.acquire()
+    try:
+        yield
+    finally:
+        lock.release()
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -235,8 +269,8 @@ def _missing_files(paths: Sequence[Path]) -> list[Path]:
 
 
 def _not_found(dataset: str, missing: Sequence[Path], remedy: str) -> DatasetNotFoundError:
-    listed = "\n  ".join(str(p) for p in missing)
-    return DatasetNotFoundError(f"{dataset} not found; missing files:\n  {listed}\n{remedy}")
+    listed = ", ".join(str(p) for p in missing)
+    return DatasetNotFoundError(f"{dataset} not found; missing files: {listed}. {remedy}")
 
 
 def _torchvision_load(factory: Callable[[], Dataset], dataset: str, remedy: str) -> Dataset:
@@ -274,12 +308,13 @@ class _Cifar10Source:
         missing = _missing_files([folder / name for name in self.files])
         if missing and not download:
             raise _not_found("CIFAR-10", missing, remedy)
-        train = _torchvision_load(
-            lambda: tv_datasets.CIFAR10(str(root), train=True, download=download), "CIFAR-10", remedy
-        )
-        test = _torchvision_load(
-            lambda: tv_datasets.CIFAR10(str(root), train=False, download=download), "CIFAR-10", remedy
-        )
+        with dataset_lock(root, "cifar10") if download else contextlib.nullcontext():
+            train = _torchvision_load(
+                lambda: tv_datasets.CIFAR10(str(root), train=True, download=download), "CIFAR-10", remedy
+            )
+            test = _torchvision_load(
+                lambda: tv_datasets.CIFAR10(str(root), train=False, download=download), "CIFAR-10", remedy
+            )
         return train, test
 
 
@@ -304,14 +339,15 @@ class _SvhnSource:
         missing = _missing_files([root / f"{split}_32x32.mat" for split in splits])
         if missing and not download:
             raise _not_found("SVHN", missing, remedy)
-        loaded = {
-            split: _torchvision_load(
-                functools.partial(tv_datasets.SVHN, str(root), split=split, download=download),
-                "SVHN",
-                remedy,
-            )
-            for split in splits
-        }
+        with dataset_lock(root, "svhn") if download else contextlib.nullcontext():
+            loaded = {
+                split: _torchvision_load(
+                    functools.partial(tv_datasets.SVHN, str(root), split=split, download=download),
+                    "SVHN",
+                    remedy,
+                )
+                for split in splits
+            }
         train: Dataset = loaded["train"]
         if svhn_extra:
             train = ConcatDataset([loaded["train"], loaded["extra"]])
@@ -322,7 +358,8 @@ def prepare_fashion_mnist(root: Path, system_dir: Path | None = None) -> bool:
     """Gunzip the Debian package's Fashion-MNIST into ``root/FashionMNIST/raw`` if needed.
 
     Files already in ``raw`` are kept. Nothing happens when ``system_dir`` lacks
-    the gzip IDX files.
+    the gzip IDX files. The unpacking holds :func:`dataset_lock`, so concurrent
+    runs unpack once.
 
     Args:
         root: dataset root (torchvision's ``root``).
@@ -330,18 +367,34 @@ def prepare_fashion_mnist(root: Path, system_dir: Path | None = None) -> bool:
             :data:`FASHION_MNIST_SYSTEM_DIR` (the Debian package's location).
 
     Returns:
-        Whether any file was written.
+        Whether any file was written (by this call).
     """
     system_dir = FASHION_MNIST_SYSTEM_DIR if system_dir is None else Path(system_dir)
     root = Path(root)
+    if not _fashion_mnist_to_unpack(root, system_dir):
+        return False
+    with dataset_lock(root, "fashion_mnist"):
+        return _unpack_fashion_mnist(root, system_dir)
+
+
+def _fashion_mnist_to_unpack(root: Path, system_dir: Path) -> list[tuple[Path, Path]]:
+    """(gzip source, raw target) of every file missing in ``root`` that ``system_dir`` has."""
     raw = root / "FashionMNIST" / "raw"
-    wrote = False
+    pairs = []
     for url, _md5 in tv_datasets.FashionMNIST.resources:
         gz_name = os.path.basename(url)
         target = raw / gz_name.removesuffix(".gz")
         source = system_dir / gz_name
-        if target.is_file() or not source.is_file():
-            continue
+        if source.is_file() and not target.is_file():
+            pairs.append((source, target))
+    return pairs
+
+
+def _unpack_fashion_mnist(root: Path, system_dir: Path) -> bool:
+    """Gunzip what :func:`_fashion_mnist_to_unpack` lists (the caller holds the lock)."""
+    raw = root / "FashionMNIST" / "raw"
+    wrote = False
+    for source, target in _fashion_mnist_to_unpack(root, system_dir):
         raw.mkdir(parents=True, exist_ok=True)
         partial = target.with_name(target.name + ".partial")
         with gzip.open(source, "rb") as src, open(partial, "wb") as dst:
@@ -367,7 +420,14 @@ class _FashionMnistSource:
         )
 
     def load(self, root: Path, *, download: bool, svhn_extra: bool) -> tuple[Dataset, Dataset]:
+        if download:
+            with dataset_lock(root, "fashion_mnist"):
+                _unpack_fashion_mnist(root, FASHION_MNIST_SYSTEM_DIR)
+                return self._load(root, download=True)
         prepare_fashion_mnist(root)
+        return self._load(root, download=False)
+
+    def _load(self, root: Path, *, download: bool) -> tuple[Dataset, Dataset]:
         raw = root / "FashionMNIST" / "raw"
         files = [
             raw / os.path.basename(url).removesuffix(".gz") for url, _ in tv_datasets.FashionMNIST.resources
@@ -481,7 +541,9 @@ _TO_RGB32 = T.Compose(
 )
 
 
+@functools.lru_cache(maxsize=16)
 def _imagefolder_load(path: str) -> tuple[Dataset, Dataset]:
+    """The (train, test) sets of an image folder, every image checked (once per process)."""
     directory = Path(path)
     remedy = (
         f"Expected {directory}/train/<class>/<image> and {directory}/test/<class>/<image>, "
@@ -499,14 +561,44 @@ def _imagefolder_load(path: str) -> tuple[Dataset, Dataset]:
                 raise ValueError(
                     f"{directory}: train classes {train.classes} differ from test classes {test.classes}"
                 )
+            _check_classes(train.classes, directory / "train")
+            _check_images(train.samples + test.samples)
             return train, test
         whole = tv_datasets.ImageFolder(str(directory), transform=_TO_RGB32)
     except FileNotFoundError as error:  # ImageFolder: no class folders / no images
         if isinstance(error, DatasetNotFoundError):
             raise
         raise DatasetNotFoundError(f"image folder {directory}: {error}. {remedy}") from error
-    train_positions, test_positions = _fixed_split(whole.targets)
+    _check_classes(whole.classes, directory)
+    _check_images(whole.samples)
+    try:
+        train_positions, test_positions = _fixed_split(whole.targets)
+    except ValueError as error:  # too few images in a class for a stratified 80/20 split
+        raise DatasetFileError(
+            f"image folder {directory}: cannot split it 80/20 stratified by class ({error}); give every class "
+            f"at least 5 images, or use {directory}/train/<class> and {directory}/test/<class>"
+        ) from None
     return TransformedSubset(whole, train_positions, None), TransformedSubset(whole, test_positions, None)
+
+
+def _check_classes(classes: Sequence[str], directory: Path) -> None:
+    if len(classes) < 2:
+        raise DatasetFileError(
+            f"image folder {directory} has {len(classes)} class folder(s) ({', '.join(classes)}); "
+            "a classifier needs at least 2"
+        )
+
+
+def _check_images(samples: Sequence[tuple[str, int]]) -> None:
+    """Open and fully decode every image file; the first that fails is named."""
+    for path, _ in samples:
+        try:
+            with Image.open(path) as image:
+                image.load()
+        except Exception as error:  # PIL raises OSError, SyntaxError, DecompressionBombError, ...
+            raise DatasetFileError(
+                f"{path}: not a readable image ({type(error).__name__}: {error}); repair or remove the file"
+            ) from None
 
 
 @functools.lru_cache(maxsize=16)
@@ -605,13 +697,17 @@ def load_datasets(
     Raises:
         DatasetNotFoundError: files missing (the message says where they go and
             how to get them).
+        DatasetFileError: an image file that does not decode (named), or fewer than 2 classes.
         UnknownNameError: unknown name.
     """
     source = _source(name)
     if svhn_extra and name != "svhn":
         raise ValueError(f"svhn_extra only applies to 'svhn', not {name!r}")
     train, test = source.load(Path(root), download=download, svhn_extra=svhn_extra)
-    return train, test, source.info(Path(root))
+    info = source.info(Path(root))
+    if info.num_classes < 2:
+        raise DatasetFileError(f"dataset {name!r} has {info.num_classes} class(es); a classifier needs at least 2")
+    return train, test, info
 
 
 def _permutation(length: int, seed: int) -> list[int]:
