@@ -144,9 +144,11 @@ class Genotype:
         """
         path = Path(path)
         try:
-            text = path.read_text()
+            text = path.read_text(encoding="utf-8")
         except OSError as error:
             raise GenotypeError(f"{path}: cannot read genotype file ({error.strerror})") from None
+        except UnicodeDecodeError:
+            raise GenotypeError(f"{path}: not a genotype JSON file (not UTF-8 text)") from None
         try:
             data = json.loads(text)
             if isinstance(data, dict) and "genotype" in data and "recurrent" not in data:
