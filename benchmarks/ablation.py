@@ -44,7 +44,7 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from dartsrenet import cells, native
+from dartsrenet import cells
 from dartsrenet.genotypes import NUM_NODES, PAPER_GENOTYPES, num_edges
 
 
@@ -72,15 +72,12 @@ def old_cells(revision: str, directory: Path):
     return load_module("cells_before", before), load_module("cells_before_unbind", unbound)
 
 
-def with_kernels(enabled: bool, sweep):
-    """``sweep`` with the fused kernels switched on or off for its forward pass."""
+def with_backend(cell, backend: str, sweep):
+    """``sweep`` with ``cell`` computing on ``backend`` for its forward pass."""
 
     def run(inputs):
-        native.set_native(enabled)
-        try:
-            return sweep(inputs)
-        finally:
-            native.set_native(True)
+        cell.use_backend(backend)
+        return sweep(inputs)
 
     return run
 
@@ -122,9 +119,9 @@ def main() -> int:
             "nn.GRU": gru.sweep,
             "before": old.sweep,
             "before+unbind": old_unbind.sweep,
-            "eager step path": with_kernels(False, lambda inputs: cells.BidirectionalCell.sweep(today, inputs)),
-            "eager sweep": with_kernels(False, today.sweep),
-            "fused kernels": with_kernels(True, today.sweep),
+            "eager step path": with_backend(today, "eager", lambda inputs: cells.BidirectionalCell.sweep(today, inputs)),
+            "eager sweep": with_backend(today, "eager", today.sweep),
+            "fused kernels": with_backend(today, "native", today.sweep),
             "oracle": lambda inputs: oracle.sweep(inputs, alpha),
         }
         best = {name: float("inf") for name in sweeps}

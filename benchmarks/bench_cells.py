@@ -85,10 +85,13 @@ from torch import nn
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from dartsrenet import cells, native
+from dartsrenet import cells
 from dartsrenet.cells import ArchitectureWeights, DartsCell, DartsSearchCell, GRUCell, LSTMCell
 from dartsrenet.genotypes import NUM_NODES, PAPER_GENOTYPES, num_edges
+from dartsrenet.cells.backends import BACKENDS, KERNEL_ACTIVATIONS, BackendError, resolve_backend
 from dartsrenet.networks import build_eval_model, build_search_model
+
+BACKEND = {"name": "auto"}  # --backend: what every library cell and network is built with
 
 
 def _load_reference():
@@ -307,8 +310,8 @@ def library_darts_cell(cell_name: str, input_size: int, hidden: int) -> nn.Modul
         architecture = ArchitectureWeights()
         with torch.no_grad():
             architecture.alpha.normal_()
-        return DartsSearchCell(input_size, hidden, architecture, variant)
-    return DartsCell(input_size, hidden, PAPER_GENOTYPES[cell_name], cell_name)
+        return DartsSearchCell(input_size, hidden, architecture, variant, backend=BACKEND["name"])
+    return DartsCell(input_size, hidden, PAPER_GENOTYPES[cell_name], cell_name, backend=BACKEND["name"])
 
 
 def oracle_of(cell: nn.Module) -> nn.Module:
@@ -380,7 +383,9 @@ def use_reference_cells(model: nn.Module) -> nn.Module:
 def eval_train_case(cell_name: str, kind: str, batch: int, size: Size, device, plan: Plan, channels: int | None = None) -> Case:
     bf16 = plan.bf16
     channels = channels or size.eval_channels
-    model = build_eval_model(cell_name, num_classes=size.classes, channels=channels, image_size=size.image)
+    model = build_eval_model(
+        cell_name, num_classes=size.classes, channels=channels, image_size=size.image, backend=BACKEND["name"]
+    )
     if kind == "reference":
         model = use_reference_cells(model)
     model = model.to(device).train()
@@ -408,7 +413,9 @@ def search_train_case(variant: str, kind: str, batch: int, size: Size, device, p
     bf16 = plan.bf16
     from dartsrenet.search import make_optimizers
 
-    model = build_search_model(variant, num_classes=size.classes, channels=size.search_channels, image_size=size.image)
+    model = build_search_model(
+        variant, num_classes=size.classes, channels=size.search_channels, image_size=size.image, backend=BACKEND["name"]
+    )
     if kind == "reference":
         model = use_reference_cells(model)
     model = model.to(device).train()
@@ -526,8 +533,8 @@ def machine(device: torch.device) -> dict:
         "torch": torch.__version__,
         "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY"),
         "python": platform.python_version(),
-        # whether the DARTS cells run the fused C kernels (CPU only; DARTSRENET_NATIVE=0 turns them off)
-        "fused_cpu_kernels": device.type == "cpu" and native.library() is not None,
+        # the DARTS cells' compute backend (--backend; auto: native on the CPU unless DARTSRENET_NATIVE=0)
+        "backend": resolve_backend(BACKEND["name"], device, KERNEL_ACTIVATIONS),
     }
     try:
         with open("/proc/cpuinfo") as cpuinfo:
@@ -584,7 +591,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--reference-divisor", type=int,
                         help="time the references (and our cells again) at batch / N (default 1, --quick 4)")
     parser.add_argument("--json", action="store_true", help="print one JSON object instead of the table")
-    parser.add_argument("--compile", action="store_true", help="dartsrenet.cells.set_compile(True) for the library cells")
+    parser.add_argument("--backend", choices=BACKENDS, default="auto", help="the DARTS cells' compute backend (default auto)")
+    parser.add_argument("--compile", action="store_true", help="torch.compile the eager backend's element-wise work (with --backend eager)")
     parser.add_argument(
         "--bf16", action="store_true", help="bf16 autocast for our cells and nn.GRU/nn.LSTM (not the references)"
     )
@@ -601,6 +609,13 @@ def main(argv: list[str] | None = None) -> int:
     device = torch.device(args.device)
     if args.cuda_graph and device.type != "cuda":
         parser.error("--cuda-graph is a GPU option")
+    if args.compile and args.backend != "eager":
+        parser.error("--compile applies to the eager backend: add --backend eager")
+    BACKEND["name"] = args.backend
+    try:
+        resolve_backend(args.backend, device, KERNEL_ACTIVATIONS)
+    except BackendError as error:
+        parser.error(str(error))
     if args.threads:
         torch.set_num_threads(args.threads)
     size = SIZES[args.size]

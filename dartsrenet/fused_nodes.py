@@ -1,15 +1,17 @@
-"""DARTS nodes with their BatchNorms as fused CPU operations (paper eq. 3–6; SPEC §2–§3).
+"""DARTS nodes with their BatchNorms as fused operations (paper eq. 3–8): the ``native`` backend's
+C kernels, and the one-autograd-node time steps that the ``native`` and ``triton`` backends share.
 
 A node and its BatchNorm, ``norm(s + σ(c) ⊙ (f(ĥ) − s), slot)`` with [c, ĥ] = s·W, is
-one C kernel forward and one backward here (``csrc/node_kernels.c``, built by
-:mod:`dartsrenet.native`): two passes over memory each way where eager PyTorch makes a
-dozen forward and two dozen backward, and nothing is saved for the backward pass
-but the projection, which it recomputes g, f(ĥ) and the normalised state from.
+one kernel forward and one backward (here ``csrc/node_kernels.c``, built by
+:mod:`dartsrenet.native`; :mod:`dartsrenet.triton_nodes` for CUDA, with the same
+signatures): two passes over memory each way where eager PyTorch makes a dozen forward
+and two dozen backward, and nothing is saved for the backward pass but the projection,
+which it recomputes g, f(ĥ) and the normalised state from.
 
 Each cell runs one time step as one autograd node, so no per-node autograd bookkeeping,
 gradient sums or stacks remain: its backward pass accumulates every state's gradient in
 place (the node matmuls' input gradients with ``baddbmm_``). The matmuls stay in
-PyTorch (oneDNN/MKL).
+PyTorch (oneDNN/MKL on the CPU, cuBLAS on CUDA).
 
 * :func:`fused_derived_step` — a derived cell: the input node, the eight nodes with their
   BatchNorms and the average h_t (eq. 3–6).
@@ -17,14 +19,13 @@ PyTorch (oneDNN/MKL).
   eq. 8 with the shared affine-free BatchNorm (a second kernel, ``mixed_forward``, computes
   a node's whole mixture over predecessors and primitives, and α's gradient).
 
-They apply to CPU tensors in float32 or float64 with the activations tanh, relu,
-sigmoid and identity; under CPU bf16 autocast the steps' matmuls run in bf16 and the
-kernels in float32 (:func:`autocast_matmul_dtype`). Anything else — CUDA/MPS tensors,
-float16 autocast, a ``torch.compile`` run (:func:`dartsrenet.cells.set_compile`), a batch
-of one in training mode (which PyTorch's BatchNorm refuses), the kernels switched off or
-not buildable — takes the cells' eager path, which computes the same function. ``tests/test_fused_nodes.py`` and
-``tests/test_reference_oracle.py`` check them against eager PyTorch and the oracle:
-values, gradients and running statistics.
+Both take the backend's kernel module as their first argument; the cells call them when
+their backend (:mod:`dartsrenet.cells.backends`) is ``native`` or ``triton``, which
+covers float32/float64 and the activations tanh, relu, sigmoid and identity; under
+autocast the steps' matmuls run in bf16 (or fp16 on CUDA) and the kernels in float32
+(:func:`autocast_matmul_dtype`). ``tests/test_fused_nodes.py``,
+``tests/test_kernel_extremes.py`` and ``tests/test_reference_oracle.py`` check them against
+the eager backend and the oracle: values, gradients and running statistics.
 
 States inside the fused step are (2, B, h) direction-major and contiguous, projections
 (2, B, 2h): the layouts the batched matmuls run fastest on.
@@ -35,6 +36,7 @@ from __future__ import annotations
 import ctypes
 from collections.abc import Sequence
 from dataclasses import dataclass
+from types import ModuleType
 
 import torch
 from torch import Tensor
@@ -163,40 +165,12 @@ def _record(norm, first_slot: int, statistics: Tensor, batch_size: int) -> None:
         norm.record(first_slot, statistics[:, 0], statistics[:, 1], batch_size, biased=True)
 
 
-def kernels_apply(
-    source: Tensor, projection: Tensor, activations: Sequence[str], norms: Sequence, weights: Sequence[Tensor] = ()
-) -> bool:
-    """Whether the fused kernels can compute these nodes (else the cells run eager PyTorch).
-
-    Whether ``torch.compile`` mode is on is the cells' own check (:func:`dartsrenet.cells.set_compile`).
-    """
-    dtype = source.dtype
-    norm_tensors = [
-        tensor for norm in norms for tensor in (norm.weight, norm.bias, norm.running_mean) if tensor is not None
-    ] + list(weights)
-    return (
-        all(activation in ACTIVATION_CODES for activation in activations)
-        and native.native_enabled()
-        and dtype in (torch.float32, torch.float64)
-        and (projection.dtype == dtype or (dtype == torch.float32 and projection.dtype == torch.bfloat16))
-        and all(tensor.dtype == dtype and tensor.device.type == "cpu" for tensor in norm_tensors)
-        and source.device.type == "cpu"
-        and projection.device.type == "cpu"
-        and source.dim() == 3
-        and source.shape[0] == 2
-        and projection.shape == (*source.shape[:2], 2 * source.shape[2])
-        and source.stride(-1) == 1
-        and projection.stride(-1) == 1
-        and not (source.shape[1] < 2 and any(norm.uses_batch_statistics() for norm in norms))
-        and native.library() is not None
-    )
-
-
 # --- one step of a derived cell --------------------------------------------------------
 @dataclass
 class _StepPlan:
     """The constants of one derived-cell step: the genotype as codes, the norms at slot t."""
 
+    kernels: ModuleType  # node_forward, node_backward, mean_of_states of the backend
     codes: list[int]  # node 0 (tanh) … node n
     predecessors: list[int]  # of nodes 1 … n
     concat: list[int]
@@ -205,17 +179,20 @@ class _StepPlan:
     matmul_dtype: torch.dtype | None  # bf16 under CPU autocast
 
 
-def autocast_matmul_dtype() -> torch.dtype | None:
-    """bfloat16 inside ``torch.autocast("cpu", dtype=torch.bfloat16)``, else None.
+def autocast_matmul_dtype(device_type: str = "cpu") -> torch.dtype | None:
+    """The autocast dtype for matmuls on ``device_type`` (bf16 on the CPU; bf16 or fp16 on CUDA), else None.
 
-    Under CPU bf16 autocast the fused steps run their matmuls in bf16 (AMX/AVX-512 BF16
-    units where the CPU has them) and everything else in float32, as autocast would.
+    Under autocast the fused steps run their matmuls in that dtype (AMX/AVX-512 BF16 units
+    or tensor cores) and everything else in float32, as autocast would.
     """
     try:
-        enabled, dtype = torch.is_autocast_enabled("cpu"), torch.get_autocast_dtype("cpu")
+        enabled, dtype = torch.is_autocast_enabled(device_type), torch.get_autocast_dtype(device_type)
     except TypeError:  # torch < 2.4
+        if device_type != "cpu":
+            return None
         enabled, dtype = torch.is_autocast_cpu_enabled(), torch.get_autocast_cpu_dtype()
-    return torch.bfloat16 if enabled and dtype == torch.bfloat16 else None
+    allowed = (torch.bfloat16,) if device_type == "cpu" else (torch.bfloat16, torch.float16)
+    return dtype if enabled and dtype in allowed else None
 
 
 def _matmul(a: Tensor, b: Tensor, dtype: torch.dtype | None) -> Tensor:
@@ -246,16 +223,19 @@ class _FusedDerivedStep(torch.autograd.Function):
 
     @staticmethod
     @torch.autocast("cpu", enabled=False)  # the matmuls' dtype is explicit (plan.matmul_dtype)
+    @torch.autocast("cuda", enabled=False)
     def forward(ctx, plan: _StepPlan, previous: Tensor, projection: Tensor, *parameters: Tensor) -> Tensor:
         count = len(plan.predecessors)
         weights = parameters[:count]
-        statistics = plan.statistics
-        states = [node_forward(previous, projection, plan.codes[0], plan.norms[0], statistics[0])]
+        statistics, kernels = plan.statistics, plan.kernels
+        states = [kernels.node_forward(previous, projection, plan.codes[0], plan.norms[0], statistics[0])]
         projections = [projection]
         for node, predecessor in enumerate(plan.predecessors, start=1):
             projections.append(_project(states[predecessor], weights[node - 1], plan.matmul_dtype))  # [c_i, ĥ_i]
-            states.append(node_forward(states[predecessor], projections[-1], plan.codes[node], plan.norms[node], statistics[node]))
-        output = mean_of_states([states[node] for node in plan.concat])  # h_t (eq. 6)
+            states.append(
+                kernels.node_forward(states[predecessor], projections[-1], plan.codes[node], plan.norms[node], statistics[node])
+            )
+        output = kernels.mean_of_states([states[node] for node in plan.concat])  # h_t (eq. 6)
         ctx.plan = plan
         ctx.save_for_backward(previous, *states, *projections, *weights, *(norm.weight for norm in plan.norms))
         return output
@@ -285,7 +265,7 @@ class _FusedDerivedStep(torch.autograd.Function):
             accumulate = grads[predecessor] is not None
             if not accumulate:
                 grads[predecessor] = torch.empty_like(states[predecessor])
-            grad_gammas[node], grad_betas[node] = node_backward(
+            grad_gammas[node], grad_betas[node] = plan.kernels.node_backward(
                 direct, share, grads[node], sources[node], projections[node], plan.codes[node], norm_weights[node],
                 plan.norms[node].batch_stats, plan.statistics[node],
                 grads[predecessor], accumulate, grad_projection,
@@ -305,7 +285,7 @@ class _FusedDerivedStep(torch.autograd.Function):
             grad_previous.zero_()
             grad_input_projection.zero_()
         else:
-            grad_gammas[0], grad_betas[0] = node_backward(
+            grad_gammas[0], grad_betas[0] = plan.kernels.node_backward(
                 direct, share, grads[0], previous, projections[0], plan.codes[0], norm_weights[0], plan.norms[0].batch_stats,
                 plan.statistics[0], grad_previous, False, grad_input_projection,
             )  # fmt: skip
@@ -321,6 +301,7 @@ class _FusedDerivedStep(torch.autograd.Function):
 
 
 def fused_derived_step(
+    kernels: ModuleType,
     previous: Tensor,
     projection: Tensor,
     activations: Sequence[str],
@@ -330,9 +311,11 @@ def fused_derived_step(
     norms: Sequence,
     slot: int,
 ) -> Tensor:
-    """One step of a derived DARTS cell with the fused kernels (see :func:`kernels_apply`).
+    """One step of a derived DARTS cell as one autograd node over a backend's kernels.
 
     Args:
+        kernels: the backend's kernel module (this module for ``native``, see
+            :func:`dartsrenet.cells.backends.kernels`).
         previous: h_{t−1}, (2, B, h).
         projection: the input node's [c_0, ĥ_0], (2, B, 2h).
         activations: f_1 … f_n by name.
@@ -348,12 +331,13 @@ def fused_derived_step(
     """
     count = len(predecessors)
     plan = _StepPlan(
+        kernels=kernels,
         codes=[ACTIVATION_CODES["tanh"], *(ACTIVATION_CODES[name] for name in activations)],
         predecessors=list(predecessors),
         concat=list(concat),
         norms=[NormArguments.of(norm, slot) for norm in norms],
         statistics=previous.new_empty(count + 1, 3, norms[0].num_features),
-        matmul_dtype=autocast_matmul_dtype(),
+        matmul_dtype=autocast_matmul_dtype(previous.device.type),
     )
     projection = projection.to(previous.dtype)  # a bf16 projection under autocast
     gammas, betas = [norm.weight for norm in norms], [norm.bias for norm in norms]
@@ -426,6 +410,7 @@ def _directions(weight: Tensor) -> Tensor:
 class _SearchPlan:
     """The constants of one search-cell step: the shared node norm at slots t·(n+1) … t·(n+1)+n."""
 
+    kernels: ModuleType  # node_forward, node_backward, mixed_forward, mixed_backward of the backend
     nodes: int
     norms: list[NormArguments]
     statistics: Tensor  # (n + 1, 3, 2h), filled by the forward pass
@@ -437,10 +422,12 @@ class _FusedSearchStep(torch.autograd.Function):
 
     @staticmethod
     @torch.autocast("cpu", enabled=False)  # the matmuls' dtype is explicit (plan.matmul_dtype)
+    @torch.autocast("cuda", enabled=False)
     def forward(ctx, plan: _SearchPlan, previous: Tensor, projection: Tensor, mixing: Tensor, *weights: Tensor):
         _, rows, hidden = previous.shape
         states = previous.new_empty(2, plan.nodes + 1, rows, hidden)  # s_0 … s_n, after their BatchNorms
-        node_forward(previous, projection, ACTIVATION_CODES["tanh"], plan.norms[0], plan.statistics[0], states[:, 0])
+        kernels = plan.kernels
+        kernels.node_forward(previous, projection, ACTIVATION_CODES["tanh"], plan.norms[0], plan.statistics[0], states[:, 0])
         projections, first_edge = [], 0
         for node in range(1, plan.nodes + 1):
             sources = states[:, :node]  # (2, i, B, h), a view
@@ -448,7 +435,7 @@ class _FusedSearchStep(torch.autograd.Function):
             projected = _matmul(flat, _directions(weights[node - 1]), plan.matmul_dtype)
             projections.append(projected.view(2, node, rows, 2 * hidden))
             edges = mixing[first_edge : first_edge + node]
-            mixed_forward(sources, projections[-1], edges, plan.norms[node], plan.statistics[node], states[:, node])
+            kernels.mixed_forward(sources, projections[-1], edges, plan.norms[node], plan.statistics[node], states[:, node])
             first_edge += node
         ctx.plan = plan
         ctx.save_for_backward(previous, projection, mixing, states, *projections, *weights)
@@ -470,7 +457,7 @@ class _FusedSearchStep(torch.autograd.Function):
             first_edge = node * (node - 1) // 2
             sources, grad_sources = states[:, :node], grads[:, :node]
             grad_projection = torch.empty_like(projections[node - 1])
-            grad_mixing[first_edge : first_edge + node] = mixed_backward(
+            grad_mixing[first_edge : first_edge + node] = plan.kernels.mixed_backward(
                 grads[:, node], states[:, node], sources, projections[node - 1], mixing[first_edge : first_edge + node],
                 plan.norms[node].batch_stats, plan.statistics[node], scratch, grad_sources, grad_projection,
             )  # fmt: skip
@@ -481,7 +468,7 @@ class _FusedSearchStep(torch.autograd.Function):
             grad_weight = _matmul(flat_sources.transpose(1, 2), flat_projection, plan.matmul_dtype)
             grad_weights[node - 1] = grad_weight.sum(0, keepdim=True) if weights[node - 1].shape[0] == 1 else grad_weight
         grad_previous, grad_input_projection = torch.empty_like(previous), torch.empty_like(projection)
-        node_backward(
+        plan.kernels.node_backward(
             grads[:, 0], 1.0, None, previous, projection, ACTIVATION_CODES["tanh"], None, plan.norms[0].batch_stats,
             plan.statistics[0], grad_previous, False, grad_input_projection,
         )  # fmt: skip
@@ -489,11 +476,12 @@ class _FusedSearchStep(torch.autograd.Function):
 
 
 def fused_search_step(
-    previous: Tensor, projection: Tensor, mixing: Tensor, node_weights: Sequence[Tensor], norm, slot: int
+    kernels: ModuleType, previous: Tensor, projection: Tensor, mixing: Tensor, node_weights: Sequence[Tensor], norm, slot: int
 ) -> Tensor:
-    """One step of the search cell with the fused kernels (see :func:`kernels_apply`).
+    """One step of the search cell as one autograd node over a backend's kernels.
 
     Args:
+        kernels: the backend's kernel module (see :func:`fused_derived_step`).
         previous: h_{t−1}, (2, B, h).
         projection: the input node's [c_0, ĥ_0], (2, B, 2h).
         mixing: softmax(α) over all primitives without the ``none`` column, (edges, 4),
@@ -508,10 +496,11 @@ def fused_search_step(
     """
     nodes = len(node_weights)
     plan = _SearchPlan(
+        kernels=kernels,
         nodes=nodes,
         norms=[NormArguments.of(norm, slot + node) for node in range(nodes + 1)],
         statistics=previous.new_empty(nodes + 1, 3, norm.num_features),
-        matmul_dtype=autocast_matmul_dtype(),
+        matmul_dtype=autocast_matmul_dtype(previous.device.type),
     )
     projection = projection.to(previous.dtype)  # a bf16 projection under autocast
     output = _FusedSearchStep.apply(plan, previous, projection, mixing.to(previous.dtype).contiguous(), *node_weights)

@@ -9,9 +9,11 @@ the compiler, the flags and the CPU's features, so machines that share a home fo
 never load a library built for another CPU. Processes building at the same time each
 write their own file and rename it into place.
 
-Where no compiler works, :func:`library` warns once and returns ``None`` and the cells
-run their eager PyTorch path (same results; ``tests/test_fused_nodes.py`` checks both).
-``DARTSRENET_NATIVE=0`` or :func:`set_native` (``False``) turns the kernels off.
+Where no compiler works, :func:`library` warns once and returns ``None``
+(:func:`unavailable_reason` says why): the ``auto`` backend then computes the cells with
+the ``eager`` backend (same results; ``tests/test_fused_nodes.py`` checks both), and the
+``native`` backend, asked for by name, is refused. ``DARTSRENET_NATIVE=0`` turns the
+kernels off the same way.
 
 Compiler flags: ``-O3 -march=native -fno-math-errno -fno-trapping-math``, and no
 ``-ffast-math``: the kernels keep IEEE semantics for inf, NaN and denormals, so they match
@@ -95,17 +97,19 @@ MIXED_BACKWARD_ARGTYPES = (
 )
 MEAN_ARGTYPES = [ctypes.POINTER(_pointer), _int, _int64, _pointer, _int]  # states, count, size, out, threads
 
-_STATE: dict = {"enabled": os.environ.get(ENV_SWITCH, "1") != "0", "library": None, "failed": False}
+_STATE: dict = {"library": None, "failed": False, "reason": None}
 
 
-def set_native(enabled: bool = True) -> None:
-    """Use the fused C kernels where they apply (default on, unless ``DARTSRENET_NATIVE=0``)."""
-    _STATE["enabled"] = bool(enabled)
+def switched_off() -> bool:
+    """``DARTSRENET_NATIVE=0``: never build or load the kernels."""
+    return os.environ.get(ENV_SWITCH, "1") == "0"
 
 
-def native_enabled() -> bool:
-    """Whether the fused kernels are switched on (:func:`library` may still find no compiler)."""
-    return _STATE["enabled"]
+def unavailable_reason() -> str:
+    """Why :func:`library` returned ``None`` (or would)."""
+    if switched_off():
+        return f"switched off by {ENV_SWITCH}=0"
+    return _STATE["reason"] or "not built yet"
 
 
 def cache_dir() -> Path:
@@ -165,7 +169,7 @@ def _build(compiler: str) -> Path:
 
 def library() -> ctypes.CDLL | None:
     """The loaded kernel library, built on first call; ``None`` when switched off or unbuildable."""
-    if not _STATE["enabled"] or _STATE["failed"]:
+    if switched_off() or _STATE["failed"]:
         return None
     if _STATE["library"] is None:
         try:
@@ -184,6 +188,7 @@ def library() -> ctypes.CDLL | None:
                 mean.argtypes, mean.restype = MEAN_ARGTYPES, None
         except (OSError, RuntimeError) as error:
             _STATE["failed"] = True
+            _STATE["reason"] = str(error).splitlines()[0]
             warnings.warn(
                 f"dartsrenet: fused CPU kernels unavailable, using eager PyTorch (same results, slower): {error}",
                 stacklevel=2,

@@ -142,6 +142,7 @@ class SearchNetwork(nn.Module):
         channels: N (128 in the paper).
         image_size: input size (32).
         head_init_range: the head's weights are U(−r, r).
+        backend: the DARTS cells' compute backend (:mod:`dartsrenet.cells.backends`).
     """
 
     def __init__(
@@ -151,11 +152,12 @@ class SearchNetwork(nn.Module):
         channels: int = SEARCH_CHANNELS,
         image_size: int | tuple[int, int] = 32,
         head_init_range: float = 0.5,
+        backend: str = "auto",
     ):
         super().__init__()
         self.variant = get_variant(variant)
         self.architecture = ArchitectureWeights()
-        make_cell = partial(DartsSearchCell, architecture=self.architecture, variant=self.variant)
+        make_cell = partial(DartsSearchCell, architecture=self.architecture, variant=self.variant, backend=backend)
         self.backbone = ReNetBackbone(make_cell, channels, image_size)
         self.classifier = nn.Linear(self.backbone.num_features, num_classes)
         nn.init.uniform_(self.classifier.weight, -head_init_range, head_init_range)
@@ -215,6 +217,7 @@ def build_eval_model(
     image_size: int | tuple[int, int] = 32,
     head_init_range: float = 0.5,
     fused_baselines: bool = True,
+    backend: str = "auto",
 ) -> EvalNetwork:
     """Build the evaluation network for a cell (SPEC §2).
 
@@ -228,10 +231,12 @@ def build_eval_model(
         image_size: input size (32).
         head_init_range: head weights U(−r, r).
         fused_baselines: run GRU/LSTM sweeps with torch's fused kernels.
+        backend: the DARTS cells' compute backend (:mod:`dartsrenet.cells.backends`); chosen
+            again for the device when the model is moved.
     """
     kind, genotype, variant_name = resolve_cell(cell, variant)
     if kind == "darts":
-        make_cell: CellFactory = partial(DartsCell, genotype=genotype, variant=variant_name)
+        make_cell: CellFactory = partial(DartsCell, genotype=genotype, variant=variant_name, backend=backend)
     else:
         make_cell = partial(BASELINE_CELLS[kind], fused=fused_baselines)
     return EvalNetwork(make_cell, num_classes, channels, image_size, head_init_range)
@@ -244,9 +249,10 @@ def build_search_model(
     channels: int = SEARCH_CHANNELS,
     image_size: int | tuple[int, int] = 32,
     head_init_range: float = 0.5,
+    backend: str = "auto",
 ) -> SearchNetwork:
-    """Build the search network for a variant (SPEC §3)."""
-    return SearchNetwork(variant, num_classes, channels, image_size, head_init_range)
+    """Build the search network for a variant (SPEC §3); ``backend`` as :func:`build_eval_model`."""
+    return SearchNetwork(variant, num_classes, channels, image_size, head_init_range, backend)
 
 
 def count_parameters(model: nn.Module) -> int:

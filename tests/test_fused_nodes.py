@@ -14,8 +14,9 @@ import pytest
 import torch
 
 from dartsrenet import native
-from dartsrenet.cells import ArchitectureWeights, DartsCell, DartsSearchCell, DirectionalBatchNorm
-from dartsrenet.fused_nodes import ACTIVATION_CODES, NormArguments, kernels_apply, mean_of_states, node_backward, node_forward
+from dartsrenet.cells import ArchitectureWeights, BackendError, DartsCell, DartsSearchCell, DirectionalBatchNorm
+from dartsrenet.cells.backends import check_kernel_inputs, resolve_backend
+from dartsrenet.fused_nodes import ACTIVATION_CODES, NormArguments, mean_of_states, node_backward, node_forward
 from dartsrenet.genotypes import PAPER_GENOTYPES, Genotype
 from dartsrenet.activations import get_activation
 
@@ -23,16 +24,9 @@ HIDDEN, BATCH = 6, 5
 TOLERANCE = {torch.float64: {"rtol": 1e-9, "atol": 1e-11}, torch.float32: {"rtol": 2e-4, "atol": 2e-5}}
 
 needs_compiler = pytest.mark.skipif(
-    shutil.which(os.environ.get("CC") or "cc") is None, reason="no C compiler: the cells run eager PyTorch"
+    shutil.which(os.environ.get("CC") or "cc") is None and not os.environ.get("CI"),
+    reason="no C compiler: no native backend (in CI a missing compiler fails these tests instead)",
 )
-
-
-@pytest.fixture(autouse=True)
-def kernels_on():
-    """Each test starts with the kernels switched on."""
-    native.set_native(True)
-    yield
-    native.set_native(True)
 
 
 @needs_compiler
@@ -147,7 +141,7 @@ def run_sweeps(fused, make_cell, dtype, steps=3):
     """Training sweeps (``steps``, so running statistics build up), then one in eval mode:
     outputs, gradients of x and every parameter, and the final state dict."""
     cell = make_cell()
-    native.set_native(fused)
+    cell.use_backend("native" if fused else "eager")
     torch.manual_seed(3)
     results = []
     for training in [True] * steps + [False]:
@@ -197,14 +191,26 @@ def test_mean_of_states_equals_torch_mean():
     torch.testing.assert_close(mean_of_states(states), torch.stack(states).mean(0))
 
 
-def test_kernels_do_not_apply_outside_their_domain():
+@needs_compiler
+def test_the_native_backend_refuses_what_it_cannot_compute(monkeypatch):
+    """Asked for by name, the kernels never fall back: other dtypes, activations they lack, a
+    batch of one in training mode, no kernels — each an error. ``auto`` picks eager instead."""
     norm = DirectionalBatchNorm(HIDDEN).train()
     source, projection = torch.randn(2, BATCH, HIDDEN), torch.randn(2, BATCH, 2 * HIDDEN)
-    assert not kernels_apply(source.bfloat16(), projection.bfloat16(), ["tanh"], [norm])  # autocast dtypes
-    assert not kernels_apply(source, projection, ["softplus"], [norm])  # activations the kernels lack
-    assert not kernels_apply(source[:, :1], projection[:, :1], ["tanh"], [norm])  # a batch of one, training
-    native.set_native(False)
-    assert not kernels_apply(source, projection, ["tanh"], [norm])
+    with pytest.raises(BackendError, match="float32 or float64"):
+        check_kernel_inputs("native", source.bfloat16(), projection.bfloat16(), [norm])
+    with pytest.raises(BackendError, match="no kernel for activation 'softplus'"):
+        resolve_backend("native", "cpu", ["tanh", "softplus"])
+    with pytest.warns(UserWarning, match="softplus"):
+        assert resolve_backend("auto", "cpu", ["tanh", "softplus"]) == "eager"
+    with pytest.raises(ValueError, match="more than 1 value per channel"):
+        check_kernel_inputs("native", source[:, :1], projection[:, :1], [norm])
+    assert resolve_backend("auto", "cpu", ["tanh"]) == "native"
+    monkeypatch.setenv(native.ENV_SWITCH, "0")
+    with pytest.raises(BackendError, match="DARTSRENET_NATIVE=0"):
+        resolve_backend("native", "cpu", ["tanh"])
+    with pytest.warns(UserWarning, match="DARTSRENET_NATIVE=0"):
+        assert resolve_backend("auto", "cpu", ["tanh"]) == "eager"
 
 
 def test_no_compiler_warns_once_and_falls_back(monkeypatch, tmp_path):
@@ -218,9 +224,14 @@ def test_no_compiler_warns_once_and_falls_back(monkeypatch, tmp_path):
         assert native.library() is None
         assert native.library() is None
     assert len([w for w in caught if "fused CPU kernels unavailable" in str(w.message)]) == 1
-    cell = DartsCell(7, HIDDEN, PAPER_GENOTYPES["vanilla"])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        cell = DartsCell(7, HIDDEN, PAPER_GENOTYPES["vanilla"])  # auto: eager, since native cannot run
+    assert cell.backend == "eager"
     out = cell.sweep(torch.randn(4, BATCH, 7))
     assert out.shape == (4, BATCH, 2 * HIDDEN) and torch.isfinite(out).all()
+    with pytest.raises(BackendError, match="no-such-compiler"):
+        DartsCell(7, HIDDEN, PAPER_GENOTYPES["vanilla"], backend="native")
 
 
 @needs_compiler
@@ -245,12 +256,20 @@ def test_fused_search_cell_equals_eager(variant, dtype):
     assert_same_sweeps(lambda: search_cell(variant, dtype), dtype)
 
 
-def test_search_cell_with_other_primitives_runs_eagerly():
-    """The mixed-node kernel knows tanh, relu, sigmoid, identity in that order; other sets run eagerly."""
-    architecture = ArchitectureWeights(primitives=("none", "relu", "tanh"))
-    cell = DartsSearchCell(7, HIDDEN, architecture)
-    out = cell.sweep(torch.randn(4, BATCH, 7))
-    assert out.shape == (4, BATCH, 2 * HIDDEN) and torch.isfinite(out).all()
+@needs_compiler
+def test_search_cell_with_a_subset_of_the_primitives_runs_on_the_kernels():
+    """The mixed-node kernel mixes tanh, relu, sigmoid, identity; a search space with a subset of
+    them, in any order, gets zero weights for the others — the same results as eager."""
+
+    def make_cell():
+        torch.manual_seed(4)
+        architecture = ArchitectureWeights(primitives=("none", "relu", "tanh"))
+        with torch.no_grad():
+            architecture.alpha.normal_()
+        return DartsSearchCell(7, HIDDEN, architecture).double()
+
+    assert make_cell().backend == "native"
+    assert_same_sweeps(make_cell, torch.float64)
 
 
 @needs_compiler
@@ -270,7 +289,8 @@ def test_bf16_autocast_runs_the_matmuls_in_bf16_and_stays_close_to_float32(kind,
     with torch.autocast("cpu", dtype=torch.bfloat16):
         projection = torch.matmul(torch.randn(2, 64, 16), torch.randn(16, 32))
         assert projection.dtype == torch.bfloat16
-        assert kernels_apply(torch.randn(2, 64, 16), projection, ["tanh"], [DirectionalBatchNorm(16).train()])
+        assert cell.backend == "native"
+        check_kernel_inputs("native", torch.randn(2, 64, 16), projection, [DirectionalBatchNorm(16).train()])
         out = cell.sweep(x)
     grad = torch.autograd.grad(out.float().sum(), x)[0]
     error = (out.float() - expected).abs()

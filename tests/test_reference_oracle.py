@@ -23,6 +23,7 @@ import pytest
 import torch
 
 from dartsrenet import cells, native
+from dartsrenet.cells import backends
 from dartsrenet.activations import get_activation
 from dartsrenet.cells import ArchitectureWeights, DartsCell, DartsSearchCell, mixed_node, node_update
 from dartsrenet.genotypes import PAPER_GENOTYPES
@@ -44,14 +45,18 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
+FUSED_BACKEND = "native" if DEVICE.type == "cpu" else "triton"
+BACKEND = {"name": FUSED_BACKEND}  # what make_library_cell builds with
+
+
 @pytest.fixture(autouse=True, params=["fused", "eager"])
-def kernels(request):
-    """Every check twice: with the fused CPU kernels (dartsrenet/fused_nodes.py) and in eager PyTorch."""
-    native.set_native(request.param == "fused")
-    if request.param == "fused" and DEVICE.type == "cpu" and shutil.which(os.environ.get("CC") or "cc"):
-        assert native.library() is not None
-    yield request.param
-    native.set_native(True)
+def backend(request):
+    """Every check twice: with the fused backend (C kernels on the CPU, Triton on CUDA) and the eager one."""
+    BACKEND["name"] = FUSED_BACKEND if request.param == "fused" else "eager"
+    if request.param == "fused" and DEVICE.type == "cpu" and (shutil.which(os.environ.get("CC") or "cc") or os.environ.get("CI")):
+        assert native.library() is not None, native.unavailable_reason()
+    yield BACKEND["name"]
+    BACKEND["name"] = FUSED_BACKEND
 
 
 INPUT, HIDDEN, BATCH, LENGTH = 7, 5, 6, 4
@@ -70,14 +75,16 @@ def randomise_norms(cell):
 
 def make_library_cell(kind, name, variant):
     if kind == "derived":
-        cell = DartsCell(INPUT, HIDDEN, PAPER_GENOTYPES[name], variant)
+        cell = DartsCell(INPUT, HIDDEN, PAPER_GENOTYPES[name], variant, backend="eager")
     else:
         architecture = ArchitectureWeights()
         with torch.no_grad():
             architecture.alpha.normal_()  # far from uniform, so every primitive's weight matters
-        cell = DartsSearchCell(INPUT, HIDDEN, architecture, variant)
+        cell = DartsSearchCell(INPUT, HIDDEN, architecture, variant, backend="eager")
     randomise_norms(cell)
-    return cell.to(DEVICE, DTYPE)
+    cell = cell.to(DEVICE, DTYPE)
+    cell.use_backend(BACKEND["name"])
+    return cell
 
 
 def oracle_alpha(cell):
@@ -196,9 +203,10 @@ def test_compile_option_falls_back_to_eager_mode(monkeypatch):
         return compiled
 
     monkeypatch.setattr(torch, "compile", failing_compile)
-    monkeypatch.setitem(cells._COMPILE, "functions", {})
+    monkeypatch.setitem(backends._COMPILE, "functions", {})
     torch.manual_seed(3)
     cell = make_library_cell("derived", "vanilla", "vanilla")
+    cell.use_backend("eager")  # compiling is an option of the eager backend
     x = torch.randn(LENGTH, BATCH, INPUT, device=DEVICE, dtype=DTYPE)
     expected = cell.eval().sweep(x)
     cells.set_compile(True)

@@ -1,0 +1,138 @@
+"""BatchNorm over both directions of a bidirectional state, with statistics per time step."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from dartsrenet.cells.base import NUM_DIRECTIONS
+
+
+class DirectionalBatchNorm(nn.BatchNorm1d):
+    """BatchNorm1d over the features of both directions together, ``[fwd ‖ bwd]`` (SPEC §2),
+    with population statistics per *slot* (time step; Cooijmans et al. 2017).
+
+    Holds ``num_directions × features`` channels, exactly like ``BatchNorm1d(2h)`` on the
+    concatenated state; statistics are per channel, so it is also equal to one
+    ``BatchNorm1d(features)`` per direction. Input and output are (D, B, features); the
+    output is stored batch-major, and a batch-major input is normalised without a copy.
+
+    Training mode normalises with the batch's statistics, as ``BatchNorm1d``, and updates
+    the running averages of the given slot only: ``running_mean``/``running_var`` are
+    (slots, channels), one row per slot, grown on first use and initialised then with
+    that batch's statistics (later calls: momentum updates, cumulative with
+    ``momentum=None``). ``running_var`` averages the *biased* batch variance, the one
+    training mode normalises with (as Keras does; ``BatchNorm1d`` keeps the unbiased one),
+    so eval mode reproduces training-mode outputs on a training batch once the statistics
+    settle — with the unbiased estimate the B/(B−1) mismatch, amplified through the nine
+    BatchNorms in a row, visibly shifted them. Eval mode normalises with the slot's running
+    statistics (the last row for slots never seen in training; 0 and 1 before any
+    training). The affine parameters are shared by all slots, so parameter counts do not
+    change. ``num_batches_tracked`` counts training-mode calls. A cell uses slot t at
+    step t (the search cell's shared node norm: t·(nodes+1) + node).
+    """
+
+    def __init__(self, features: int, num_directions: int = NUM_DIRECTIONS, affine: bool = True):
+        super().__init__(num_directions * features, affine=affine)
+        self.features = features
+        self.num_directions = num_directions
+        # scratch for the batch statistics of a training-mode call (not part of the state)
+        self.register_buffer("_batch_mean", torch.zeros(1, self.num_features), persistent=False)
+        self.register_buffer("_batch_var", torch.zeros(1, self.num_features), persistent=False)
+
+    def reset_running_stats(self) -> None:
+        """No slots yet (rows are added on first use), counter at 0."""
+        if self.track_running_stats:
+            self.running_mean = self.running_mean.new_zeros(0, self.num_features)
+            self.running_var = self.running_var.new_ones(0, self.num_features)
+            self.num_batches_tracked.zero_()
+
+    @property
+    def num_slots(self) -> int:
+        """Slots with running statistics so far."""
+        return 0 if self.running_mean is None else self.running_mean.shape[0]
+
+    def grow(self, slots: int) -> None:
+        """Make sure slots 0 … ``slots``−1 have running statistics (new rows: mean 0, variance 1)."""
+        if self.running_mean is not None and self.num_slots < slots:
+            extra = slots - self.num_slots
+            with torch.no_grad():
+                self.running_mean = torch.cat([self.running_mean, self.running_mean.new_zeros(extra, self.num_features)])
+                self.running_var = torch.cat([self.running_var, self.running_var.new_ones(extra, self.num_features)])
+
+    def slot_statistics(self, slot: int) -> tuple[Tensor, Tensor]:
+        """The running (mean, variance) that eval mode uses for ``slot``, each (channels,)."""
+        if self.num_slots == 0:
+            return self.running_mean.new_zeros(self.num_features), self.running_var.new_ones(self.num_features)
+        row = min(slot, self.num_slots - 1)
+        return self.running_mean[row], self.running_var[row]
+
+    def normalise(self, flat: Tensor, slot: int = 0) -> Tensor:
+        """Batch norm of (B, channels), ``[fwd ‖ bwd]`` features, at ``slot``."""
+        if not self.uses_batch_statistics():
+            mean, var = self.slot_statistics(slot)
+            return F.batch_norm(flat, mean, var, self.weight, self.bias, False, 0.0, self.eps)
+        if not self.track_running_stats:
+            return F.batch_norm(flat, None, None, self.weight, self.bias, True, 0.0, self.eps)
+        # momentum 1 leaves the batch mean and unbiased variance in the two scratch buffers
+        out = F.batch_norm(flat, self._batch_mean[0], self._batch_var[0], self.weight, self.bias, True, 1.0, self.eps)
+        self.record(slot, self._batch_mean, self._batch_var, flat.shape[0])
+        return out
+
+    def record(self, first_slot: int, means: Tensor, variances: Tensor, batch_size: int, biased: bool = False) -> None:
+        """Fold batch statistics into the running statistics of slots ``first_slot`` … (one per row).
+
+        As one training-mode call per slot would: counts the calls, initialises new slots.
+
+        Args:
+            first_slot: the slot of the first row.
+            means: batch means, (n, channels).
+            variances: batch variances, (n, channels): unbiased (as ``F.batch_norm`` leaves
+                them) unless ``biased``.
+            batch_size: B, to turn unbiased variances into biased ones.
+            biased: the variances are already the biased ones.
+        """
+        momenta = self.advance(len(means))
+        seen = self.num_slots
+        self.grow(first_slot + len(means))
+        with torch.no_grad():
+            biased = variances if biased else variances * ((batch_size - 1) / batch_size)
+            for row, momentum in enumerate(momenta):
+                slot = first_slot + row
+                momentum = 1.0 if slot >= seen else momentum  # a new slot starts from this batch
+                self.running_mean[slot].lerp_(means[row], momentum)  # (1 − m)·running + m·batch
+                self.running_var[slot].lerp_(biased[row], momentum)
+
+    def forward(self, x: Tensor, slot: int = 0) -> Tensor:
+        directions, batch, features = x.shape
+        flat = x.transpose(0, 1).reshape(batch, directions * features)  # (B, D·F), a view if batch-major
+        return self.normalise(flat, slot).view(batch, directions, features).transpose(0, 1)
+
+    def uses_batch_statistics(self) -> bool:
+        """True when forward normalises with the batch's statistics (as ``nn.BatchNorm1d`` decides)."""
+        return self.training or self.running_mean is None
+
+    def advance(self, steps: int) -> list[float]:
+        """Count ``steps`` training-mode calls; return the momentum each call would use.
+
+        Mirrors ``nn.BatchNorm1d.forward``: with ``momentum=None`` the cumulative average
+        factor 1/num_batches_tracked.
+        """
+        if not (self.training and self.track_running_stats):
+            return [0.0] * steps
+        if self.momentum is None:  # reads the counter (a device sync); the default momentum does not
+            done = int(self.num_batches_tracked)
+            self.num_batches_tracked.add_(steps)
+            return [1.0 / (done + k) for k in range(1, steps + 1)]
+        self.num_batches_tracked.add_(steps)
+        return [self.momentum] * steps
+
+    def _load_from_state_dict(self, state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys, error_msgs):
+        # take the checkpoint's number of slots
+        key = prefix + "running_mean"
+        if self.running_mean is not None and key in state_dict and state_dict[key].dim() == 2:
+            self.running_mean = self.running_mean.new_zeros(state_dict[key].shape)
+            self.running_var = self.running_var.new_ones(state_dict[key].shape)
+        super()._load_from_state_dict(state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys, error_msgs)
+
