@@ -39,6 +39,7 @@ from analysis.tables import (
     SEARCH_NOTE,
     display_results_table,
     display_search_summary,
+    failure_lines,
     results_table,
     search_summary,
 )
@@ -74,16 +75,18 @@ def render(
     raise ValueError(f"unknown format {fmt!r}; valid formats: {', '.join(FORMATS)}")
 
 
-def results_text(experiment: Experiment, fmt: str) -> str:
-    """Table 1 of an ``eval`` experiment as text in format ``fmt``."""
-    table = results_table(load_trials(experiment))
+def results_text(experiment: Experiment, fmt: str, trials: pd.DataFrame | None = None) -> str:
+    """Table 1 of an ``eval`` experiment as text in format ``fmt`` (``trials``: its
+    :func:`load_trials`, read here when not given)."""
+    table = results_table(load_trials(experiment) if trials is None else trials)
     title = f"Table 1: test accuracy per data set and model (experiment {experiment.name})"
     return render(table, display_results_table(table), fmt, title, RESULTS_NOTE, RESULTS_DISPLAY_ALIGN)
 
 
-def search_text(experiment: Experiment, fmt: str) -> str:
-    """The search summary of a ``search`` experiment as text in format ``fmt``."""
-    summary = search_summary(load_trials(experiment))
+def search_text(experiment: Experiment, fmt: str, trials: pd.DataFrame | None = None) -> str:
+    """The search summary of a ``search`` experiment as text in format ``fmt`` (``trials``:
+    its :func:`load_trials`, read here when not given)."""
+    summary = search_summary(load_trials(experiment) if trials is None else trials)
     title = f"Cell search: selected cell per variant (experiment {experiment.name})"
     return render(summary, display_search_summary(summary), fmt, title, SEARCH_NOTE, SEARCH_DISPLAY_ALIGN)
 
@@ -134,15 +137,22 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
 
     parts: dict[str, str] = {}
+    failures: list[str] = []
     if evaluation is not None:
-        parts["results"] = results_text(evaluation, args.format)
+        trials = load_trials(evaluation)
+        parts["results"] = results_text(evaluation, args.format, trials)
+        failures += [f"{evaluation.name}: {line}" for line in failure_lines(trials, ("dataset", "model", "seed"))]
     else:
         print(f"note: no evaluation experiment under {args.results}/; showing the search only", file=sys.stderr)
     if search is not None:
-        parts["search"] = search_text(search, args.format)
+        trials = load_trials(search)
+        parts["search"] = search_text(search, args.format, trials)
+        failures += [f"{search.name}: {line}" for line in failure_lines(trials, ("dataset", "variant", "seed"))]
     else:
         print(f"note: no search experiment under {args.results}/; showing Table 1 only", file=sys.stderr)
 
+    for line in failures:  # why the Seeds column counts a trial as failed
+        print(f"note: failed trial {line}", file=sys.stderr)
     if args.format == "csv":
         print("\n".join(f"# {name}\n{text}" for name, text in parts.items()), end="")
     else:

@@ -287,7 +287,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             best_epoch = pd.to_numeric(row.get("best_epoch"), errors="coerce")
             figure = plot_alpha(
                 alpha,
-                _genotype_or_none(row.get("best_genotype")),
+                _genotype_or_none(row.get("genotype_string")),
                 title=title,
                 epochs=epochs,
                 selected_epoch=None if pd.isna(best_epoch) else int(best_epoch),

@@ -2,20 +2,38 @@
 
 An experiment is a folder ``STORAGE/NAME/`` marked by ``sweep.json``
 (``{"kind": "search"|"eval", "created": …, "planned": [{trial config}, …], …}``), with
-one folder per trial in Ray Tune's layout::
+one folder per trial. Each trial folder holds the library's run folder ``run/`` (synced
+from the trial's working directory with every checkpoint) beside Ray Tune's files::
 
     NAME/
       sweep.json
-      trainable_abc12_00000_0_seed=0,variant=vanilla_2026-01-01_12-00-00/
-        params.json        the trial's config
-        result.json        one JSON object per report (our metrics + Ray's fields)
-        progress.csv       the same reports, flattened to CSV
+      vanilla_seed0_abc12_00000/
+        run/
+          config.json      the resolved config
+          metrics.jsonl    one JSON object per epoch           ← per-epoch history
+          summary.json     written when the run finishes      ← the trial's result
+          …                (docs/design.md, "Run folder")
+        params.json        the trial's config (Ray)
+        error.txt          only when the trial failed (Ray)
+        result.json        Ray's copy of the reports
+        progress.csv       the same, flattened to CSV
         checkpoint_000003/ Ray's checkpoints
-        error.txt          only when the trial failed
+
+Metrics come from the run folder only: the library rewrites ``metrics.jsonl`` whole
+after every epoch, so a trial that failed and was retried from a checkpoint shows every
+epoch once, whereas Ray's ``result.json`` can miss the reports made before a retry.
+Ray's files are read only for what Ray alone knows: the trial's config
+(``params.json``), its failure (``error.txt``), its checkpoints, and the bookkeeping of
+its last report (``trial_id``, ``training_iteration``, …, from ``result.json``).
+
+A record that is not a result is never shown as a number: a finished run whose
+accuracies are not finite fractions in [0, 1] (NaN — written as ``NaN`` or ``null`` —
+or a percentage such as 97.5), or whose selected genotype does not parse, is a
+``failed`` trial with the reason in ``error``.
 
 Everything here is plain pandas/json: Ray is never imported, so results can be read on
 any machine and with any Ray version. Missing or truncated files are tolerated: a trial
-that never started has no folder (status ``missing``), a trial being written may end in
+that never started has no folder (status ``missing``), a file being copied may end in
 half a line.
 """
 
@@ -32,6 +50,8 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
+
+from dartsrenet.genotypes import Genotype, GenotypeError
 
 SWEEP_MARKER = "sweep.json"
 """The file that marks an experiment folder."""
@@ -53,8 +73,20 @@ CONFIG_PREFIX = "config/"
 IDENTITY_FIELDS: tuple[str, ...] = ("dataset", "model", "variant", "seed")
 """Config fields that identify a trial (a planned entry is matched on those it has)."""
 
+RUN_FOLDER = "run"
+"""The library's run folder inside each trial folder (``sweeps.common.RUN_FOLDER``)."""
+
+METRICS_FILE, SUMMARY_FILE = "metrics.jsonl", "summary.json"
+"""Files of the run folder: per-epoch metrics, and the result of a finished run."""
+
 RAY_BOOKKEEPING: tuple[str, ...] = ("config",)
 """Report fields that are dropped: Ray repeats the whole config in every report."""
+
+ACCURACY_FIELDS: tuple[str, ...] = ("train_accuracy", "val_accuracy", "best_val_accuracy", "test_accuracy")
+"""Metrics that are fractions in [0, 1] (docs/design.md); anything else is not a result."""
+
+SUMMARY_COLUMNS_SKIPPED: tuple[str, ...] = ("kind", "config", "versions", "genotype")
+"""``summary.json`` fields that do not become columns (nested, or repeated elsewhere)."""
 
 _ANSI_ESCAPE = re.compile(r"\x1b\[[0-9;]*m")
 
@@ -174,10 +206,11 @@ def _read_json(path: Path) -> Any:
 
 
 def read_json_lines(path: str | os.PathLike[str]) -> list[dict[str, Any]]:
-    """The JSON objects of a JSON-lines file such as Ray's ``result.json``.
+    """The JSON objects of a JSON-lines file such as the run folder's ``metrics.jsonl``.
 
     A missing file gives ``[]``. Lines that do not parse (typically the last line, cut
-    short while the trial was writing it) and non-object lines are skipped.
+    short while the file was being copied) and non-object lines are skipped. ``NaN``
+    and ``null`` values are read as they are (``float("nan")``, ``None``).
     """
     try:
         text = Path(path).read_text(errors="replace")
@@ -197,39 +230,34 @@ def read_json_lines(path: str | os.PathLike[str]) -> list[dict[str, Any]]:
     return records
 
 
-def read_progress_csv(path: str | os.PathLike[str]) -> list[dict[str, Any]]:
-    """The reports in Ray's ``progress.csv`` (fallback when ``result.json`` is absent).
+def read_history(trial_dir: str | os.PathLike[str]) -> list[dict[str, Any]]:
+    """The per-epoch metrics of one trial, by epoch, from its run folder's ``metrics.jsonl``.
 
-    List-valued metrics such as ``alpha`` are stored by Ray as their text form; those
-    are parsed back. Malformed rows are skipped; a missing or empty file gives ``[]``.
+    One record per epoch (an epoch written twice keeps its last record); records without
+    an integer ``epoch`` are skipped. ``[]`` when the run wrote no epoch yet.
     """
-    try:
-        frame = pd.read_csv(path, on_bad_lines="skip")
-    except (OSError, ValueError, pd.errors.EmptyDataError):
-        return []
-    records = []
-    for record in frame.to_dict(orient="records"):
-        parsed = {}
-        for key, value in record.items():
-            if isinstance(value, float) and math.isnan(value):
-                continue
-            if isinstance(value, str) and value[:1] in "[{":
-                try:
-                    value = json.loads(value)
-                except ValueError:
-                    pass
-            parsed[key] = value
-        records.append(parsed)
-    return records
+    by_epoch: dict[int, dict[str, Any]] = {}
+    for record in read_json_lines(Path(trial_dir) / RUN_FOLDER / METRICS_FILE):
+        epoch = record.get("epoch")
+        if isinstance(epoch, int) and not isinstance(epoch, bool):
+            by_epoch[epoch] = record
+    return [by_epoch[epoch] for epoch in sorted(by_epoch)]
 
 
-def read_reports(trial_dir: str | os.PathLike[str]) -> list[dict[str, Any]]:
-    """The reports of one trial, oldest first: ``result.json``, else ``progress.csv``."""
-    trial_dir = Path(trial_dir)
-    reports = read_json_lines(trial_dir / "result.json")
-    if not reports:
-        reports = read_progress_csv(trial_dir / "progress.csv")
-    return [{key: value for key, value in report.items() if key not in RAY_BOOKKEEPING} for report in reports]
+def read_summary(trial_dir: str | os.PathLike[str]) -> dict[str, Any] | None:
+    """The run folder's ``summary.json`` (written when the run finished), or ``None``."""
+    summary = _read_json(Path(trial_dir) / RUN_FOLDER / SUMMARY_FILE)
+    return summary if isinstance(summary, dict) else None
+
+
+def ray_bookkeeping(trial_dir: str | os.PathLike[str], epoch: Any, metrics: Mapping[str, Any]) -> dict[str, Any]:
+    """What Ray alone recorded about its report of ``epoch`` (``trial_id``,
+    ``training_iteration``, ``timestamp``, …): the fields of that epoch's line in Ray's
+    ``result.json`` that are not in ``metrics``. ``{}`` when Ray has no such line."""
+    lines = [line for line in read_json_lines(Path(trial_dir) / "result.json") if line.get("epoch") == epoch]
+    if not lines:
+        return {}
+    return {key: value for key, value in lines[-1].items() if key not in metrics and key not in RAY_BOOKKEEPING}
 
 
 def read_error(trial_dir: str | os.PathLike[str]) -> str | None:
@@ -250,29 +278,88 @@ def latest_checkpoint(trial_dir: str | os.PathLike[str]) -> str | None:
 
 
 def trial_folders(experiment_dir: str | os.PathLike[str]) -> list[Path]:
-    """The trial folders of an experiment: sub-folders holding Ray's trial files, by name."""
+    """The trial folders of an experiment: sub-folders holding a run folder or Ray's
+    trial files, by name."""
     experiment_dir = Path(experiment_dir)
     if not experiment_dir.is_dir():
         return []
-    markers = ("params.json", "result.json", "progress.csv")
+    markers = (RUN_FOLDER, "params.json", "result.json", "progress.csv")
     return sorted(
         path
         for path in experiment_dir.iterdir()
-        if path.is_dir() and any((path / marker).is_file() for marker in markers)
+        if path.is_dir() and any((path / marker).exists() for marker in markers)
     )
 
 
-def trial_status(reports: list[dict[str, Any]], trial_dir: str | os.PathLike[str]) -> str:
-    """``finished`` if the last report says ``finished: true``; else ``failed`` if the
-    folder has ``error.txt``; else ``unfinished``.
+# --- validity ------------------------------------------------------------------------
 
-    A trial that failed, was retried by Ray and then finished counts as finished.
+
+def _not_a_fraction(value: Any) -> str | None:
+    """How ``value`` fails to be a finite fraction in [0, 1] (``"NaN"``, ``"97.5"``, …), or ``None``."""
+    if value is None:
+        return "null (not a number)"
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return f"{value!r} (not a number)"
+    if math.isnan(value):
+        return "NaN"
+    if not 0.0 <= value <= 1.0:
+        return f"{value:g}"
+    return None
+
+
+def invalid_result(history: list[dict[str, Any]], summary: Mapping[str, Any] | None) -> str | None:
+    """Why a run's records are not a result, or ``None`` if they are.
+
+    Every accuracy (:data:`ACCURACY_FIELDS`) in ``metrics.jsonl`` must be a finite
+    fraction in [0, 1]; a finished run's ``summary.json`` must have such a
+    ``best_val_accuracy`` (and ``test_accuracy`` for an evaluation run), and a search
+    run's ``genotype_string`` must parse as a genotype.
+
+    Returns:
+        One line naming the file, the field and the value, e.g.
+        ``"summary.json: test_accuracy is NaN, not a fraction in [0, 1]"``.
     """
-    if reports and reports[-1].get("finished") is True:
-        return FINISHED
-    if (Path(trial_dir) / "error.txt").is_file():
-        return FAILED
-    return UNFINISHED
+    for record in history:
+        for name in ACCURACY_FIELDS:
+            if name in record and (problem := _not_a_fraction(record[name])) is not None:
+                return f"{METRICS_FILE} epoch {record['epoch']}: {name} is {problem}, not a fraction in [0, 1]"
+    if summary is None:
+        return None
+    required = ("best_val_accuracy", "test_accuracy") if summary.get("kind") == "train" else ("best_val_accuracy",)
+    for name in required:
+        if name not in summary:
+            return f"{SUMMARY_FILE}: no {name}"
+        if (problem := _not_a_fraction(summary[name])) is not None:
+            return f"{SUMMARY_FILE}: {name} is {problem}, not a fraction in [0, 1]"
+    if summary.get("kind") == "search":
+        text = summary.get("genotype_string")
+        try:
+            if not isinstance(text, str):
+                raise GenotypeError(f"expected a string, got {type(text).__name__}")
+            Genotype.from_string(text)
+        except GenotypeError as error:
+            return f"{SUMMARY_FILE}: genotype_string {text!r} is not a genotype ({error})"
+    return None
+
+
+def trial_state(trial_dir: str | os.PathLike[str]) -> tuple[str, str | None, list[dict[str, Any]], dict[str, Any] | None]:
+    """Status, error line, per-epoch history and summary of one trial folder.
+
+    Status: ``finished`` when the run folder has ``summary.json`` (a trial that failed,
+    was retried by Ray and then finished counts as finished); else ``failed`` when Ray
+    wrote ``error.txt``; else ``unfinished``. Records that are not a result
+    (:func:`invalid_result`) make any trial ``failed``, with the reason as its error;
+    otherwise the error is the last line of ``error.txt``, if any.
+    """
+    history = read_history(trial_dir)
+    summary = read_summary(trial_dir)
+    error = read_error(trial_dir)
+    reason = invalid_result(history, summary)
+    if reason is not None:
+        return FAILED, reason, history, summary
+    if summary is not None:
+        return FINISHED, error, history, summary
+    return (FAILED if error is not None else UNFINISHED), error, history, summary
 
 
 # --- trials --------------------------------------------------------------------------
@@ -289,7 +376,7 @@ def _matches(planned: Mapping[str, Any], config: Mapping[str, Any]) -> bool:
     return all(key in config and config[key] == planned[key] for key in keys)
 
 
-def _folder_config(trial_dir: Path, reports: list[dict[str, Any]]) -> dict[str, Any]:
+def _folder_config(trial_dir: Path) -> dict[str, Any]:
     config = _read_json(trial_dir / "params.json")
     if isinstance(config, dict):
         return config
@@ -304,29 +391,38 @@ def load_trials(experiment: Experiment) -> pd.DataFrame:
     """One row per trial of ``experiment``, planned-but-missing trials included.
 
     Columns: ``trial`` (folder name; ``None`` when missing), ``trial_dir``, ``status``
-    (see :data:`STATUSES`), ``error`` (last line of ``error.txt``), ``reports`` (number
-    of reports), ``checkpoint`` (latest checkpoint folder), ``mtime`` (last change of the
-    trial's files, POSIX seconds), ``config/<field>`` for every config field, and every
-    field of the last report (our metrics and Ray's, e.g. ``training_iteration``).
+    (see :data:`STATUSES` and :func:`trial_state`), ``error`` (why it failed),
+    ``reports`` (epochs in ``metrics.jsonl``), ``checkpoint`` (Ray's latest checkpoint
+    folder), ``mtime`` (last change of the trial's files, POSIX seconds),
+    ``config/<field>`` for every config field, every field of the last epoch's metrics,
+    the scalar fields of ``summary.json`` (e.g. ``genotype_string``, ``test_accuracy``),
+    and Ray's bookkeeping of that epoch's report (e.g. ``training_iteration``).
 
     Rows are ordered as the sweep planned them, then unplanned trial folders by name.
     """
     folder_rows = []
     for trial_dir in trial_folders(experiment.path):
-        reports = read_reports(trial_dir)
-        config = _folder_config(trial_dir, reports)
+        status, error, history, summary = trial_state(trial_dir)
+        config = _folder_config(trial_dir)
         row: dict[str, Any] = {
             "trial": trial_dir.name,
             "trial_dir": str(trial_dir),
-            "status": trial_status(reports, trial_dir),
-            "error": read_error(trial_dir),
-            "reports": len(reports),
+            "status": status,
+            "error": error,
+            "reports": len(history),
             "checkpoint": latest_checkpoint(trial_dir),
             "mtime": _latest_mtime(trial_dir),
             **_config_columns(config),
         }
-        if reports:
-            row.update({key: value for key, value in reports[-1].items() if key not in row})
+        last = history[-1] if history else {}
+        row.update({key: value for key, value in last.items() if key not in row})
+        if summary is not None:
+            row.update(
+                {key: value for key, value in summary.items() if key not in SUMMARY_COLUMNS_SKIPPED and key not in config}
+            )
+        if last:
+            ray = ray_bookkeeping(trial_dir, last["epoch"], last)
+            row.update({key: value for key, value in ray.items() if key not in row})
         folder_rows.append((config, row))
 
     rows = []
@@ -355,7 +451,8 @@ def load_trials(experiment: Experiment) -> pd.DataFrame:
 
 def _latest_mtime(trial_dir: Path) -> float:
     times = [trial_dir.stat().st_mtime]
-    for name in ("result.json", "progress.csv", "error.txt", "params.json"):
+    run = Path(RUN_FOLDER)
+    for name in (run / METRICS_FILE, run / SUMMARY_FILE, "error.txt", "params.json", "result.json"):
         path = trial_dir / name
         if path.is_file():
             times.append(path.stat().st_mtime)
@@ -372,26 +469,22 @@ def _ordered_columns(rows: Iterable[Mapping[str, Any]]) -> list[str]:
 
 
 def load_history(experiment: Experiment) -> pd.DataFrame:
-    """Per-epoch reports of every trial folder: one row per (trial, report).
+    """Per-epoch metrics of every trial folder: one row per (trial, epoch), from the run
+    folders' ``metrics.jsonl`` — every epoch once, also for a trial retried after a failure.
 
-    Columns: ``trial``, ``status``, ``config/<field>`` and every report field. When a
-    trial was restored from a checkpoint and reported an epoch twice, the later report
-    is kept (by ``epoch``, else by Ray's ``training_iteration``).
+    Columns: ``trial``, ``status`` (as in :func:`load_trials`), ``config/<field>`` and
+    every metric (docs/design.md, "The report callback").
     """
     frames = []
     for trial_dir in trial_folders(experiment.path):
-        reports = read_reports(trial_dir)
-        if not reports:
+        status, _, history, _ = trial_state(trial_dir)
+        if not history:
             continue
-        config = _folder_config(trial_dir, reports)
-        frame = pd.DataFrame(reports)
-        step = next((key for key in ("epoch", "training_iteration") if key in frame), None)
-        if step is not None:
-            frame = frame[frame[step].notna()].drop_duplicates(subset=step, keep="last").sort_values(step)
-        header = {"trial": trial_dir.name, "status": trial_status(reports, trial_dir), **_config_columns(config)}
+        frame = pd.DataFrame(history)
+        header = {"trial": trial_dir.name, "status": status, **_config_columns(_folder_config(trial_dir))}
         for position, (key, value) in enumerate(header.items()):
             frame.insert(position, key, [value] * len(frame))
-        frames.append(frame.reset_index(drop=True))
+        frames.append(frame)
     if not frames:
         return pd.DataFrame(columns=["trial", "status"])
     return pd.concat(frames, ignore_index=True)

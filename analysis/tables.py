@@ -14,7 +14,10 @@ Conventions (also stated under the printed tables by :data:`RESULTS_NOTE`):
   *finished* seeds only; with one finished seed the std is undefined: NaN in the numeric
   table, shown as ``(n=1)`` instead of ``± std``;
 * failed, unfinished (running or interrupted) and missing (planned, never started)
-  trials are counted and shown in the Seeds column, never dropped silently;
+  trials are counted and shown in the Seeds column, never dropped silently; a run whose
+  records are not finite fractions in [0, 1] or whose genotype does not parse is a
+  failed trial (:func:`analysis.results.invalid_result`), never a number, and
+  :func:`failure_lines` says why each trial failed;
 * when the same trial (dataset, model, seed) was run twice, the finished run counts
   (:func:`analysis.results.unique_trials`).
 """
@@ -92,13 +95,15 @@ SEARCH_DISPLAY_ALIGN = "lllrrl"
 RESULTS_NOTE = (
     "Accuracy: test accuracy in %, mean ± sample std (ddof=1) over finished seeds; "
     "(n=1) marks a single finished seed (no std). Best: best finished seed. "
-    "Seeds: finished/planned, with failed, unfinished (running or interrupted) and "
+    "Seeds: finished/planned, with failed (the run raised, or its records are not "
+    "accuracies in [0, 1]), unfinished (running or interrupted) and "
     "not started trials named. Paper: Table 1 of the paper (CIFAR-10 and SVHN only); "
     "Δ: our mean minus the paper's, in percentage points."
 )
 SEARCH_NOTE = (
     "Seeds: finished/planned. Selected: the finished seed with the best val_cs accuracy "
-    "(best_val_accuracy; ties go to the lower seed); its best epoch's genotype, "
+    "(best_val_accuracy; ties go to the lower seed; a seed whose records are not "
+    "accuracies in [0, 1] or whose genotype does not parse counts as failed); its best epoch's genotype, "
     "'activation:predecessor' for nodes 1-8 '@' averaged nodes."
 )
 
@@ -289,7 +294,7 @@ def search_summary(trials: pd.DataFrame) -> pd.DataFrame:
     Returns:
         A DataFrame with :data:`SEARCH_COLUMNS`: status counts, the seed chosen by
         :func:`select_seed`, its ``best_val_accuracy`` in % (val_cs) and its
-        ``best_genotype`` string (NaN / None when no seed finished).
+        ``genotype_string`` from ``summary.json`` (NaN / None when no seed finished).
     """
     dataset_col, variant_col, seed_col = config_column("dataset"), config_column("variant"), config_column("seed")
     if trials.empty or variant_col not in trials:
@@ -312,12 +317,32 @@ def search_summary(trials: pd.DataFrame) -> pd.DataFrame:
                     "selected_val_accuracy": (
                         math.nan if selected is None else float(selected["best_val_accuracy"]) * 100.0
                     ),
-                    "genotype": None if selected is None else selected.get("best_genotype"),
+                    "genotype": None if selected is None else selected.get("genotype_string"),
                 }
             )
     summary = pd.DataFrame(rows, columns=list(SEARCH_COLUMNS))
     summary["selected_seed"] = summary["selected_seed"].astype("Int64")
     return summary
+
+
+def failure_lines(trials: pd.DataFrame, fields: Iterable[str]) -> list[str]:
+    """One line per failed trial: ``"cifar10 vanilla seed 3 (<trial folder>): <why>"``.
+
+    Args:
+        trials: :func:`analysis.results.load_trials` rows.
+        fields: config fields that name a trial, e.g. ``("dataset", "model", "seed")``.
+    """
+    if trials.empty or "status" not in trials:
+        return []
+    lines = []
+    for _, row in trials[trials["status"] == FAILED].iterrows():
+        name = " ".join(
+            f"seed {row[config_column(field)]}" if field == "seed" else str(row[config_column(field)])
+            for field in fields
+            if config_column(field) in row and not pd.isna(row[config_column(field)])
+        )
+        lines.append(f"{name} ({row['trial']}): {row['error'] or 'failed'}")
+    return lines
 
 
 def display_search_summary(summary: pd.DataFrame) -> pd.DataFrame:

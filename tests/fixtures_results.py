@@ -1,18 +1,22 @@
-"""Hand-written experiment folders in Ray Tune's on-disk layout, for the analysis tests.
+"""Hand-written experiment folders in the sweeps' on-disk layout, for the analysis tests.
 
-The layout copies what Ray Tune 2.x writes (checked against a real run): trial folders
-named ``trainable_<hex>_<index>_<index>_<tag>_<date>``, ``params.json`` (indented
-config), ``result.json`` (one JSON object per report: our metrics, then Ray's
-``timestamp``, ``checkpoint_dir_name``, ``done``, ``training_iteration``, ``trial_id``,
-``config``, …), ``progress.csv``, ``checkpoint_00000N/`` folders and ``error.txt`` (with
-ANSI colour codes) for failed trials. On top of Ray's files each experiment has our
-``sweep.json`` marker (docs/design.md).
+Each trial folder holds the library's run folder ``run/`` as ``run_search`` /
+``run_train`` write it (docs/design.md, "Run folder": ``config.json``, ``metrics.jsonl``
+with one object per epoch, ``summary.json`` once the run finished) beside the files Ray
+Tune 2.x writes (checked against a real run): ``params.json`` (indented config),
+``result.json`` (one JSON object per report: our metrics, then Ray's ``timestamp``,
+``checkpoint_dir_name``, ``done``, ``training_iteration``, ``trial_id``, ``config``, …),
+``progress.csv``, ``checkpoint_00000N/`` folders and ``error.txt`` (with ANSI colour
+codes) for failed trials. Trial folders are named as older Ray versions name them
+(``trainable_<hex>_<index>_<index>_<tag>_<date>``); the analysis does not depend on the
+names. On top of Ray's files each experiment has our ``sweep.json`` marker.
 
 The builders return the experiment folder; the expected numbers are the constants below.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -22,6 +26,7 @@ import numpy as np
 import pandas as pd
 
 from dartsrenet.activations import PRIMITIVES
+from dartsrenet.config import resolve_config
 from dartsrenet.genotypes import PAPER_GENOTYPES, Genotype, derive_genotype, edge_index, num_edges
 
 DATE = "2026-01-02_03-04-05"
@@ -50,6 +55,50 @@ def write_ray_bookkeeping(experiment_dir: Path) -> None:
     (experiment_dir / ".validate_storage_marker").write_text("")
 
 
+def run_config(config: Mapping[str, Any]) -> dict[str, Any]:
+    """The library config (``run/config.json``) of a search or evaluation trial config."""
+    overrides = {**config.get("overrides", {}), "dataset": config["dataset"], "seed": config["seed"], "out": "run"}
+    if "model" in config:
+        overrides.update(cell=config.get("genotype") or config["model"], variant=config.get("variant"))
+        return dataclasses.asdict(resolve_config("train", config["preset"], overrides))
+    overrides["variant"] = config["variant"]
+    return dataclasses.asdict(resolve_config("search", config["preset"], overrides))
+
+
+def run_summary(config: Mapping[str, Any], reports: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+    """``run/summary.json`` of a finished run with these reports (docs/design.md)."""
+    last = reports[-1]
+    summary: dict[str, Any] = {
+        "kind": "train" if "model" in config else "search",
+        "params": last["params"],
+        "best_val_accuracy": last["best_val_accuracy"],
+        "best_epoch": last["best_epoch"],
+        "epochs": len(reports),
+        "stopped_early": False,
+        "wall_time_s": 1.5 * len(reports),
+        "device": "cpu",
+        "fused_cpu_kernels": True,
+        "versions": {"python": "3.11.9", "torch": "2.14.1", "torchvision": "0.29.1", "dartsrenet": "0.1.0"},
+        "code_revision": None,
+    }
+    if "model" in config:
+        genotype = config.get("genotype")
+        summary.update(
+            model=config["model"], cell=genotype or config["model"], variant=config.get("variant"),
+            genotype=Genotype.from_string(genotype).to_dict() if genotype else None, genotype_string=genotype,
+            dataset=config["dataset"], seed=config["seed"],
+            test_accuracy=last.get("test_accuracy"), test_loss=last.get("test_loss"),
+        )
+    else:
+        best = last["best_genotype"]
+        summary.update(
+            variant=config["variant"], dataset=config["dataset"], seed=config["seed"],
+            genotype=Genotype.from_string(best).to_dict(), genotype_string=best, final_genotype_string=last["genotype"],
+        )
+    summary["config"] = run_config(config)
+    return summary
+
+
 def write_trial(
     experiment_dir: Path,
     index: int,
@@ -59,27 +108,45 @@ def write_trial(
     error: str | None = None,
     truncate_last: bool = False,
     trial_hex: str = "abc12",
+    summary: Mapping[str, Any] | None = None,
+    ray_lost_epochs: Sequence[int] = (),
 ) -> Path:
-    """Write one trial folder in Ray's layout and return it.
+    """Write one trial folder (run folder + Ray's files) and return it.
 
     Args:
         experiment_dir: the experiment folder.
         index: the trial's index in the sweep (part of its name and id).
         config: the trial's config (``params.json``).
-        reports: our metrics per report; Ray's fields are added.
+        reports: our metrics per report (``run/metrics.jsonl``); Ray's fields are added in
+            Ray's files. ``run/summary.json`` is written when the last one is ``finished``.
         error: write ``error.txt`` whose last line is ``RuntimeError: <error>``.
-        truncate_last: cut the last ``result.json`` line in half (a trial being written).
+        truncate_last: cut the last line of ``metrics.jsonl`` and ``result.json`` in half
+            (a file being copied).
         trial_hex: Ray's experiment id part of trial ids.
+        summary: fields that replace those of the written ``summary.json``.
+        ray_lost_epochs: epochs whose reports are missing from Ray's ``result.json`` and
+            ``progress.csv``, as after Ray retried a failed trial from its checkpoint.
     """
     trial_dir = experiment_dir / ray_trial_dirname(index, config, trial_hex)
     trial_dir.mkdir(parents=True)
     (trial_dir / "params.json").write_text(json.dumps(config, indent=2, sort_keys=True))
+    run = trial_dir / "run"
+    run.mkdir()
+    (run / "config.json").write_text(json.dumps(run_config(config), indent=2) + "\n")
+    metrics_lines = [json.dumps(dict(metrics)) for metrics in reports]
+    if truncate_last and metrics_lines:
+        metrics_lines[-1] = metrics_lines[-1][: len(metrics_lines[-1]) // 2]
+    (run / "metrics.jsonl").write_text("".join(line + "\n" for line in metrics_lines))
+    if reports and reports[-1].get("finished") and not truncate_last:
+        (run / "summary.json").write_text(json.dumps({**run_summary(config, reports), **(summary or {})}, indent=2))
     trial_id = f"{trial_hex}_{index:05d}"
     lines, rows = [], []
     for iteration, metrics in enumerate(reports, start=1):
         checkpoint = f"checkpoint_{iteration - 1:06d}"
         (trial_dir / checkpoint).mkdir()
         (trial_dir / checkpoint / "checkpoint.pt").write_bytes(b"fake")
+        if metrics["epoch"] in ray_lost_epochs:
+            continue
         ray_fields = {
             "timestamp": 1767322800 + iteration,
             "checkpoint_dir_name": checkpoint,

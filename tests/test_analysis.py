@@ -47,6 +47,7 @@ from tests.fixtures_results import (
     eval_reports,
     make_eval_experiment,
     make_search_experiment,
+    search_config,
     search_reports,
     write_sweep,
     write_trial,
@@ -123,15 +124,80 @@ def test_trial_statuses(eval_trials, search_trials):
     assert "config" not in search_trials  # Ray's repeated config is dropped
 
 
-def test_trials_without_result_json_fall_back_to_progress_csv(tmp_path):
+def test_metrics_come_from_the_run_folder_not_rays_files(tmp_path):
     experiment_dir = tmp_path / "exp"
     config = eval_config("cifar10", "gru", 0)
     write_sweep(experiment_dir, "eval", [config], 1.0)
     trial_dir = write_trial(experiment_dir, 0, config, eval_reports(0.8, 4_790_000))
     (trial_dir / "result.json").unlink()
+    (trial_dir / "progress.csv").unlink()
     trials = load_trials(read_experiment(experiment_dir))
     assert trials.loc[0, "status"] == FINISHED
     assert trials.loc[0, "test_accuracy"] == pytest.approx(0.8)
+    assert load_history(read_experiment(experiment_dir))["epoch"].tolist() == [1, 2, 3]
+
+
+def test_trial_retried_after_a_failure_shows_every_epoch_once(tmp_path):
+    """Ray's result.json lost the report made before the retry; the run folder has all."""
+    experiment_dir = tmp_path / "exp"
+    config = search_config("vanilla", 0)
+    write_sweep(experiment_dir, "search", [config], 1.0)
+    reports = search_reports("vanilla", 0, [0.5, 0.7, 0.6, 0.65])
+    trial_dir = write_trial(experiment_dir, 0, config, reports, error="injected fault after epoch 1",
+                            ray_lost_epochs=(1,))
+    assert [line["epoch"] for line in read_json_lines(trial_dir / "result.json")] == [2, 3, 4]
+    experiment = read_experiment(experiment_dir)
+    trials = load_trials(experiment)
+    assert trials.loc[0, "status"] == FINISHED and trials.loc[0, "reports"] == 4
+    assert trials.loc[0, "training_iteration"] == 4  # Ray's bookkeeping of the last epoch
+    assert load_history(experiment)["epoch"].tolist() == [1, 2, 3, 4]
+    assert search_summary(trials).loc[0, "selected_val_accuracy"] == pytest.approx(70.0)
+
+
+NOT_A_RESULT = {
+    "NaN test accuracy": ({"test_accuracy": math.nan}, None, "summary.json: test_accuracy is NaN, not a fraction in [0, 1]"),
+    "null test accuracy": ({"test_accuracy": None}, None, "summary.json: test_accuracy is null (not a number), not a fraction in [0, 1]"),
+    "percent, not fraction": ({"test_accuracy": 97.5}, None, "summary.json: test_accuracy is 97.5, not a fraction in [0, 1]"),
+    "NaN in metrics.jsonl": ({}, ("val_accuracy", math.nan), "metrics.jsonl epoch 2: val_accuracy is NaN, not a fraction in [0, 1]"),
+    "null in metrics.jsonl": ({}, ("train_accuracy", None), "metrics.jsonl epoch 2: train_accuracy is null (not a number), not a fraction in [0, 1]"),
+}
+
+
+@pytest.mark.parametrize("case", NOT_A_RESULT)
+def test_records_that_are_not_fractions_make_a_failed_trial_with_the_reason(tmp_path, case, capsys):
+    summary, metric, reason = NOT_A_RESULT[case]
+    experiment_dir = tmp_path / "exp"
+    good, bad = eval_config("svhn", "gru", 0), eval_config("svhn", "gru", 1)
+    write_sweep(experiment_dir, "eval", [good, bad], 1.0)
+    write_trial(experiment_dir, 0, good, eval_reports(0.9, 4_790_000))
+    reports = eval_reports(0.95, 4_790_000)
+    if metric is not None:
+        reports[1][metric[0]] = metric[1]
+    write_trial(experiment_dir, 1, bad, reports, summary=summary)
+    trials = load_trials(read_experiment(experiment_dir))
+    assert trials["status"].tolist() == [FINISHED, FAILED]
+    assert trials.loc[1, "error"] == reason
+    row = display_results_table(results_table(trials)).iloc[0]
+    assert row["Accuracy [%]"] == "90.00 (n=1)" and row["Seeds"] == "1/2 (1 failed)"
+
+    assert make_table.main(["--eval", str(experiment_dir)]) == 0
+    err = capsys.readouterr().err
+    assert f"note: failed trial exp: svhn gru seed 1 ({trials.loc[1, 'trial']}): {reason}" in err.splitlines()
+
+
+def test_unparsable_genotype_is_never_the_selected_cell(tmp_path):
+    experiment_dir = tmp_path / "exp"
+    configs = [search_config("vanilla", 0), search_config("vanilla", 1)]
+    write_sweep(experiment_dir, "search", configs, 1.0)
+    write_trial(experiment_dir, 0, configs[0], search_reports("vanilla", 0, [0.5, 0.6, 0.7, 0.8]))
+    write_trial(experiment_dir, 1, configs[1], search_reports("vanilla", 1, [0.5, 0.9, 0.95, 0.99]),
+                summary={"genotype_string": "tanh:0,bogus:1"})
+    trials = load_trials(read_experiment(experiment_dir))
+    assert trials["status"].tolist() == [FINISHED, FAILED]
+    assert trials.loc[1, "error"].startswith("summary.json: genotype_string 'tanh:0,bogus:1' is not a genotype (")
+    summary = search_summary(trials)
+    assert summary.loc[0, "selected_seed"] == 0 and summary.loc[0, "selected_val_accuracy"] == pytest.approx(80.0)
+    Genotype.from_string(summary.loc[0, "genotype"])
 
 
 def test_trial_without_params_json_still_matches_its_plan(tmp_path):
