@@ -1,22 +1,25 @@
 """The training engine: search and evaluation runs, resume, determinism, run folders, bad input."""
 
+import io
 import json
 import subprocess
 import sys
+import time
 
 import pytest
 import torch
 
 from dartsrenet import native
+from dartsrenet.cli import main
 from dartsrenet.config import PRESETS, resolve_config
-from dartsrenet.data import DatasetNotFoundError
+from dartsrenet.data import DatasetNotFoundError, make_search_loaders, make_train_loaders
 from dartsrenet.genotypes import Genotype, GenotypeError
-from dartsrenet.networks import build_search_model
+from dartsrenet.networks import build_eval_model, build_search_model
 from dartsrenet.registry import UnknownNameError
-from dartsrenet.runs import CheckpointError, ConfigMismatchError, NonFiniteLossError
+from dartsrenet.runs import CheckpointError, ConfigMismatchError, NonFiniteLossError, NonFiniteOutputError
 from dartsrenet.search import make_optimizers, run_search, search_epoch
 from dartsrenet.train import run_train
-from dartsrenet.data import make_search_loaders
+from dartsrenet.training import RunDriver, StepProgress, evaluate, validation_metrics
 
 TINY = {"dataset": "digits", "channels": 4, "epochs": 3, "limit": 96, "batch_size": 16, "device": "cpu"}
 
@@ -271,3 +274,140 @@ def test_cli_train_and_search(tmp_path):
         capture_output=True, text=True, timeout=120,
     )
     assert result.returncode == 2 and "valid variants" in result.stderr and "Traceback" not in result.stderr
+
+
+# --- selection, early stopping, non-finite numbers ---------------------------------------
+def strict_json(text):
+    """Parse JSON refusing NaN and infinities, as strict readers do."""
+    def refuse(constant):
+        raise ValueError(f"non-standard JSON constant {constant}")
+    return json.loads(text, parse_constant=refuse)
+
+
+def test_early_stopping_after_patience_epochs_without_improvement(tmp_path):
+    config = train_config(tmp_path, cell="gru", epochs=5, patience=1)
+    summary = run_train(config, log=None)
+    history = read_metrics(config)
+    assert summary["stopped_early"] and summary["epochs"] == len(history) < config.epochs
+    assert [m["improved"] for m in history] == [True] * (len(history) - 1) + [False]
+    assert history[-1]["finished"] and history[-1]["stopped_early"] and "test_accuracy" in history[-1]
+    assert not any(m["finished"] for m in history[:-1])
+    # Asked again, the stopped run does no more epochs.
+    run_train(config, report=lambda m, d: pytest.fail("a stopped run must not train again"), log=None)
+
+
+def test_test_metrics_come_from_the_selected_epochs_weights(tmp_path):
+    config = train_config(tmp_path, cell="gru", epochs=3, patience=None)
+    summary = run_train(config, log=None)
+    assert summary["best_epoch"] < config.epochs, "this test needs a run whose last epoch is not the selected one"
+    _, _, test_loader, info = make_train_loaders(
+        "digits", batch_size=config.batch_size, seed=config.seed, val_fraction=config.val_fraction,
+        cutout=config.cutout, limit=config.limit,
+    )
+    model = build_eval_model("gru", channels=config.channels, head_init_range=info.head_init_range)
+    model.load_state_dict(torch.load(tmp_path / "train" / "best.pt"))
+    assert evaluate(model, test_loader, torch.device("cpu")) == (summary["test_loss"], summary["test_accuracy"])
+    model.load_state_dict(torch.load(tmp_path / "train" / "checkpoint" / "checkpoint.pt", weights_only=False)["model"])
+    assert evaluate(model, test_loader, torch.device("cpu"))[0] != summary["test_loss"]  # the last epoch's differ
+
+
+def test_nan_in_the_alpha_step_is_caught(tmp_path):
+    torch.manual_seed(0)
+    train_cs, val_cs, _ = make_search_loaders("digits", batch_size=16, limit=64)
+    model = build_search_model("vanilla", channels=4)
+    weight_optimizer, arch_optimizer = make_optimizers(model, search_config(tmp_path))
+    model.alpha.register_hook(lambda grad: torch.full_like(grad, float("nan")))  # a finite loss, a NaN gradient
+    with pytest.raises(NonFiniteLossError, match="α became non-finite after search α step 0"):
+        search_epoch(model, train_cs, val_cs, weight_optimizer, arch_optimizer, torch.device("cpu"))
+
+
+def _driven_epoch(driver, model, val_loader, epoch):
+    metrics = {
+        "epoch": epoch, "train_loss": 1.0, "train_accuracy": 0.5,
+        **validation_metrics(model, val_loader, torch.device("cpu")), "lr": 0.1, "params": 1, "epoch_time_s": 0.0,
+    }
+    driver.end_epoch(metrics)
+    driver.commit_epoch(metrics)
+    return metrics
+
+
+def test_non_finite_validation_is_recorded_as_null_and_never_selected(tmp_path):
+    config = train_config(tmp_path, cell="gru", epochs=3, patience=None)
+    _, val_loader, _, _ = make_train_loaders("digits", batch_size=16, limit=96)
+    torch.manual_seed(0)
+    model = build_eval_model("gru", channels=4)
+    logs = []
+    driver = RunDriver("train", config, {"model": model}, log=logs.append)
+    driver.start(torch.device("cpu"))
+    bias = model.classifier.bias.detach().clone()
+    first = _driven_epoch(driver, model, val_loader, 1)
+    with torch.no_grad():
+        model.classifier.bias[0] = float("nan")  # weights that diverged during epoch 2
+    second = _driven_epoch(driver, model, val_loader, 2)
+    with torch.no_grad():
+        model.classifier.bias.copy_(bias)
+    _driven_epoch(driver, model, val_loader, 3)
+    assert first["val_finite"] and first["improved"]
+    assert second["val_finite"] is False and second["val_loss"] is None and second["val_accuracy"] is None
+    assert not second["improved"] and driver.best_epoch == 1
+    assert "NOT FINITE (epoch not eligible for selection)" in logs[1]
+    assert torch.isfinite(driver.best_weights["classifier.bias"]).all()
+    lines = [strict_json(line) for line in (tmp_path / "train" / "metrics.jsonl").read_text().splitlines()]
+    assert lines[1]["val_loss"] is None and lines[1]["val_finite"] is False and lines[1]["best_epoch"] == 1
+
+
+def test_no_selectable_epoch_is_an_error_not_a_result(tmp_path):
+    config = train_config(tmp_path, cell="gru", epochs=1, patience=None)
+    _, val_loader, _, _ = make_train_loaders("digits", batch_size=16, limit=96)
+    model = build_eval_model("gru", channels=4)
+    with torch.no_grad():
+        model.classifier.weight.fill_(float("inf"))
+    driver = RunDriver("train", config, {"model": model}, log=None)
+    driver.start(torch.device("cpu"))
+    metrics = _driven_epoch(driver, model, val_loader, 1)
+    assert metrics["best_epoch"] == 0 and metrics["best_val_accuracy"] is None
+    with pytest.raises(NonFiniteOutputError, match="had finite validation outputs, so none can be selected"):
+        driver.require_selected_epoch()
+    with pytest.raises(NonFiniteOutputError, match="outputs on the test set are not finite"):
+        evaluate(model, val_loader, torch.device("cpu"), where="test set")
+
+
+def test_cli_nan_loss_is_one_line_without_traceback(tmp_path, capsys):
+    out = tmp_path / "run"
+    status = main([
+        "train", "--cell", "gru", "--preset", "demo", "--device", "cpu", "--out", str(out), "--epochs", "2",
+        "--set", "channels=4", "--set", "limit=96", "--set", "batch_size=16", "--set", "lr=1e12",
+        "--set", "grad_clip=0", "--set", "weight_decay=0",
+    ])
+    err = capsys.readouterr().err
+    assert status == 2 and err.startswith("error: loss became nan at epoch 1") and err.count("\n") == 1, err
+    assert not (out / "summary.json").exists()
+
+
+# --- progress ---------------------------------------------------------------------------
+class Terminal(io.StringIO):
+    def isatty(self):
+        return True
+
+
+def test_progress_is_a_bar_on_a_terminal_and_plain_lines_otherwise():
+    terminal = Terminal()
+    with StepProgress("[train] epoch 1/3", 4, log=lambda line: pytest.fail("no plain lines on a terminal"), stream=terminal) as progress:
+        for _ in range(4):
+            time.sleep(0.12)  # tqdm redraws at most every 0.1 s
+            progress(16)
+    drawn = terminal.getvalue()
+    assert "[train] epoch 1/3" in drawn and "4/4" in drawn and "images/s" in drawn
+
+    lines = []
+    with StepProgress("[search] epoch 2/9", 4, log=lines.append, stream=io.StringIO(), interval_s=0.0) as progress:
+        for _ in range(4):
+            progress(32)
+    # A line after every step but the last (the epoch line follows it).
+    assert [line.split(":", 1)[1].split(",")[0] for line in lines] == [" step 1/4 (25%)", " step 2/4 (50%)", " step 3/4 (75%)"]
+    assert all(line.startswith("[search] epoch 2/9: ") and "images/s, ETA 0:00:0" in line for line in lines)
+
+    quiet = Terminal()
+    with StepProgress("[train] epoch 1/3", 4, log=None, stream=quiet) as progress:
+        progress(16)
+    assert quiet.getvalue() == ""
