@@ -4,14 +4,28 @@ Each writer lays files out exactly as torchvision reads them (DATA_NOTES.md), wi
 a few images whose pixels encode their class: every pixel of channel c is
 ``10 * label + c + 1`` except a marker pixel at (row 3, column 5) equal to
 :data:`MARKER` (grey images use channel 0 only). ``decode_label`` inverts it.
+
+For the download tests, :func:`write_cifar10_archive` packs the CIFAR-10 fixture as the
+real archive, :func:`serve_files` serves it over local HTTP counting the requests,
+and :func:`prepare_datasets_at_once` is the body of each concurrent process.
 """
 
 from __future__ import annotations
 
+import contextlib
 import gzip
+import hashlib
+import http.server
+import io
 import pickle
 import struct
+import tarfile
+import threading
+import time
+from collections import Counter
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from PIL import Image
@@ -165,3 +179,76 @@ def write_imagefolder(path: Path, split_dirs: bool = True, per_variant: int = 1)
                 for mode, size in IMAGE_VARIANTS:
                     image = Image.new(mode, size, _colour_in_mode(colour, mode))
                     image.save(folder / f"{mode}_{repeat}.png")
+
+
+# --------------------------------------------------------------------------- concurrent downloads
+
+
+def write_cifar10_archive(directory: Path) -> tuple[Path, dict[str, str]]:
+    """``directory/cifar-10-python.tar.gz`` holding a ``write_cifar10`` fixture, as the real archive is laid out.
+
+    Returns the archive and the md5 of the archive (key ``"archive"``) and of each file in it.
+    """
+    staging = directory / "staging"
+    write_cifar10(staging)
+    archive = directory / "cifar-10-python.tar.gz"
+    with tarfile.open(archive, "w:gz") as tar:
+        tar.add(staging / "cifar-10-batches-py", arcname="cifar-10-batches-py")
+    md5s = {path.name: hashlib.md5(path.read_bytes()).hexdigest() for path in (staging / "cifar-10-batches-py").iterdir()}
+    md5s["archive"] = hashlib.md5(archive.read_bytes()).hexdigest()
+    return archive, md5s
+
+
+@contextlib.contextmanager
+def serve_files(directory: Path, delay_s: float = 0.0) -> Iterator[tuple[str, Counter]]:
+    """A local HTTP server for ``directory`` that counts GET requests per path and answers each after ``delay_s``.
+
+    Yields ``(base URL, counter of GET paths)``.
+    """
+    gets: Counter = Counter()
+
+    class Handler(http.server.SimpleHTTPRequestHandler):
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            super().__init__(*args, directory=str(directory), **kwargs)
+
+        def do_GET(self) -> None:  # noqa: N802 (http.server's name)
+            gets[self.path] += 1
+            time.sleep(delay_s)
+            super().do_GET()
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}", gets
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def prepare_datasets_at_once(
+    root: str, fashion_system_dir: str, cifar_url: str, cifar_md5s: dict[str, str], barrier: Any, results: Any
+) -> None:
+    """Process target: after ``barrier``, unpack Fashion-MNIST and download CIFAR-10 into the shared ``root``.
+
+    CIFAR-10 is fetched by the unmodified torchvision class from a local mirror: only its
+    URL and checksums point at the fixture archive (as a mirror of the real files would).
+    Puts ``(whether this process unpacked Fashion-MNIST, CIFAR-10 train size, test size)`` on ``results``.
+    """
+    from torchvision.datasets import CIFAR10
+
+    from dartsrenet.data import load_datasets, prepare_fashion_mnist
+
+    CIFAR10.url = cifar_url
+    CIFAR10.tgz_md5 = cifar_md5s["archive"]
+    CIFAR10.train_list = [[name, cifar_md5s[name]] for name, _ in CIFAR10.train_list]
+    CIFAR10.test_list = [[name, cifar_md5s[name]] for name, _ in CIFAR10.test_list]
+    CIFAR10.meta = {**CIFAR10.meta, "md5": cifar_md5s["batches.meta"]}
+    barrier.wait()
+    unpacked = prepare_fashion_mnist(Path(root), Path(fashion_system_dir))
+    with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):  # tqdm's bar
+        train, test, _ = load_datasets("cifar10", root, download=True)
+    results.put((unpacked, len(train), len(test)))

@@ -18,6 +18,7 @@ from torchvision import transforms as T
 from dartsrenet import data
 from dartsrenet.data import (
     Cutout,
+    DatasetFileError,
     DatasetInfo,
     DatasetNotFoundError,
     TransformedSubset,
@@ -39,7 +40,10 @@ from tests.fixtures_data import (
     MARKER_ROW,
     decode_label,
     expected_rgb,
+    prepare_datasets_at_once,
+    serve_files,
     write_cifar10,
+    write_cifar10_archive,
     write_fashion_mnist,
     write_imagefolder,
     write_svhn,
@@ -495,3 +499,83 @@ def test_digits_train_loaders_end_to_end():
     assert images.shape == (32, 3, 32, 32) and info.num_classes == 10
     assert labels.min() >= 0 and labels.max() <= 9
     assert len(test.dataset) == 64
+
+
+# --------------------------------------------------------------------------- checks when opened
+
+
+def test_imagefolder_truncated_or_non_image_file_is_named_when_opened(tmp_path):
+    for layout, split_dirs in (("split", True), ("single", False)):
+        root = tmp_path / layout
+        write_imagefolder(root, split_dirs=split_dirs, per_variant=2)
+        broken = root / ("test" if split_dirs else "") / "cat" / "RGB_1.png"
+        data_bytes = broken.read_bytes()
+        broken.write_bytes(data_bytes[: len(data_bytes) // 2])  # truncated
+        with pytest.raises(DatasetFileError) as error:
+            load_datasets(f"imagefolder:{root}")
+        assert str(broken) in str(error.value) and "truncated" in str(error.value)
+    not_an_image = tmp_path / "text"
+    write_imagefolder(not_an_image, per_variant=1)
+    fake = not_an_image / "train" / "dog" / "notes.png"
+    fake.write_text("not an image")
+    with pytest.raises(DatasetFileError, match=f"{fake}: not a readable image"):
+        make_train_loaders(f"imagefolder:{not_an_image}", limit=None)
+
+
+def test_a_dataset_needs_two_classes(tmp_path):
+    write_imagefolder(tmp_path / "one", split_dirs=False, per_variant=2)
+    for path in (tmp_path / "one" / "dog").iterdir():
+        path.unlink()
+    (tmp_path / "one" / "dog").rmdir()
+    with pytest.raises(DatasetFileError, match=r"has 1 class folder\(s\) \(cat\); a classifier needs at least 2"):
+        load_datasets(f"imagefolder:{tmp_path / 'one'}")
+
+
+def test_imagefolder_too_small_to_split_names_the_folder(tmp_path):
+    write_imagefolder(tmp_path / "few", split_dirs=False, per_variant=1)  # 3 images per class
+    (tmp_path / "few" / "cat" / "RGB_0.png").unlink()
+    (tmp_path / "few" / "cat" / "L_0.png").unlink()
+    with pytest.raises(DatasetFileError, match=f"image folder {tmp_path / 'few'}: cannot split it 80/20"):
+        load_datasets(f"imagefolder:{tmp_path / 'few'}")
+
+
+def test_concurrent_processes_download_and_unpack_a_dataset_once(tmp_path):
+    """Several real processes open the same datasets at the same moment: one fetches, the others wait."""
+    import multiprocessing
+
+    system = tmp_path / "debian"
+    labels = write_fashion_mnist(system, gz=True)
+    archive, md5s = write_cifar10_archive(tmp_path / "mirror")
+    # fork starts in milliseconds (spawn re-imports torch in each process: seconds on small machines).
+    context = multiprocessing.get_context("fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn")
+
+    def run_at_once(root, processes, url):
+        barrier, results = context.Barrier(processes), context.Queue()
+        workers = [
+            context.Process(
+                target=prepare_datasets_at_once,
+                args=(str(root), str(system), f"{url}/{archive.name}", md5s, barrier, results),
+            )
+            for _ in range(processes)
+        ]
+        for worker in workers:
+            worker.start()
+        outcomes = [results.get(timeout=240) for _ in workers]
+        for worker in workers:
+            worker.join(timeout=60)
+        assert [worker.exitcode for worker in workers] == [0] * processes
+        return outcomes
+
+    with serve_files(archive.parent, delay_s=0.5) as (url, gets):
+        run_at_once(tmp_path / "alone", 1, url)
+        requests_of_one_download = gets[f"/{archive.name}"]  # torchvision also probes for redirects
+        assert requests_of_one_download >= 1
+        gets.clear()
+        outcomes = run_at_once(tmp_path / "data", 3, url)
+    assert gets[f"/{archive.name}"] == requests_of_one_download  # downloaded once
+    assert sorted(unpacked for unpacked, _, _ in outcomes) == [False, False, True]  # unpacked once
+    assert {(train, test) for _, train, test in outcomes} == {(20, 6)}
+    root = tmp_path / "data"
+    train, _, _ = load_datasets("fashion_mnist", root)
+    assert [label for _, label in train] == labels["train"]
+    assert (root / ".cifar10.lock").exists() and (root / ".fashion_mnist.lock").exists()
