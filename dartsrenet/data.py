@@ -97,6 +97,7 @@ __all__ = [
     "TransformedSubset",
     "build_transform",
     "channel_stats",
+    "dataset_lock",
     "digits_arrays",
     "get_dataset_info",
     "load_datasets",
