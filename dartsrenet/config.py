@@ -30,6 +30,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
+from dartsrenet.cells.backends import BACKENDS
 from dartsrenet.data import DATASET_NAMES, DATASETS, IMAGEFOLDER_PREFIX, IMAGE_SIZE
 from dartsrenet.registry import UnknownNameError, lookup
 from dartsrenet.variants import VARIANTS
@@ -65,6 +66,10 @@ class SearchConfig:
     limit: int | None = None  # use only this many training examples (tests, demos)
     num_workers: int = 0
     device: str = "auto"  # auto (cuda → mps → cpu) | cpu | cuda | cuda:1 | mps
+    backend: Literal[BACKENDS] = "auto"  # the DARTS cells' compute: auto | eager | native (CPU) | triton (CUDA)
+    capture: bool = True  # CUDA: replay each train step from a CUDA graph (ignored elsewhere)
+    matmul_precision: Literal["tf32", "highest"] = "tf32"  # CUDA float32 matmuls on TF32 tensor cores, or full fp32
+    autocast: Literal["none", "bf16"] = "none"  # bf16 matmuls (BatchNorm statistics and kernels stay fp32)
 
 
 @dataclass
@@ -95,6 +100,10 @@ class TrainConfig:
     limit: int | None = None
     num_workers: int = 0
     device: str = "auto"
+    backend: Literal[BACKENDS] = "auto"  # DARTS cells only (see SearchConfig)
+    capture: bool = True
+    matmul_precision: Literal["tf32", "highest"] = "tf32"
+    autocast: Literal["none", "bf16"] = "none"
 
 
 Config = SearchConfig | TrainConfig
@@ -281,7 +290,7 @@ def validate_config(config: Config, given: Iterable[str] = ()) -> None:
     ``seed`` in [0, 2**63); every float finite; dataset, variant and device names known.
 
     A field the run would ignore is an error too, so that nothing given is silently
-    dropped: ``variant`` with a GRU/LSTM baseline cell, ``svhn_extra`` for a dataset
+    dropped: ``variant`` (and, when given, ``backend``) with a GRU/LSTM baseline cell, ``svhn_extra`` for a dataset
     other than SVHN, and — when named in ``given`` — ``momentum`` with the Adam weight
     optimiser or a non-zero ``cutout`` with ``augment`` off.
 
@@ -418,6 +427,11 @@ def _ignored_field_problems(config: Config, given: set[str]) -> list[str]:
         )
     if isinstance(config, SearchConfig) and config.weight_optimizer == "adam" and "momentum" in given:
         problems.append("momentum is ignored by weight_optimizer='adam' (SGD only); leave momentum unset")
+    if isinstance(config, TrainConfig) and config.cell in BASELINE_CELL_NAMES and "backend" in given:
+        problems.append(
+            f"backend={config.backend!r} is ignored by the {config.cell} baseline (backends compute DARTS cells "
+            "only); leave backend unset"
+        )
     if not config.augment and config.cutout > 0 and "cutout" in given:
         problems.append(f"cutout={config.cutout} is ignored with augment=False; set cutout=0 or augment=True")
     return problems

@@ -21,18 +21,26 @@ from dartsrenet.config import SearchConfig, validate_config
 from dartsrenet.data import make_search_loaders
 from dartsrenet.genotypes import Genotype, derive_genotype
 from dartsrenet.networks import SearchNetwork, build_search_model, count_parameters
-from dartsrenet.runs import check_finite, check_finite_alpha, resolve_device, write_json
+from dartsrenet.runs import resolve_device, write_json
+from dartsrenet.steps import EpochTotals, FiniteWatch, GraphedStep, apply_matmul_precision, autocast, checks_every_step
 from dartsrenet.training import Log, Report, RunDriver, StepCallback, cosine_schedule, seed_epoch, validation_metrics
 
 
-def make_optimizers(model: SearchNetwork, config: SearchConfig) -> tuple[torch.optim.Optimizer, torch.optim.Optimizer]:
-    """(weight optimiser, α optimiser) over the two disjoint parameter sets (SPEC §3)."""
+def make_optimizers(
+    model: SearchNetwork, config: SearchConfig, capturable: bool = False
+) -> tuple[torch.optim.Optimizer, torch.optim.Optimizer]:
+    """(weight optimiser, α optimiser) over the two disjoint parameter sets (SPEC §3).
+
+    ``capturable``: Adam keeps its step counters on the device, as CUDA-graph capture needs.
+    """
     if config.weight_optimizer == "sgd":
         weights = torch.optim.SGD(
             model.weight_parameters(), lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay
         )
     elif config.weight_optimizer == "adam":
-        weights = torch.optim.Adam(model.weight_parameters(), lr=config.lr, weight_decay=config.weight_decay)
+        weights = torch.optim.Adam(
+            model.weight_parameters(), lr=config.lr, weight_decay=config.weight_decay, capturable=capturable
+        )
     else:
         raise ValueError(f"weight_optimizer must be 'sgd' or 'adam', got {config.weight_optimizer!r}")
     arch = torch.optim.Adam(
@@ -40,6 +48,7 @@ def make_optimizers(model: SearchNetwork, config: SearchConfig) -> tuple[torch.o
         lr=config.arch_lr,
         betas=(config.arch_beta1, config.arch_beta2),
         weight_decay=config.arch_weight_decay,
+        capturable=capturable,
     )
     return weights, arch
 
@@ -53,13 +62,19 @@ def search_epoch(
     device: torch.device,
     grad_clip: float = 1.0,
     on_step: StepCallback | None = None,
+    *,
+    capture: bool = False,
+    autocast_mode: str = "none",
 ) -> tuple[float, float]:
     """One epoch of first-order DARTS; returns (train_cs loss, train_cs accuracy).
 
     Per step: α ← α − ∇_α L_val(w, α) on a val_cs batch, then w ← w − ∇_w L_train(w, α)
     on a train_cs batch. Each optimiser only holds its own parameter set, and
     gradients are cleared before each step, so α changes only through the α
-    optimiser and the weights only through the weight optimiser.
+    optimiser and the weights only through the weight optimiser. Losses, accuracy and
+    the finiteness of the losses and of α are tracked on the device
+    (:mod:`dartsrenet.steps`); with ``capture`` on CUDA the whole step, both optimiser
+    steps included, is replayed from one CUDA graph.
 
     Raises:
         NonFiniteLossError: the α-step or weight-step loss, or α itself after its
@@ -67,34 +82,62 @@ def search_epoch(
     """
     model.train()
     weights = model.weight_parameters()
-    total_loss, correct, seen = 0.0, 0, 0
-    for step, ((images, labels), (val_images, val_labels)) in enumerate(zip(train_cs, val_cs, strict=False)):
-        images, labels = images.to(device), labels.to(device)
-        val_images, val_labels = val_images.to(device), val_labels.to(device)
+    graphed = capture and device.type == "cuda"
+    arch_totals = EpochTotals(device, "search α")
+    totals = EpochTotals(device, "search weight")
+    alpha_watch = FiniteWatch(
+        device, "α became non-finite after search α step {step}; stopping without writing a checkpoint "
+        "(lower arch_lr or check the data)",
+    )
 
-        arch_optimizer.zero_grad(set_to_none=True)
-        val_loss = F.cross_entropy(model(val_images), val_labels)
-        check_finite(val_loss, f"search α step {step}")
+    def step(images: torch.Tensor, labels: torch.Tensor, val_images: torch.Tensor, val_labels: torch.Tensor) -> None:
+        arch_optimizer.zero_grad(set_to_none=not graphed)  # a graph's gradients keep their memory
+        with autocast(device, autocast_mode):
+            val_loss = F.cross_entropy(model(val_images).float(), val_labels)
         val_loss.backward()
         arch_optimizer.step()
-        check_finite_alpha(model.alpha, f"search α step {step}")
+        arch_totals.add(val_loss)
+        alpha_watch.add(model.alpha)
 
-        weight_optimizer.zero_grad(set_to_none=True)
-        logits = model(images)
-        loss = F.cross_entropy(logits, labels)
-        check_finite(loss, f"search weight step {step}")
+        weight_optimizer.zero_grad(set_to_none=not graphed)
+        with autocast(device, autocast_mode):
+            logits = model(images)
+            loss = F.cross_entropy(logits.float(), labels)
         loss.backward()
         if grad_clip > 0:
             nn.utils.clip_grad_norm_(weights, grad_clip)
         weight_optimizer.step()
+        totals.add(loss, logits, labels)
 
-        total_loss += loss.item() * labels.numel()
-        correct += (logits.argmax(dim=1) == labels).sum().item()
-        seen += labels.numel()
+    run_step = GraphedStep(step, capture=graphed)
+    every_step = checks_every_step(device)
+    for (images, labels), (val_images, val_labels) in zip(train_cs, val_cs, strict=False):
+        run_step(*(tensor.to(device, non_blocking=True) for tensor in (images, labels, val_images, val_labels)))
+        if every_step:
+            _check_search_step(arch_totals, alpha_watch, totals)
         if on_step is not None:
             on_step(labels.numel())
+    _check_search_step(arch_totals, alpha_watch, totals)
     model.zero_grad(set_to_none=True)
-    return total_loss / max(seen, 1), correct / max(seen, 1)
+    return totals.result()
+
+
+def _make_capturable(optimizer: torch.optim.Optimizer, device: torch.device) -> None:
+    """Adam with its step counters on ``device`` (``capturable``), as CUDA-graph capture needs."""
+    if not isinstance(optimizer, torch.optim.Adam):
+        return
+    for group in optimizer.param_groups:
+        group["capturable"] = True
+    for state in optimizer.state.values():
+        if "step" in state:
+            state["step"] = torch.as_tensor(state["step"], dtype=torch.float32, device=device)
+
+
+def _check_search_step(arch_totals: EpochTotals, alpha_watch: FiniteWatch, totals: EpochTotals) -> None:
+    """The α loss, then α, then the weight loss: the order a step computes them in."""
+    arch_totals.check_finite()
+    alpha_watch.check()
+    totals.check_finite()
 
 
 def run_search(config: SearchConfig, report: Report | None = None, *, resume_from: Any = None, log: Log | None = print) -> dict[str, Any]:
@@ -122,10 +165,12 @@ def run_search(config: SearchConfig, report: Report | None = None, *, resume_fro
         svhn_extra=config.svhn_extra, limit=config.limit, num_workers=config.num_workers,
     )
     torch.manual_seed(config.seed)
+    apply_matmul_precision(config.matmul_precision, device)
     model = build_search_model(
-        config.variant, num_classes=info.num_classes, channels=config.channels, head_init_range=info.head_init_range
+        config.variant, num_classes=info.num_classes, channels=config.channels, head_init_range=info.head_init_range,
+        backend=config.backend,
     ).to(device)
-    weight_optimizer, arch_optimizer = make_optimizers(model, config)
+    weight_optimizer, arch_optimizer = make_optimizers(model, config, capturable=config.capture and device.type == "cuda")
     scheduler = cosine_schedule(weight_optimizer, config.epochs, config.lr_min)
     driver = RunDriver(
         "search", config,
@@ -133,6 +178,9 @@ def run_search(config: SearchConfig, report: Report | None = None, *, resume_fro
         report, resume_from, log,
     )
     driver.start(device)
+    if config.capture and device.type == "cuda":  # a resumed Adam keeps its checkpoint's setting: make it capturable
+        for optimizer in (weight_optimizer, arch_optimizer):
+            _make_capturable(optimizer, device)
     params = count_parameters(model)
     if driver.start_epoch == 1:
         log and log(f"[search] {config.variant} on {config.dataset}, seed {config.seed}: {params:,} parameters on {device}")
@@ -144,13 +192,14 @@ def run_search(config: SearchConfig, report: Report | None = None, *, resume_fro
         lr = weight_optimizer.param_groups[0]["lr"]
         with driver.epoch_progress(epoch, min(len(train_cs), len(val_cs))) as progress:
             train_loss, train_accuracy = search_epoch(
-                model, train_cs, val_cs, weight_optimizer, arch_optimizer, device, config.grad_clip, on_step=progress
+                model, train_cs, val_cs, weight_optimizer, arch_optimizer, device, config.grad_clip, on_step=progress,
+                capture=config.capture, autocast_mode=config.autocast,
             )
         scheduler.step()
         genotype = model.genotype()
         metrics: dict[str, Any] = {
             "epoch": epoch, "train_loss": train_loss, "train_accuracy": train_accuracy,
-            **validation_metrics(model, val_cs, device, "val_cs split"), "lr": lr, "params": params,
+            **validation_metrics(model, val_cs, device, "val_cs split", autocast_mode=config.autocast), "lr": lr, "params": params,
             "epoch_time_s": time.perf_counter() - started, "genotype": genotype.to_string(),
         }
         driver.end_epoch(metrics)

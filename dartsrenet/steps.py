@@ -44,11 +44,13 @@ class EpochTotals:
 
     Args:
         device: where the steps' losses live.
-        where: the steps' name in error messages, e.g. ``"training"`` or ``"search weight"``.
+        where: the steps' name in error messages, e.g. ``"epoch 3"`` (→ "loss became nan
+            at epoch 3 step 17") or ``"search α"``.
     """
 
     def __init__(self, device: torch.device, where: str):
         self.where = where
+        self.device = device
         self.loss_sum = torch.zeros((), dtype=torch.float64, device=device)
         self.correct = torch.zeros((), dtype=torch.int64, device=device)
         self.seen = torch.zeros((), dtype=torch.int64, device=device)
@@ -76,8 +78,8 @@ class EpochTotals:
         step = int(self.first_bad_step)
         if step >= 0:
             raise NonFiniteLossError(
-                f"{self.where} loss became {float(self.first_bad_loss)} at step {step}; stopping without writing "
-                "a checkpoint (lower the learning rate or enable gradient clipping)"
+                f"loss became {float(self.first_bad_loss)} at {self.where} step {step}; stopping without writing "
+                "a checkpoint (lower the learning rate or check the data)"
             )
 
     def result(self) -> tuple[float, float]:
@@ -88,6 +90,57 @@ class EpochTotals:
         if not math.isfinite(loss):  # finite per-step losses can still overflow their sum
             raise NonFiniteLossError(f"{self.where} loss sum overflowed ({loss}); stopping without writing a checkpoint")
         return loss, int(self.correct) / max(seen, 1)
+
+
+class FiniteWatch:
+    """The first step after which a tensor (α, say) held a NaN or an infinity, tracked on the device.
+
+    Args:
+        device: where the watched tensor lives.
+        message: the error's text, with ``{step}`` for the step, e.g.
+            ``"α became non-finite after search α step {step}; …"``.
+    """
+
+    def __init__(self, device: torch.device, message: str):
+        self.message = message
+        self.steps = torch.zeros((), dtype=torch.int64, device=device)
+        self.first_bad_step = torch.full((), -1, dtype=torch.int64, device=device)
+
+    def add(self, tensor: Tensor) -> None:
+        """Look at ``tensor`` after one more step (no host sync)."""
+        first = (self.first_bad_step < 0) & ~torch.isfinite(tensor.detach()).all()
+        self.first_bad_step.copy_(torch.where(first, self.steps, self.first_bad_step))
+        self.steps.add_(1)
+
+    def check(self) -> None:
+        """Raise :class:`NonFiniteLossError` if the tensor was ever non-finite (one sync)."""
+        step = int(self.first_bad_step)
+        if step >= 0:
+            raise NonFiniteLossError(self.message.format(step=step))
+
+
+def checks_every_step(device: torch.device) -> bool:
+    """Whether the loops read the finiteness back after every step: on the CPU, where that costs
+    nothing and stops a diverged run at once; on GPUs once per epoch (no host syncs in a step)."""
+    return device.type == "cpu"
+
+
+def apply_matmul_precision(precision: str, device: torch.device) -> None:
+    """On CUDA: float32 matmuls and cuDNN convolutions/RNNs on TF32 tensor cores (``"tf32"``, the
+    default: ~10 mantissa bits in the products, fp32 accumulation) or in full fp32 (``"highest"``).
+    Process-wide (PyTorch's own switches); nothing to do elsewhere."""
+    if device.type == "cuda":
+        tf32 = precision == "tf32"
+        torch.backends.cuda.matmul.allow_tf32 = tf32
+        torch.backends.cudnn.allow_tf32 = tf32
+
+
+def autocast(device: torch.device, mode: str):
+    """``torch.autocast`` for ``mode`` ``"bf16"`` on ``device`` (a no-op context for ``"none"``).
+
+    The cells' fused backends then run their matmuls in bf16 and keep BatchNorm statistics
+    and element-wise kernels in float32."""
+    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=mode == "bf16")
 
 
 class GraphedStep:

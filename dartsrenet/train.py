@@ -18,6 +18,7 @@ from dartsrenet.config import TrainConfig, validate_config
 from dartsrenet.data import make_train_loaders
 from dartsrenet.networks import build_eval_model, count_parameters, resolve_cell
 from dartsrenet.runs import resolve_device
+from dartsrenet.steps import apply_matmul_precision
 from dartsrenet.training import (
     Log,
     Report,
@@ -60,9 +61,11 @@ def run_train(config: TrainConfig, report: Report | None = None, *, resume_from:
     )
     torch.manual_seed(config.seed)
     head_init_range = config.head_init_range if config.head_init_range is not None else info.head_init_range
+    apply_matmul_precision(config.matmul_precision, device)
     model = build_eval_model(
         genotype if kind == "darts" else kind, variant if kind == "darts" else None,
         num_classes=info.num_classes, channels=config.channels, head_init_range=head_init_range,
+        backend=config.backend,
     ).to(device)
     optimizer = torch.optim.SGD(
         model.parameters(), lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay
@@ -82,12 +85,13 @@ def run_train(config: TrainConfig, report: Report | None = None, *, resume_from:
         lr = optimizer.param_groups[0]["lr"]
         with driver.epoch_progress(epoch, len(train_loader)) as progress:
             train_loss, train_accuracy = train_epoch(
-                model, train_loader, optimizer, device, config.grad_clip, where=f"epoch {epoch}", on_step=progress
+                model, train_loader, optimizer, device, config.grad_clip, where=f"epoch {epoch}", on_step=progress,
+                capture=config.capture, autocast_mode=config.autocast,
             )
         scheduler.step()
         metrics: dict[str, Any] = {
             "epoch": epoch, "train_loss": train_loss, "train_accuracy": train_accuracy,
-            **validation_metrics(model, val_loader, device), "lr": lr, "params": params,
+            **validation_metrics(model, val_loader, device, autocast_mode=config.autocast), "lr": lr, "params": params,
             "epoch_time_s": time.perf_counter() - started,
         }
         if driver.end_epoch(metrics):
@@ -109,6 +113,9 @@ def _test_best(model: torch.nn.Module, driver: RunDriver, loader: Any, device: t
     last_weights = {k: v.detach().clone() for k, v in model.state_dict().items()}
     model.load_state_dict(driver.best_weights)
     try:
-        return evaluate(model, loader, device, where=f"test set (weights of the selected epoch {driver.best_epoch})")
+        return evaluate(
+            model, loader, device, where=f"test set (weights of the selected epoch {driver.best_epoch})",
+            autocast_mode=driver.config.autocast,
+        )
     finally:
         model.load_state_dict(last_weights)

@@ -37,13 +37,13 @@ from torch import nn
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
-from dartsrenet import native
+from dartsrenet.cells import model_backend
 from dartsrenet.config import Config
+from dartsrenet.steps import EpochTotals, GraphedStep, autocast, checks_every_step
 from dartsrenet.runs import (
     CheckpointError,
     NonFiniteOutputError,
     RunFolder,
-    check_finite,
     code_revision,
     library_versions,
     load_checkpoint,
@@ -160,64 +160,86 @@ def train_epoch(
     grad_clip: float = 0.0,
     where: str = "training",
     on_step: StepCallback | None = None,
+    *,
+    capture: bool = False,
+    autocast_mode: str = "none",
 ) -> tuple[float, float]:
     """One epoch of SGD on ``loader``; returns (mean loss, accuracy).
 
+    The loss, accuracy and finiteness are summed on the device (:class:`~dartsrenet.steps.EpochTotals`)
+    and read back per step on the CPU, once per epoch on GPUs; with ``capture`` on CUDA each
+    step is replayed from a CUDA graph (:class:`~dartsrenet.steps.GraphedStep`).
+
     Raises:
-        NonFiniteLossError: a step's loss is NaN or infinite (``where`` and the step are named).
+        NonFiniteLossError: a step's loss is NaN or infinite (``where`` and the step are
+            named); nothing of the epoch is kept.
     """
     model.train()
-    total_loss, correct, seen = 0.0, 0, 0
-    for step, (images, labels) in enumerate(loader):
-        images, labels = images.to(device), labels.to(device)
-        logits = model(images)
-        loss = F.cross_entropy(logits, labels)
-        check_finite(loss, f"{where} step {step}")
-        optimizer.zero_grad(set_to_none=True)
+    totals = EpochTotals(device, where)
+    parameters = list(model.parameters())
+    graphed = capture and device.type == "cuda"
+
+    def step(images: torch.Tensor, labels: torch.Tensor) -> None:
+        optimizer.zero_grad(set_to_none=not graphed)  # a graph's gradients keep their memory
+        with autocast(device, autocast_mode):
+            logits = model(images)
+            loss = F.cross_entropy(logits.float(), labels)
         loss.backward()
         if grad_clip > 0:
-            nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
+            nn.utils.clip_grad_norm_(parameters, grad_clip)
         optimizer.step()
-        total_loss += loss.item() * labels.numel()
-        correct += (logits.argmax(dim=1) == labels).sum().item()
-        seen += labels.numel()
+        totals.add(loss, logits, labels)
+
+    run_step = GraphedStep(step, capture=graphed)
+    every_step = checks_every_step(device)
+    for images, labels in loader:
+        run_step(images.to(device, non_blocking=True), labels.to(device, non_blocking=True))
+        if every_step:
+            totals.check_finite()
         if on_step is not None:
             on_step(labels.numel())
-    return total_loss / max(seen, 1), correct / max(seen, 1)
+    return totals.result()
 
 
 @torch.no_grad()
-def evaluate(model: nn.Module, loader: DataLoader, device: torch.device, where: str = "evaluation") -> tuple[float, float]:
-    """Loss and accuracy in eval mode (BatchNorm on running statistics: SPEC §6 corrections).
+def evaluate(
+    model: nn.Module, loader: DataLoader, device: torch.device, where: str = "evaluation", *, autocast_mode: str = "none"
+) -> tuple[float, float]:
+    """Loss and accuracy in eval mode (BatchNorm on running statistics: SPEC §6 corrections),
+    summed on the device and read back once.
 
     Raises:
         NonFiniteOutputError: some logits are NaN or infinite — their accuracy would be
             chance and their loss meaningless, so no number is returned.
     """
     model.eval()
-    total_loss, correct, seen = 0.0, 0, 0
+    loss_sum = torch.zeros((), dtype=torch.float64, device=device)
+    correct = torch.zeros((), dtype=torch.int64, device=device)
+    finite = torch.ones((), dtype=torch.bool, device=device)
+    seen = 0
     for images, labels in loader:
-        images, labels = images.to(device), labels.to(device)
-        logits = model(images)
-        if not bool(torch.isfinite(logits).all()):
-            raise NonFiniteOutputError(f"the network's outputs on the {where} are not finite (NaN or infinite)")
-        total_loss += F.cross_entropy(logits, labels, reduction="sum").item()
-        correct += (logits.argmax(dim=1) == labels).sum().item()
+        images, labels = images.to(device, non_blocking=True), labels.to(device, non_blocking=True)
+        with autocast(device, autocast_mode):
+            logits = model(images).float()
+        finite &= torch.isfinite(logits).all()
+        loss_sum += F.cross_entropy(logits, labels, reduction="sum").double()
+        correct += (logits.argmax(dim=1) == labels).sum()
         seen += labels.numel()
-    loss = total_loss / max(seen, 1)
-    if not math.isfinite(loss):
-        raise NonFiniteOutputError(f"the loss on the {where} is {loss}")
-    return loss, correct / max(seen, 1)
+    if not bool(finite):
+        raise NonFiniteOutputError(f"the network's outputs on the {where} are not finite (NaN or infinite)")
+    return float(loss_sum) / max(seen, 1), int(correct) / max(seen, 1)
 
 
-def validation_metrics(model: nn.Module, loader: DataLoader, device: torch.device, where: str = "validation split") -> dict[str, Any]:
+def validation_metrics(
+    model: nn.Module, loader: DataLoader, device: torch.device, where: str = "validation split", *, autocast_mode: str = "none"
+) -> dict[str, Any]:
     """``val_loss``, ``val_accuracy`` and ``val_finite`` of an epoch (see :meth:`RunDriver.end_epoch`).
 
     Non-finite outputs are recorded as ``val_loss = val_accuracy = None`` with
     ``val_finite = False``: the epoch is then not eligible for selection.
     """
     try:
-        val_loss, val_accuracy = evaluate(model, loader, device, where)
+        val_loss, val_accuracy = evaluate(model, loader, device, where, autocast_mode=autocast_mode)
     except NonFiniteOutputError:
         return {"val_loss": None, "val_accuracy": None, "val_finite": False}
     return {"val_loss": val_loss, "val_accuracy": val_accuracy, "val_finite": True}
@@ -404,7 +426,7 @@ class RunDriver:
             "stopped_early": bool(self.history and self.history[-1].get("stopped_early")),
             "wall_time_s": round(self.wall_time_s, 3),
             "device": str(device),
-            "fused_cpu_kernels": device.type == "cpu" and native.library() is not None,
+            "backend": model_backend(self.model),  # which code computed the DARTS cells
             "versions": library_versions(),
             "code_revision": code_revision(),
             **extra,

@@ -1,6 +1,7 @@
 """The training engine: search and evaluation runs, resume, determinism, run folders, bad input."""
 
 import io
+import os
 import json
 import subprocess
 import sys
@@ -134,7 +135,7 @@ def test_search_run_folder(tmp_path):
     saved = json.loads((out / "summary.json").read_text())
     for key in ["params", "best_val_accuracy", "epochs", "wall_time_s", "device", "versions", "code_revision"]:
         assert key in saved
-    assert saved["fused_cpu_kernels"] == (native.library() is not None)  # which code path ran
+    assert saved["backend"] == ("native" if native.library() is not None else "eager")  # which code computed the cells
     assert 0 <= saved["best_val_accuracy"] <= 1 and saved["epochs"] == 3 and saved["device"] == "cpu"
     assert set(saved["versions"]) >= {"python", "torch", "torchvision", "dartsrenet"}
 
@@ -411,3 +412,38 @@ def test_progress_is_a_bar_on_a_terminal_and_plain_lines_otherwise():
     with StepProgress("[train] epoch 1/3", 4, log=None, stream=quiet) as progress:
         progress(16)
     assert quiet.getvalue() == ""
+
+
+# --- the compute backend and the precision options ------------------------------------
+@pytest.mark.parametrize("backend", ["eager", "native"])
+def test_the_chosen_backend_runs_and_is_recorded(tmp_path, backend):
+    """``--set backend=…`` is chosen once for the model and recorded in summary.json; the eager
+    and native backends give the same run (to round-off: the same maths)."""
+    if backend == "native" and native.library() is None and not os.environ.get("CI"):
+        pytest.skip("no C compiler")
+    config = train_config(tmp_path, backend, epochs=1, backend=backend)
+    summary = run_train(config, log=None)
+    assert summary["backend"] == backend and summary["config"]["backend"] == backend
+    assert json.loads((tmp_path / backend / "summary.json").read_text())["backend"] == backend
+
+
+def test_eager_and_native_runs_agree(tmp_path):
+    if native.library() is None and not os.environ.get("CI"):
+        pytest.skip("no C compiler")
+    runs = {b: run_train(train_config(tmp_path, b, epochs=1, backend=b), log=None) for b in ("eager", "native")}
+    assert runs["eager"]["best_val_accuracy"] == pytest.approx(runs["native"]["best_val_accuracy"], abs=0.05)
+    assert runs["eager"]["test_loss"] == pytest.approx(runs["native"]["test_loss"], rel=1e-2)
+
+
+def test_a_backend_that_cannot_run_is_refused_before_any_work(tmp_path):
+    config = train_config(tmp_path, "triton", backend="triton")
+    with pytest.raises(ValueError, match="backend 'triton' runs on CUDA devices"):
+        run_train(config, log=None)
+    assert not (tmp_path / "triton").exists()
+    with pytest.raises(ValueError, match="backend='eager' is ignored by the gru baseline"):
+        train_config(tmp_path, "gru", cell="gru", backend="eager")
+
+
+def test_bf16_autocast_option_trains_with_finite_metrics(tmp_path):
+    summary = run_train(train_config(tmp_path, "bf16", epochs=1, autocast="bf16"), log=None)
+    assert 0 <= summary["test_accuracy"] <= 1 and summary["config"]["autocast"] == "bf16"

@@ -30,7 +30,7 @@ from dartsrenet.cells.backends import check_kernel_inputs, compiled, kernels, re
 from dartsrenet.cells.base import NUM_DIRECTIONS, BidirectionalCell, batch_major_zeros
 from dartsrenet.cells.maths import align_directions, average_states, directional_matmul, gated_node, mixed_node
 from dartsrenet.cells.norms import DirectionalBatchNorm
-from dartsrenet.fused_nodes import SEARCH_PRIMITIVES, fused_derived_step, fused_search_step
+from dartsrenet.fused_nodes import SEARCH_PRIMITIVES, autocast_matmul_dtype, fused_derived_step, fused_search_step
 from dartsrenet.genotypes import NUM_NODES, Genotype, num_edges
 from dartsrenet.variants import Variant, get_variant
 
@@ -80,6 +80,15 @@ class _DartsCellBase(BidirectionalCell):
         self.backend = resolve_backend(name, device, self.kernel_activations())
         self.requested_backend = name
         return self.backend
+
+    def kernel_state(self, previous: Tensor) -> Tensor:
+        """h_{t−1} as the fused backends take it: under autocast a bf16/fp16 zero state (made
+        like a low-precision input) becomes the parameters' dtype, which the kernels compute in."""
+        dtype = self.input_weight.dtype
+        if previous.dtype != dtype and previous.dtype in (torch.bfloat16, torch.float16):
+            if autocast_matmul_dtype(previous.device.type) is not None:
+                return previous.to(dtype)
+        return previous
 
     def _apply(self, fn, recurse=True):
         module = super()._apply(fn, recurse)
@@ -292,6 +301,7 @@ class DartsCell(_DartsCellBase):
 
     def nodes(self, previous: Tensor, projection: Tensor, t: int = 0) -> Tensor:
         if self.backend != "eager":
+            previous = self.kernel_state(previous)
             check_kernel_inputs(self.backend, previous, projection, self.node_norms)
             return fused_derived_step(
                 kernels(self.backend), previous, projection, self.genotype.activations, self.genotype.predecessors,
@@ -409,6 +419,7 @@ class DartsSearchCell(_DartsCellBase):
         """
         first_slot = t * (self.num_nodes + 1)
         if self.backend != "eager":
+            previous = self.kernel_state(previous)
             check_kernel_inputs(self.backend, previous, projection, [self.node_norm])
             probabilities = self.edge_probabilities() if probabilities is None else probabilities
             return fused_search_step(
