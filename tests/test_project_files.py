@@ -161,8 +161,13 @@ def test_all_extra_is_sweeps_plus_analysis():
     assert expanded == expected
 
 
-def test_package_is_dartsrenet_only():
-    assert _load_pyproject()["tool"]["setuptools"]["packages"] == ["dartsrenet"]
+def test_package_is_dartsrenet_with_all_its_subpackages():
+    """A wheel holds exactly the packages listed: every folder of dartsrenet/ with an __init__.py."""
+    listed = _load_pyproject()["tool"]["setuptools"]["packages"]
+    on_disk = sorted(
+        ".".join(init.parent.relative_to(ROOT).parts) for init in (ROOT / "dartsrenet").rglob("__init__.py")
+    )
+    assert sorted(listed) == on_disk
 
 
 # --- layering: no Ray in the library or the analysis ------------------------------
