@@ -18,6 +18,11 @@ Contracts (docs/design.md, "Sweeps — experiment layout"):
   still sees every GPU. When Ray assigned a GPU that CUDA cannot use (a *logical* GPU
   declared with ``ray.init(num_gpus=1)`` on a CPU machine, as the tests do) the trial
   warns and falls back to the CPU. An explicit ``--set device=…`` wins over both.
+* Every planned trial's library config is built (and so validated) while the sweep is
+  planned (:func:`check_trial_configs`): a bad ``--dataset`` or ``--set`` value is one
+  ``error:`` line and exit status 2 before Ray starts, not a failure of every trial.
+* Ray's ``result.json`` / ``progress.csv`` keep every report of a trial that failed and
+  was retried (:data:`RETRY_SAFE_LOGGERS`); the analysis reads the run folder anyway.
 * GPUs are checked before a sweep starts: Ray would leave a trial that asks for a GPU
   on a GPU-less cluster pending forever, so :func:`check_resources` fails at once
   unless ``--autoscale`` says that the autoscaler will add GPU nodes.
@@ -48,6 +53,7 @@ from typing import Any
 import ray
 import ray.cloudpickle
 from ray import tune
+from ray.tune.logger import CSVLoggerCallback, JsonLoggerCallback
 
 from dartsrenet.config import CONFIG_CLASSES, coerce_value, load_preset, parse_overrides, resolve_config
 
@@ -194,8 +200,34 @@ def overrides_tag(overrides: Mapping[str, Any]) -> str:
 
 
 def default_dataset(kind: str, preset: str) -> str:
-    """The dataset a preset implies (``demo`` → digits; ``paper`` → cifar10)."""
-    return resolve_config(kind, preset).dataset
+    """The dataset a preset implies (``demo`` → digits; ``paper`` → cifar10).
+
+    Raises:
+        SweepError: if the preset's own values are invalid.
+    """
+    try:
+        return resolve_config(kind, preset).dataset
+    except ValueError as error:
+        raise SweepError(f"--preset {preset}: {error}") from None
+
+
+def check_trial_configs(kind: str, planned: Iterable[Mapping[str, Any]]) -> None:
+    """Build the library config of every planned trial — :func:`resolve_config` checks
+    every field — so that a bad value stops the sweep while it is planned, before Ray
+    starts, instead of failing every trial ``--max-failures`` + 1 times.
+
+    Args:
+        kind: ``"search"`` or ``"train"``.
+        planned: trial configs as the sweep plans them (see :func:`trial_run_config`).
+
+    Raises:
+        SweepError: with the library's one-line message for the first bad trial.
+    """
+    for entry in planned:
+        try:
+            trial_run_config(kind, entry, Path(RUN_FOLDER))
+        except (ValueError, FileNotFoundError) as error:
+            raise SweepError(str(error)) from None
 
 
 # --- storage -------------------------------------------------------------------------
@@ -459,6 +491,35 @@ def eval_trial(config: dict[str, Any]) -> None:
     _run_trial("train", config)
 
 
+class _DriverCopyFirst:
+    """Keep the driver's own copy of a trial's log file when Ray restarts the trial.
+
+    When a trial is retried after a failure, Ray's logger callbacks replace the log file
+    they write on the driver with the copy in the experiment's storage, which is synced
+    only now and then: the reports made since the last sync — typically the epoch just
+    before the failure — would be lost. In the process that ran the trial, the driver's
+    copy is the complete one; a new process (a resumed sweep) has none and still
+    restores from storage.
+    """
+
+    def _restore_from_remote(self, file_name: str, trial: Any) -> None:
+        if Path(trial.local_path, file_name).is_file():
+            return
+        super()._restore_from_remote(file_name, trial)  # type: ignore[misc]
+
+
+class RetrySafeJsonLogger(_DriverCopyFirst, JsonLoggerCallback):
+    """Ray's ``result.json`` logger that keeps every report of a retried trial."""
+
+
+class RetrySafeCSVLogger(_DriverCopyFirst, CSVLoggerCallback):
+    """Ray's ``progress.csv`` logger that keeps every report of a retried trial."""
+
+
+RETRY_SAFE_LOGGERS: tuple[type, ...] = (RetrySafeJsonLogger, RetrySafeCSVLogger)
+"""Passed as ``RunConfig(callbacks=…)``; Ray then adds no logger of these two kinds itself."""
+
+
 def trial_dirname(trial: Any) -> str:
     """Readable trial folder names: ``vanilla_seed0_<id>``, ``gru_digits_seed0_<id>``."""
     config = trial.config
@@ -590,6 +651,7 @@ def run_experiment(
                 failure_config=tune.FailureConfig(max_failures=max_failures),
                 checkpoint_config=tune.CheckpointConfig(num_to_keep=2),
                 sync_config=tune.SyncConfig(sync_artifacts=True),
+                callbacks=[logger() for logger in RETRY_SAFE_LOGGERS],
                 verbose=verbose,
             ),
         )
@@ -643,6 +705,22 @@ def finite(value: Any) -> float | None:
     except (TypeError, ValueError):
         return None
     return number if math.isfinite(number) else None
+
+
+def fraction_problem(name: str, value: Any) -> str | None:
+    """``"best_val_accuracy is NaN, not a fraction in [0, 1]"`` when ``value`` is not a
+    finite number in [0, 1] (accuracies are fractions, docs/design.md); else ``None``."""
+    if value is None:
+        shown = "missing"
+    elif isinstance(value, bool) or not isinstance(value, int | float):
+        shown = f"{value!r}"
+    elif math.isnan(value):
+        shown = "NaN"
+    elif not 0.0 <= value <= 1.0:
+        shown = f"{value:g}"
+    else:
+        return None
+    return f"{name} is {shown}, not a fraction in [0, 1]"
 
 
 def with_ray(args: argparse.Namespace, body: Callable[[], int]) -> int:

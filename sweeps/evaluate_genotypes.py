@@ -151,11 +151,7 @@ def plan(args: argparse.Namespace) -> dict[str, Any]:
         {"model": model, **cell, "dataset": dataset, "seed": seed, **shared}
         for dataset in datasets for model, cell in cells.items() for seed in seeds
     ]
-    for dataset in datasets:  # fail here, not in every trial
-        try:
-            common.trial_run_config("train", next(p for p in planned if p["dataset"] == dataset), Path("run"))
-        except (ValueError, FileNotFoundError) as error:
-            raise common.SweepError(str(error)) from None
+    common.check_trial_configs("train", planned)  # fail here, before Ray, not in every trial
     param_space: dict[str, Any] = {
         "model": tune.grid_search(list(cells)),
         "genotype": tune.sample_from(lambda config: cells[config["model"]]["genotype"]),

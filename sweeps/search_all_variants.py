@@ -3,7 +3,9 @@
 Each trial is one :func:`dartsrenet.search.run_search` run that reports every epoch
 with a checkpoint. When the sweep ends, ``selected_genotypes.json`` in the experiment
 folder holds, per variant, the selected genotype (the finished seed with the best
-val_cs accuracy, ties → lower seed) and every seed's status and genotype.
+val_cs accuracy, ties → lower seed) and every seed's status and genotype. A seed that
+did not finish, whose best val_cs accuracy is not a finite fraction in [0, 1], or whose
+genotype does not parse is never selected: a note says why (also in its ``note``).
 
 Usage::
 
@@ -20,7 +22,7 @@ from __future__ import annotations
 import argparse
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -83,15 +85,9 @@ def plan(args: argparse.Namespace) -> dict[str, Any]:
     if not seeds:
         raise common.SweepError("--num-seeds must be at least 1")
     variants = list(dict.fromkeys(args.variants))
-    try:  # fail here, not in every trial
-        common.trial_run_config(
-            "search", {"variant": variants[0], "seed": seeds[0], "dataset": dataset, "preset": preset,
-                       "overrides": overrides}, Path("run"),
-        )
-    except (ValueError, FileNotFoundError) as error:
-        raise common.SweepError(str(error)) from None
     shared = {"dataset": dataset, "preset": preset, "overrides": overrides}
     planned = [{"variant": variant, "seed": seed, **shared} for variant in variants for seed in seeds]
+    common.check_trial_configs("search", planned)  # fail here, before Ray, not in every trial
     param_space: dict[str, Any] = {"variant": tune.grid_search(variants), "seed": tune.grid_search(seeds), **shared}
     if args.fail_once_at_epoch is not None:
         param_space["fail_once_at_epoch"] = args.fail_once_at_epoch
@@ -108,16 +104,22 @@ def plan(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def seed_entry(result: Any) -> dict[str, Any]:
-    """One seed's line of ``selected_genotypes.json``."""
+    """One seed's line of ``selected_genotypes.json``; ``note`` says why a finished seed's
+    result cannot be selected (``None`` when it can)."""
     metrics = result.metrics or {}
+    status = common.result_status(result)
     genotype_string = metrics.get("best_genotype")
+    note = common.fraction_problem("best_val_accuracy", metrics.get("best_val_accuracy"))
     try:
         genotype = Genotype.from_string(genotype_string).to_dict() if genotype_string else None
-    except GenotypeError:
+    except GenotypeError as error:
         genotype = None
+        note = note or f"best_genotype {genotype_string!r} is not a genotype ({error})"
+    if genotype is None:
+        note = note or "no best_genotype reported"
     return {
         "seed": result.config["seed"],
-        "status": common.result_status(result),
+        "status": status,
         "best_val_accuracy": common.finite(metrics.get("best_val_accuracy")),
         "best_epoch": metrics.get("best_epoch"),
         "epochs": metrics.get("epoch"),
@@ -125,19 +127,40 @@ def seed_entry(result: Any) -> dict[str, Any]:
         "genotype_string": genotype_string,
         "trial": Path(result.path).name,
         "error": common.error_line(result),
+        "note": note if status == common.TERMINATED else None,
     }
 
 
-def select_genotypes(seeds_by_variant: dict[str, list[dict[str, Any]]]) -> dict[str, dict[str, Any]]:
+def selection_problem(entry: dict[str, Any]) -> str | None:
+    """Why a seed cannot be selected (did not finish, no finite best_val_accuracy in
+    [0, 1], no genotype), or ``None``."""
+    if entry["status"] != common.TERMINATED:
+        error = f": {entry['error']}" if entry.get("error") else ""
+        return f"did not finish ({entry['status']}{error})"
+    if entry.get("note"):
+        return entry["note"]
+    problem = common.fraction_problem("best_val_accuracy", entry["best_val_accuracy"])
+    if problem is not None:
+        return problem
+    return None if entry["genotype"] else "no genotype"
+
+
+def select_genotypes(
+    seeds_by_variant: dict[str, list[dict[str, Any]]], log: Callable[[str], None] = print
+) -> dict[str, dict[str, Any]]:
     """Per variant: the selected seed (finished, best ``best_val_accuracy``, ties → lower
-    seed; ``None`` when no seed finished) and all seeds, by seed."""
+    seed; ``None`` when no seed can be selected) and all seeds, by seed. Every seed
+    that cannot be selected gets a ``note: …`` line (:func:`selection_problem`)."""
     variants = {}
     for variant, seeds in seeds_by_variant.items():
         seeds = sorted(seeds, key=lambda entry: entry["seed"])
-        candidates = [
-            entry for entry in seeds
-            if entry["status"] == common.TERMINATED and entry["best_val_accuracy"] is not None and entry["genotype"]
-        ]
+        candidates = []
+        for entry in seeds:
+            problem = entry["note"] = selection_problem(entry)
+            if problem is None:
+                candidates.append(entry)
+            else:
+                log(f"note: {variant} seed {entry['seed']} not selectable: {problem}")
         best = min(candidates, key=lambda entry: (-entry["best_val_accuracy"], entry["seed"]), default=None)
         selected = None
         if best is not None:
@@ -161,7 +184,7 @@ def selection_document(results: Any, planned: Sequence[dict[str, Any]], dataset:
         if not any(seed["seed"] == entry["seed"] for seed in seeds):
             seeds.append({"seed": entry["seed"], "status": common.PENDING, "best_val_accuracy": None,
                           "best_epoch": None, "epochs": None, "genotype": None, "genotype_string": None,
-                          "trial": None, "error": None})
+                          "trial": None, "error": None, "note": None})
     return {
         "dataset": dataset,
         "experiment": experiment,

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import itertools
 import sys
 import time
 from collections.abc import Sequence
@@ -55,15 +56,38 @@ METRIC = "val_accuracy"  # ASHA's signal each epoch; the best trial: best_val_ac
 PRESET_FILE = "best_preset.json"
 
 
+SEARCH_SPACE: dict[str, tuple[str, tuple[float, ...]]] = {
+    "lr": ("loguniform", (1e-3, 0.3)),
+    "weight_decay": ("loguniform", (1e-6, 1e-2)),
+    "momentum": ("uniform", (0.5, 0.95)),
+    "batch_size": ("choice", (32, 64, 128)),
+    "cutout": ("choice", (0, 8, 12, 16)),
+}
+"""The hyperparameters: (distribution, bounds or choices); the paper's values lie inside."""
+
+
 def search_space() -> dict[str, Any]:
-    """The hyperparameters and their ranges (SPEC §6's values lie inside)."""
+    """:data:`SEARCH_SPACE` as Ray Tune distributions."""
     return {
-        "lr": tune.loguniform(1e-3, 0.3),
-        "weight_decay": tune.loguniform(1e-6, 1e-2),
-        "momentum": tune.uniform(0.5, 0.95),
-        "batch_size": tune.choice([32, 64, 128]),
-        "cutout": tune.choice([0, 8, 12, 16]),
+        name: tune.choice(list(values)) if kind == "choice" else getattr(tune, kind)(*values)
+        for name, (kind, values) in SEARCH_SPACE.items()
     }
+
+
+def search_space_text() -> dict[str, Any]:
+    """:data:`SEARCH_SPACE` for ``sweep.json``: ``"loguniform(0.001, 0.3)"``, or the choices."""
+    return {
+        name: list(values) if kind == "choice" else f"{kind}({', '.join(f'{value:g}' for value in values)})"
+        for name, (kind, values) in SEARCH_SPACE.items()
+    }
+
+
+def search_space_corners() -> list[dict[str, Any]]:
+    """Every combination of the bounds and choices of :data:`SEARCH_SPACE`: if all of
+    them give valid configs, so does every sample in between."""
+    names = list(SEARCH_SPACE)
+    return [dict(zip(names, values, strict=True))
+            for values in itertools.product(*(SEARCH_SPACE[name][1] for name in names))]
 
 
 def default_name(model: str, dataset: str, preset: str, overrides: dict[str, Any], seed: int) -> str:
@@ -104,10 +128,15 @@ def plan(args: argparse.Namespace) -> dict[str, Any]:
     genotypes = load_genotypes(args.genotypes)[1] if args.model not in ("gru", "lstm") else {}
     cell = model_cells([args.model], genotypes, explicit=True)[args.model]
     base = {"model": args.model, **cell, "dataset": dataset, "seed": args.seed, "preset": preset, "overrides": overrides}
-    try:
-        epochs = common.trial_run_config("train", base, Path("run")).epochs
-    except (ValueError, FileNotFoundError) as error:
-        raise common.SweepError(str(error)) from None
+    # Fail here, before Ray, not in every trial: the base config and every corner of the space.
+    common.check_trial_configs("train", [base])
+    for corner in search_space_corners():
+        try:
+            common.check_trial_configs("train", [{**base, **corner}])
+        except common.SweepError as error:
+            values = ", ".join(f"{name}={value:g}" for name, value in corner.items())
+            raise common.SweepError(f"{error} (at tuned values {values}, a corner of the search space)") from None
+    epochs = common.trial_run_config("train", base, Path(common.RUN_FOLDER)).epochs
     param_space: dict[str, Any] = {**base, **search_space()}
     if args.fail_once_at_epoch is not None:
         param_space["fail_once_at_epoch"] = args.fail_once_at_epoch
@@ -121,10 +150,8 @@ def plan(args: argparse.Namespace) -> dict[str, Any]:
         "details": {
             "model": args.model, "dataset": dataset, "preset": preset, "overrides": overrides,
             "num_samples": args.num_samples, "seed": args.seed,
-            "configs": common.resolved_configs("train", preset, overrides, [dataset]), "search_space": {
-                "lr": "loguniform(1e-3, 0.3)", "weight_decay": "loguniform(1e-6, 1e-2)",
-                "momentum": "uniform(0.5, 0.95)", "batch_size": [32, 64, 128], "cutout": [0, 8, 12, 16],
-            },
+            "configs": common.resolved_configs("train", preset, overrides, [dataset]),
+            "search_space": search_space_text(),
         },
     }
 
