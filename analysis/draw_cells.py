@@ -11,13 +11,17 @@ Usage::
     python analysis/draw_cells.py            # latest search sweep's selection, else the paper's cells
 
 :func:`draw_genotype` only builds a :class:`graphviz.Digraph`; rendering files (which
-needs graphviz's ``dot``) happens in :func:`main` only, and never opens a viewer.
+needs graphviz's ``dot``) happens in :func:`main` only, and never opens a viewer. Without
+``dot`` on ``PATH``, :func:`main` writes each drawing's DOT source (``<name>.dot``), says
+how to render it, and exits with :data:`EXIT_SOURCES_ONLY`.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import shlex
+import shutil
 import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -50,6 +54,10 @@ ACTIVATION_COLOURS: dict[str, str] = {
 
 FORMATS: tuple[str, ...] = ("png", "svg", "pdf")
 SELECTION_FILE = "selected_genotypes.json"
+SCRIPT = "analysis/draw_cells.py"
+
+EXIT_OK, EXIT_NO_DRAWINGS, EXIT_USAGE, EXIT_SOURCES_ONLY = 0, 1, 2, 3
+"""Exit statuses of :func:`main`; ``EXIT_SOURCES_ONLY``: no ``dot``, DOT sources written."""
 
 
 def node_label(node: int, activation: str) -> str:
@@ -199,8 +207,27 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
+def render_hint(sources: Sequence[Path], fmt: str, rerun: str) -> str:
+    """One line: how to render DOT ``sources`` without this script, or with it once
+    graphviz is installed (``rerun``: the command to run again)."""
+    if len(sources) == 1:
+        (path,) = sources
+        command = f"dot -T{fmt} {shlex.quote(str(path))} -o {shlex.quote(str(path.with_suffix('.' + fmt)))}"
+    else:
+        pattern = shlex.quote(str(Path(sources[0]).parent)) + "/*.dot"
+        command = f'for f in {pattern}; do dot -T{fmt} "$f" -o "${{f%.dot}}.{fmt}"; done'
+    return (
+        f"graphviz's `dot` is not on PATH, so the drawings were written as DOT sources; render them with "
+        f"`{command}`, or install graphviz (sudo apt-get install graphviz, or sudo dnf install graphviz) "
+        f"and run `{rerun}` again"
+    )
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    """Command-line entry: render one file per genotype. Returns the exit status."""
+    """Command-line entry: render one file per genotype. Returns the exit status:
+    :data:`EXIT_OK`, :data:`EXIT_USAGE` (bad ``--genotypes``) or
+    :data:`EXIT_SOURCES_ONLY` (no ``dot``: ``<name>.dot`` sources written instead)."""
+    argv = list(sys.argv[1:] if argv is None else argv)
     args = parse_args(argv)
     try:
         if args.genotypes is None:
@@ -209,18 +236,21 @@ def main(argv: Sequence[str] | None = None) -> int:
             source, named = args.genotypes, load_genotypes(args.genotypes)
     except (GenotypeError, ValueError) as error:
         print(f"error: {error}", file=sys.stderr)
-        return 2
+        return EXIT_USAGE
     print(f"drawing {len(named)} cell(s) from {source}", file=sys.stderr)
     args.out.mkdir(parents=True, exist_ok=True)
+    if shutil.which("dot") is None:
+        sources = [draw_genotype(item.genotype, item.title).save(f"{item.name}.dot", directory=args.out) for item in named]
+        for path in sources:
+            print(path)
+        print(f"note: {render_hint([Path(path) for path in sources], args.format, shlex.join(['python', SCRIPT, *argv]))}",
+              file=sys.stderr)
+        return EXIT_SOURCES_ONLY
     for item in named:
         graph = draw_genotype(item.genotype, item.title)
-        try:
-            path = graph.render(filename=item.name, directory=args.out, format=args.format, cleanup=True, view=False)
-        except graphviz.ExecutableNotFound:
-            print("error: graphviz's `dot` is not installed (e.g. apt-get install graphviz)", file=sys.stderr)
-            return 1
+        path = graph.render(filename=item.name, directory=args.out, format=args.format, cleanup=True, view=False)
         print(path)
-    return 0
+    return EXIT_OK
 
 
 if __name__ == "__main__":

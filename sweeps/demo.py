@@ -11,6 +11,11 @@ Everything lands in one folder (default ``results/demo``), listed at the end. Ru
 the demo again resumes the sweeps (finished trials are reused) and redoes the analysis;
 ``python analysis/make_table.py`` afterwards prints the table with no arguments.
 
+Both sweeps are planned — every trial's config built and checked — before Ray starts,
+so a bad ``--set`` value is one ``error:`` line. Without graphviz's ``dot`` the cell
+drawings are written as DOT sources and the demo still succeeds, ending with how to
+render them.
+
 Usage::
 
     python sweeps/demo.py                     # what `make demo` runs
@@ -75,14 +80,33 @@ def banner(text: str) -> None:
     print(f"\n=== {text} ===", flush=True)
 
 
-def run_sweeps(args: argparse.Namespace, storage: Path) -> tuple[int, Path | None, Path | None]:
-    """Search, then evaluation; returns (status, search experiment, eval experiment)."""
+def sweep_arguments(args: argparse.Namespace, storage: Path) -> tuple[list[str], list[str]]:
+    """Command-line arguments of the search sweep, and those both sweeps share."""
     shared = ["--preset", PRESET, "--storage", str(storage), "--gpus-per-trial", "0", "--verbose", "0"]
     for item in args.overrides:
         shared += ["--set", item]
+    return ["--dataset", DATASET, "--num-seeds", str(args.search_seeds), *shared], shared
+
+
+def check_plans(args: argparse.Namespace, storage: Path) -> None:
+    """Plan both sweeps without running them, so that bad arguments stop the demo before
+    Ray starts. The evaluation is planned with the paper's cells in place of the ones the
+    search will select: its trials have the same config fields.
+
+    Raises:
+        common.SweepError: with the sweep scripts' one-line message.
+    """
+    search_args, shared = sweep_arguments(args, storage)
+    search_all_variants.plan(search_all_variants.parse_args(search_args))
+    eval_args = ["--genotypes", "paper", "--datasets", DATASET, "--num-seeds", str(args.eval_seeds), *shared]
+    evaluate_genotypes.plan(evaluate_genotypes.parse_args(eval_args))
+
+
+def run_sweeps(args: argparse.Namespace, storage: Path) -> tuple[int, Path | None, Path | None]:
+    """Search, then evaluation; returns (status, search experiment, eval experiment)."""
+    search_args, shared = sweep_arguments(args, storage)
 
     banner(f"1/3 cell search: 3 variants x {args.search_seeds} seeds on {DATASET}")
-    search_args = ["--dataset", DATASET, "--num-seeds", str(args.search_seeds), *shared]
     status = search_all_variants.main(search_args)
     search_plan = search_all_variants.plan(search_all_variants.parse_args(search_args))
     search_dir = storage / search_plan["name"]
@@ -118,8 +142,13 @@ def side_by_side(ours: Sequence[Path], paper: Sequence[Path], out: Path) -> Path
     return out
 
 
-def run_analysis(storage: Path, search_dir: Path, eval_dir: Path | None) -> int:
-    """Tables (printed + saved), cell drawings, search plots; returns the exit status."""
+def run_analysis(storage: Path, search_dir: Path, eval_dir: Path | None) -> tuple[int, str | None]:
+    """Tables (printed + saved), cell drawings, search plots.
+
+    Returns:
+        The exit status, and — when graphviz's ``dot`` is missing, so that the drawings
+        were written as DOT sources — one line saying how to render them (else ``None``).
+    """
     banner("3/3 analysis")
     table_args = ["--search", str(search_dir)] + (["--eval", str(eval_dir)] if eval_dir else [])
     status = make_table.main([*table_args, "--format", "markdown", "--out", str(storage / "table1.md")])
@@ -127,9 +156,12 @@ def run_analysis(storage: Path, search_dir: Path, eval_dir: Path | None) -> int:
         status = max(status, make_table.main([*table_args, "--format", "csv", "--out", str(storage / "table1.csv")]))
 
     cells = storage / "cells"
-    with contextlib.redirect_stdout(io.StringIO()):
-        status = max(status, draw_cells.main(["--genotypes", str(search_dir), "--out", str(cells)]))
-        status = max(status, draw_cells.main(["--genotypes", "paper", "--out", str(cells)]))
+    with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+        drawn = [draw_cells.main(["--genotypes", spec, "--out", str(cells)]) for spec in (str(search_dir), "paper")]
+    status = max([status, *(code for code in drawn if code != draw_cells.EXIT_SOURCES_ONLY)])
+    hint = None
+    if draw_cells.EXIT_SOURCES_ONLY in drawn:
+        hint = draw_cells.render_hint(sorted(cells.glob("*.dot")), "png", "make demo")
     ours = [cells / f"{variant}.png" for variant in VARIANTS if (cells / f"{variant}.png").is_file()]
     paper = [cells / f"paper_{variant}.png" for variant in VARIANTS if (cells / f"paper_{variant}.png").is_file()]
     if ours or paper:
@@ -137,7 +169,7 @@ def run_analysis(storage: Path, search_dir: Path, eval_dir: Path | None) -> int:
 
     with contextlib.redirect_stdout(io.StringIO()):
         status = max(status, plot_search.main(["--search", str(search_dir), "--out", str(storage / "plots")]))
-    return status
+    return status, hint
 
 
 def list_folder(storage: Path) -> None:
@@ -161,6 +193,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     started = time.perf_counter()
     storage = args.out.expanduser().resolve()
+    try:
+        check_plans(args, storage)
+    except common.SweepError as error:
+        return common.usage_error(error)
     storage.mkdir(parents=True, exist_ok=True)
     # One local CPU-only Ray for both sweeps (never a cluster: RAY_ADDRESS is ignored).
     ray.init(address="local", num_cpus=args.num_cpus, num_gpus=0, include_dashboard=False)
@@ -171,12 +207,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     if status == common.EXIT_USAGE or search_dir is None or not search_dir.is_dir():
         print("error: the search sweep did not run; see the messages above", file=sys.stderr)
         return common.EXIT_USAGE
-    status = max(status, run_analysis(storage, search_dir, eval_dir))
+    analysis_status, render_hint = run_analysis(storage, search_dir, eval_dir)
+    status = max(status, analysis_status)
     list_folder(storage)
     minutes, seconds = divmod(time.perf_counter() - started, 60)
     print(f"\ndemo finished in {int(minutes)} min {seconds:.0f} s"
           + ("" if status == 0 else " (with problems: see above; run `make demo` again to resume)"))
     print("tables: python analysis/make_table.py   (reads the latest experiments under ./results)")
+    if render_hint is not None:
+        print(f"cell drawings: {render_hint}")
     return status
 
 

@@ -8,6 +8,7 @@ environment). Each trial takes seconds: 4 channels, 2 epochs, 96 examples.
 
 from __future__ import annotations
 
+import inspect
 import json
 import os
 import signal
@@ -23,12 +24,13 @@ import pytest
 pytest.importorskip("ray", reason="ray is not installed (pip install -e '.[sweeps]')")
 pytest.importorskip("optuna", reason="optuna is not installed (pip install -e '.[sweeps]')")
 
-from analysis import make_table
+from analysis import make_table, results
 from analysis.results import FINISHED, load_history, load_trials, read_experiment
 from analysis.tables import results_table, search_summary
 from dartsrenet.config import resolve_config
 from dartsrenet.genotypes import Genotype
-from sweeps import common, evaluate_genotypes, search_all_variants, tune_hparams
+from sweeps import common, demo, evaluate_genotypes, search_all_variants, tune_hparams
+from tests.fixtures_results import SEARCH_EXPECTED_SELECTION, make_eval_experiment, make_search_experiment
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = ["--set", "channels=4", "--set", "epochs=2", "--set", "limit=96", "--set", "batch_size=16"]
@@ -165,12 +167,28 @@ def test_evaluation_sweep_of_the_selection(search_sweep, tmp_path):
     assert (table["n_finished"] == 1).all() and table["accuracy_mean"].notna().all()
 
 
-def test_failed_trial_is_retried_from_its_checkpoint(search_sweep, tmp_path):
+def test_failed_trial_is_retried_from_its_checkpoint(search_sweep, tmp_path, monkeypatch):
     """A trial that raises once after epoch 1's report is restarted by Ray from that
     checkpoint and ends with exactly the metrics of the unfaulted sweep (on the CPU:
-    CUDA kernels are not bitwise reproducible from run to run, faults or not)."""
+    CUDA kernels are not bitwise reproducible from run to run, faults or not).
+
+    Ray's storage copy of result.json lags behind the driver's (it is synced every few
+    seconds); when it was synced before epoch 1's report, Ray's logger used to restore that
+    stale copy on the retry and lose the report. The lag is made certain here: storage's
+    copy is emptied just before the restarted trial restores it."""
     import torch
 
+    restore = common._DriverCopyFirst._restore_from_remote
+    stale: list[str] = []
+
+    def restore_from_lagging_storage(self, file_name, trial):
+        remote = Path(trial.storage.trial_fs_path, file_name)
+        if trial.checkpoint is not None and file_name == "result.json":
+            remote.write_text("")  # storage synced before epoch 1's report
+            stale.append(file_name)
+        restore(self, file_name, trial)
+
+    monkeypatch.setattr(common._DriverCopyFirst, "_restore_from_remote", restore_from_lagging_storage)
     trial_args = ["--variants", "vanilla", "--num-seeds", "1", "--gpus-per-trial", "0.5", *SEARCH,
                   "--set", "device=cpu"]
     status = search_all_variants.main(
@@ -180,10 +198,15 @@ def test_failed_trial_is_retried_from_its_checkpoint(search_sweep, tmp_path):
     (faulty,) = trial_dirs(tmp_path / "faulty")
     assert (faulty / common.FAULT_MARKER).is_file(), "the fault was not injected"
     assert (faulty / "error.txt").is_file(), "Ray did not record the failure"
+    assert stale == ["result.json"], "the retried trial did not restore Ray's log"
     faulty_reports = reports(faulty)
     assert [line["training_iteration"] for line in faulty_reports] == [1, 2]
     assert [line["epoch"] for line in faulty_reports] == [1, 2]
     assert faulty_reports[1]["iterations_since_restore"] == 1, "epoch 2 did not run in a restored trial"
+    # The analysis reads the run folder: every epoch once, the trial finished.
+    experiment = read_experiment(tmp_path / "faulty")
+    assert load_history(experiment)["epoch"].tolist() == [1, 2]
+    assert load_trials(experiment)["status"].tolist() == [FINISHED]
 
     baseline = search_sweep  # ran on the CPU too, unless CUDA is available
     if torch.cuda.is_available():
@@ -200,6 +223,22 @@ def test_failed_trial_is_retried_from_its_checkpoint(search_sweep, tmp_path):
     for key in ("seed", "best_val_accuracy", "best_epoch", "genotype_string"):
         faulty_value = faulty_selection["variants"]["vanilla"]["selected"][key]
         assert same(faulty_value, clean_selection["variants"]["vanilla"]["selected"][key]), key
+
+
+def test_retry_safe_loggers_hook_into_rays_restore():
+    """Ray restores a (re)started trial's log files through ``_restore_from_remote``; the
+    sweeps' loggers override it to keep the driver's complete copy. If Ray stops calling
+    it, a retried trial's result.json can lose reports again: this test says so."""
+    from ray.tune.logger import CSVLoggerCallback, JsonLoggerCallback
+
+    assert "_restore_from_remote(" in inspect.getsource(JsonLoggerCallback.log_trial_start)
+    assert "_restore_from_remote(" in inspect.getsource(CSVLoggerCallback._setup_trial)
+    assert {base for logger in common.RETRY_SAFE_LOGGERS for base in logger.__mro__} >= {
+        JsonLoggerCallback, CSVLoggerCallback
+    }
+    for logger in common.RETRY_SAFE_LOGGERS:
+        assert logger._restore_from_remote is common._DriverCopyFirst._restore_from_remote
+    assert results.RUN_FOLDER == common.RUN_FOLDER  # where the analysis looks for the run folder
 
 
 # --- scripts as subprocesses with their own Ray -------------------------------------
@@ -270,6 +309,85 @@ def test_gpu_request_without_gpus_fails_fast(tmp_path):
     assert "--gpus-per-trial 1 asks for a GPU, but the Ray cluster has none" in result.stderr
     assert elapsed < 60, f"took {elapsed:.0f} s"
     assert not any(tmp_path.glob("search_*")), "no experiment may be created"
+
+
+BAD_INPUT = {
+    "search, unknown dataset": (["sweeps/search_all_variants.py", "--dataset", "bogus"], "bogus"),
+    "search, zero epochs": (["sweeps/search_all_variants.py", "--preset", "demo", "--set", "epochs=0"], "epochs"),
+    "eval, unknown dataset": (["sweeps/evaluate_genotypes.py", "--preset", "demo", "--datasets", "digits", "bogus"],
+                              "bogus"),
+    "tune, lr_min above the tuned lr": (["sweeps/tune_hparams.py", "--model", "gru", "--preset", "demo",
+                                         "--set", "lr_min=0.01"], "a corner of the search space"),
+    "demo, zero epochs": (["sweeps/demo.py", "--set", "epochs=0"], "epochs"),
+}
+
+
+@pytest.mark.parametrize("case", BAD_INPUT)
+def test_bad_config_values_are_refused_before_ray_starts(tmp_path, case):
+    """Every planned trial's config is built while planning: one `error:` line, exit 2,
+    no Ray started and no experiment written — not every trial failing three times."""
+    argv, named = BAD_INPUT[case]
+    script, *args = argv
+    storage = tmp_path / "results"
+    args += ["--out", str(storage / "demo")] if script.endswith("demo.py") else ["--storage", str(storage)]
+    started = time.monotonic()
+    result = subprocess.run([sys.executable, str(ROOT / script), *args], check=False, cwd=tmp_path,
+                            env=subprocess_env(), capture_output=True, text=True, timeout=120)
+    elapsed = time.monotonic() - started
+    assert result.returncode == common.EXIT_USAGE, result.stdout[-2000:] + result.stderr[-2000:]
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and named in errors[0], result.stderr
+    assert "Ray" not in result.stdout + result.stderr, "Ray was started"
+    assert not storage.exists(), "no experiment may be written"
+    assert elapsed < 60, f"took {elapsed:.0f} s"
+
+
+def test_selection_skips_seeds_that_are_not_results(capsys):
+    genotype = Genotype.from_string("tanh:0,relu:1,tanh:2,relu:3,tanh:4,relu:5,tanh:6,relu:7@1,2,3,4,5,6,7,8")
+
+    class Result:  # what Tuner.fit() gives per trial: config, metrics, path, error
+        def __init__(self, seed, accuracy, genotype_string=genotype.to_string(), error=None):
+            self.config = {"seed": seed, "variant": "vanilla"}
+            self.metrics = {"finished": error is None, "best_val_accuracy": accuracy, "best_epoch": 2, "epoch": 2,
+                            "best_genotype": genotype_string}
+            self.path, self.error = f"/results/search/vanilla_seed{seed}_x", error
+
+    entries = [
+        search_all_variants.seed_entry(Result(0, float("nan"))),
+        search_all_variants.seed_entry(Result(1, 97.5)),
+        search_all_variants.seed_entry(Result(2, 0.99, genotype_string="tanh:0,bogus:1")),
+        search_all_variants.seed_entry(Result(3, 0.999, error=RuntimeError("loss is NaN"))),
+        search_all_variants.seed_entry(Result(4, 0.5)),
+    ]
+    variants = search_all_variants.select_genotypes({"vanilla": entries})
+    assert variants["vanilla"]["selected"]["seed"] == 4
+    notes = capsys.readouterr().out.splitlines()
+    assert notes[:2] == [
+        "note: vanilla seed 0 not selectable: best_val_accuracy is NaN, not a fraction in [0, 1]",
+        "note: vanilla seed 1 not selectable: best_val_accuracy is 97.5, not a fraction in [0, 1]",
+    ]
+    assert notes[2].startswith("note: vanilla seed 2 not selectable: best_genotype 'tanh:0,bogus:1' is not a genotype (")
+    assert notes[3] == "note: vanilla seed 3 not selectable: did not finish (ERROR: loss is NaN)"
+    assert len(notes) == 4
+    assert [entry["note"] is None for entry in variants["vanilla"]["seeds"]] == [False] * 4 + [True]
+    json.dumps(variants, allow_nan=False)  # selected_genotypes.json stays strict JSON
+
+
+def test_demo_analysis_without_dot_writes_dot_sources(tmp_path, monkeypatch):
+    """No graphviz: the demo's analysis still writes tables and plots, the drawings as DOT
+    sources, succeeds, and says how to render them."""
+    search_dir, eval_dir = make_search_experiment(tmp_path), make_eval_experiment(tmp_path)
+    (tmp_path / "no-dot").mkdir()
+    monkeypatch.setenv("PATH", str(tmp_path / "no-dot"))
+    status, hint = demo.run_analysis(tmp_path, search_dir, eval_dir)
+    assert status == 0
+    drawings = sorted(path.name for path in (tmp_path / "cells").iterdir())
+    expected = [f"{variant}.dot" for variant in SEARCH_EXPECTED_SELECTION]
+    assert drawings == sorted(expected + [f"paper_{name}" for name in expected])
+    for path in (tmp_path / "cells").iterdir():
+        assert path.read_text().startswith("digraph cell {") and "h_t" in path.read_text()
+    assert hint is not None and "dot -Tpng" in hint and "`make demo` again" in hint
+    assert (tmp_path / "table1.md").is_file() and (tmp_path / "plots" / "learning_curves.png").is_file()
 
 
 # --- hyperparameter tuning -------------------------------------------------------------
