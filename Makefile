@@ -1,6 +1,8 @@
 # Development tasks for dartsrenet. `make test` is the command CI runs (.ci/run).
 #
-#   make setup   create .venv and install the project with its [all,test] extras
+#   make setup   create .venv and install the project with its [all,test] extras, and
+#                Graphviz where it can (see `graphviz` below)
+#   make graphviz install Graphviz's `dot` (renders the cell drawings) if missing
 #   make test    run the test suite (extra pytest options: make test PYTEST_ARGS="-k cells")
 #   make demo    run the small end-to-end sweep demo (sweeps/demo.py)
 #   make bench   quick speed benchmark of the recurrent cells
@@ -21,7 +23,7 @@ export OMP_WAIT_POLICY ?= PASSIVE
 
 STAMP = $(VENV)/.installed
 
-.PHONY: setup test demo bench clean
+.PHONY: setup graphviz test demo bench clean
 
 setup: $(STAMP)
 
@@ -31,7 +33,34 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install --upgrade pip
 	$(PY) -m pip install $(TORCH_PINS)
 	$(PY) -m pip install -e ".[all,test]"
+	@$(MAKE) --no-print-directory graphviz
 	touch $@
+
+# Graphviz's `dot` renders the cell drawings of analysis/draw_cells.py. It is optional:
+# without it the drawings are written as DOT sources and `make demo` says how to render
+# them. Installed non-interactively as root with apt-get or dnf; otherwise the command
+# to run is printed. Never fails: a setup without Graphviz is still a working setup.
+graphviz:
+	@if command -v dot >/dev/null 2>&1; then \
+	    echo "graphviz: $$(command -v dot) is installed"; \
+	elif [ "$$(id -u)" -eq 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    echo "graphviz: installing with apt-get"; \
+	    { DEBIAN_FRONTEND=noninteractive apt-get update -qq \
+	      && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq graphviz >/dev/null; } \
+	    || echo "note: apt-get could not install graphviz; cell drawings will be DOT sources until it is installed"; \
+	elif [ "$$(id -u)" -eq 0 ] && command -v dnf >/dev/null 2>&1; then \
+	    echo "graphviz: installing with dnf"; \
+	    dnf install -y -q graphviz \
+	    || echo "note: dnf could not install graphviz; cell drawings will be DOT sources until it is installed"; \
+	elif command -v apt-get >/dev/null 2>&1; then \
+	    echo "note: graphviz's dot is not installed (cell drawings will be DOT sources); install it with: sudo apt-get install graphviz"; \
+	elif command -v dnf >/dev/null 2>&1; then \
+	    echo "note: graphviz's dot is not installed (cell drawings will be DOT sources); install it with: sudo dnf install graphviz"; \
+	elif command -v brew >/dev/null 2>&1; then \
+	    echo "note: graphviz's dot is not installed (cell drawings will be DOT sources); install it with: brew install graphviz"; \
+	else \
+	    echo "note: graphviz's dot is not installed (cell drawings will be DOT sources); install Graphviz from https://graphviz.org/download/"; \
+	fi
 
 test: setup
 	$(PY) -m pytest -q $(PYTEST_ARGS)
