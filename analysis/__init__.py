@@ -1,4 +1,4 @@
-"""Analysis of DartsReNet sweeps: result folders → tables, cell drawings and plots (SPEC §1.3).
+"""Analysis of DartsReNet sweeps: result folders → tables, cell drawings and plots (paper §4).
 
 The analysis reads the folders that the Ray Tune sweeps leave behind with pandas and
 json only; it never imports Ray (docs/design.md, "Layers"). Modules:

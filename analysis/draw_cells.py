@@ -1,6 +1,6 @@
 """Draw DartsReNet cells as graphs, in the style of the paper's Fig. 3–5.
 
-The inputs x_t and h_{t−1} (boxes) enter node 0 (fixed tanh, SPEC §2); node i = 1 … 8
+The inputs x_t and h_{t−1} (boxes) enter node 0 (fixed tanh, paper §2.2); node i = 1 … 8
 is labelled with its number and activation f_i and has one edge from its predecessor
 p_i (eq. 4–5); the averaged nodes feed the output h_t = mean(…) (eq. 6).
 
@@ -113,7 +113,7 @@ class NamedGenotype:
 
 
 def paper_genotypes() -> list[NamedGenotype]:
-    """The three cells the paper evaluated (SPEC §5)."""
+    """The three cells the paper evaluated (Fig. 3–5)."""
     return [
         NamedGenotype(f"paper_{variant}", genotype, f"{variant_label(variant)} (paper)")
         for variant, genotype in PAPER_GENOTYPES.items()

@@ -6,7 +6,7 @@ Usage::
     python analysis/make_table.py --eval results/eval_cifar10_paper --format latex --out table1.tex
     python analysis/make_table.py --format csv --out table1.csv   # also writes table1_search.csv
 
-Table 1 (SPEC §7) has one row per dataset × model of the latest ``eval`` experiment;
+Table 1 (paper §4.2) has one row per dataset × model of the latest ``eval`` experiment;
 the search summary one row per variant of the latest ``search`` experiment. See
 :mod:`analysis.tables` for how numbers are computed and shown.
 """

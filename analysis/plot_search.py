@@ -1,4 +1,4 @@
-"""Figures of a cell-search sweep: α over the search epochs and learning curves (SPEC §3).
+"""Figures of a cell-search sweep: α over the search epochs and learning curves (paper §4.1).
 
 * :func:`plot_alpha` — for one search trial: left, the probability softmax(α) of the
   finally chosen (activation, predecessor) edge of every node over the epochs (how

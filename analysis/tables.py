@@ -1,4 +1,4 @@
-"""The paper's Table 1 and the cell-search summary, built from trial DataFrames (SPEC §1.3, §7).
+"""The paper's Table 1 and the cell-search summary, built from trial DataFrames (paper §4).
 
 Two kinds of output per table:
 

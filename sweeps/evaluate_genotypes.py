@@ -1,4 +1,4 @@
-"""Evaluation sweep (Table 1): one Ray Tune trial per (model, dataset, seed) (SPEC §6–7).
+"""Evaluation sweep (Table 1): one Ray Tune trial per (model, dataset, seed) (paper §3.3, §4.2).
 
 Models: the three derived DartsReNet cells — from a search sweep's
 ``selected_genotypes.json`` or the paper's genotypes — and the ReNet baselines with

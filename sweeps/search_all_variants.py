@@ -1,4 +1,4 @@
-"""Cell search sweep: one Ray Tune trial per (variant, seed) (paper §3.3; SPEC §3).
+"""Cell search sweep: one Ray Tune trial per (variant, seed) (paper §3.3, §4.1).
 
 Each trial is one :func:`dartsrenet.search.run_search` run that reports every epoch
 with a checkpoint. When the sweep ends, ``selected_genotypes.json`` in the experiment
