@@ -64,8 +64,9 @@ DEFAULT_RESULTS_ROOT = Path("results")
 
 FINISHED, FAILED, UNFINISHED, MISSING = "finished", "failed", "unfinished", "missing"
 STATUSES: tuple[str, ...] = (FINISHED, FAILED, UNFINISHED, MISSING)
-"""Trial statuses. ``unfinished``: running, or stopped without a final report and without
-an error (e.g. the sweep was interrupted); ``missing``: planned but no trial folder."""
+"""Trial statuses (:func:`trial_state`). ``unfinished``: running, or stopped before its run
+folder got ``summary.json`` and without an error (e.g. the sweep was interrupted);
+``missing``: planned but no trial folder."""
 
 CONFIG_PREFIX = "config/"
 """Config fields become ``config/<field>`` columns, as in Ray's own DataFrames."""
