@@ -101,6 +101,12 @@ def tile_shape(rows: int, hidden: int) -> tuple[int, int]:
 # Activation codes as fused_nodes.ACTIVATION_CODES: tanh 0, relu 1, sigmoid 2, identity 3.
 
 
+def _fill(value, like):
+    """A tensor like ``like`` filled with the float ``value`` in its dtype. (Not ``tl.cast(value, …)``:
+    Triton's interpreter rounds a Python float through float32 there, which float64 must not.)"""
+    return (tl.zeros(like.shape, like.dtype) + value).to(like.dtype)
+
+
 def _divide(numerator, denominator):
     """numerator / denominator, IEEE-rounded (float32 ``/`` on a GPU is a 2-ulp approximation)."""
     if denominator.dtype == tl.float64:
@@ -206,7 +212,7 @@ def _normalise(
     else:
         mean = tl.load(running_mean + feature, mask=in_columns, other=0.0).to(mean.dtype)
         variance = tl.load(running_var + feature, mask=in_columns, other=1.0).to(mean.dtype)
-    inverse = _inverse_sqrt(variance + tl.cast(eps, mean.dtype))
+    inverse = _inverse_sqrt(variance + _fill(eps, variance))
     tl.store(statistics + feature, mean, mask=in_columns)
     tl.store(statistics + statistics_stride + feature, variance, mask=in_columns)
     tl.store(statistics + 2 * statistics_stride + feature, inverse, mask=in_columns)
@@ -266,7 +272,7 @@ def _output_grad(grad, grad_dir, grad_row, grad_scale, extra, extra_dir, extra_r
     """dy = grad_scale·grad + extra, without the absent terms."""
     if HAS_GRAD:
         dy = tl.load(grad + direction * grad_dir + row * grad_row + columns[None, :], mask=mask, other=0.0)
-        dy = tl.cast(grad_scale, dy.dtype) * dy
+        dy = _fill(grad_scale, dy) * dy
         if HAS_EXTRA:
             dy = dy + tl.load(extra + direction * extra_dir + row * extra_row + columns[None, :], mask=mask, other=0.0)
     else:
@@ -508,11 +514,11 @@ def _mean_of_states_kernel(
         total += tl.load(seventh + offset, mask=mask)
     if COUNT > 7:
         total += tl.load(eighth + offset, mask=mask)
-    tl.store(out + offset, total * tl.cast(scale, total.dtype), mask=mask)
+    tl.store(out + offset, total * _fill(scale, total), mask=mask)
 
 
 _DEVICE_FUNCTIONS = (
-    "_divide", "_inverse_sqrt", "_sigmoid", "_tanh", "_activate", "_slope", "_fold_block", "_normalise",
+    "_fill", "_divide", "_inverse_sqrt", "_sigmoid", "_tanh", "_activate", "_slope", "_fold_block", "_normalise",
     "_node_forward_kernel", "_output_grad", "_node_backward_kernel", "_mixed_update", "_mixed_forward_kernel",
     "_mixed_backward_kernel", "_mean_of_states_kernel",
 )  # fmt: skip

@@ -115,7 +115,8 @@ def assert_node_results(actual, expected, tolerance):
 @pytest.mark.parametrize("activation", sorted(ACTIVATION_CODES))
 def test_triton_node_kernels_equal_eager(activation, affine, batch_stats, dtype):
     """node_forward/node_backward: output, statistics, gradients of state, projection, γ, β;
-    then dy = 0.5·grad + extra added to the state gradient, and dy given as extra alone."""
+    then dy = ⅓·grad + extra added to the state gradient (⅓ not rounded through float32 in float64),
+    and dy given as extra alone."""
     source, projection, norm, running, upstream = node_case(activation, affine, batch_stats, dtype)
     actual = run_node(source, projection, activation, norm, upstream)
     assert_node_results(actual, expected_node(source, projection, activation, norm, running, upstream), TOLERANCE[dtype])
@@ -124,7 +125,7 @@ def test_triton_node_kernels_equal_eager(activation, affine, batch_stats, dtype)
     added = grad_state.clone()
     grad_projection = torch.empty_like(projection)
     triton_nodes.node_backward(
-        upstream, 0.5, 0.5 * upstream, source, projection, code, norm.weight, norm.batch_stats, statistics,
+        upstream, 1 / 3, 2 / 3 * upstream, source, projection, code, norm.weight, norm.batch_stats, statistics,
         added, True, grad_projection,
     )  # fmt: skip
     torch.testing.assert_close(added, 2 * grad_state, **TOLERANCE[dtype])
@@ -205,22 +206,20 @@ def test_triton_mixed_kernels_equal_eager(batch_stats, dtype):
         torch.testing.assert_close(value, truth, **TOLERANCE[dtype], msg=lambda m, name=name: f"{name}: {m}")
 
 
-@pytest.mark.parametrize("activation", sorted(ACTIVATION_CODES))
-def test_triton_blocks_smaller_than_the_tensors_give_the_same_results(activation):
+def test_triton_blocks_smaller_than_the_tensors_give_the_same_results():
     """The loops over row blocks (Chan's merge of block statistics) and column blocks, with masked
-    last blocks, as at real sizes: 2 × 4 blocks against the eager results, float64."""
+    last blocks, as at real sizes: 2 × 4 blocks against the eager results, float64. (The block
+    loops do not depend on the activation; the default blocks are checked for every one.)"""
     for batch_stats in (True, False):
-        source, projection, norm, running, upstream = node_case(activation, True, batch_stats, torch.float64, seed=3)
-        actual = run_node(source, projection, activation, norm, 0.5 * upstream, tile=SMALL_TILE, extra=0.5 * upstream)
-        expected = expected_node(source, projection, activation, norm, running, upstream)
+        source, projection, norm, running, upstream = node_case("tanh", True, batch_stats, torch.float64, seed=3)
+        actual = run_node(source, projection, "tanh", norm, 0.5 * upstream, tile=SMALL_TILE, extra=0.5 * upstream)
+        expected = expected_node(source, projection, "tanh", norm, running, upstream)
         assert_node_results(actual, expected, TOLERANCE[torch.float64])
-    if activation == "tanh":  # the mixed kernels have no activation parameter: once
-        for batch_stats in (True, False):
-            states, projection, alpha, running, grads = mixed_case(batch_stats, torch.float64, seed=4)
-            expected = expected_mixed(states[:, :3], projection, alpha, running, batch_stats, grads[:, 3])
-            actual = run_mixed(states, projection, alpha, running, batch_stats, grads, tile=SMALL_TILE)
-            for value, truth in zip(actual, expected, strict=True):
-                torch.testing.assert_close(value, truth, **TOLERANCE[torch.float64])
+        states, projection, alpha, running, grads = mixed_case(batch_stats, torch.float64, seed=4)
+        expected = expected_mixed(states[:, :3], projection, alpha, running, batch_stats, grads[:, 3])
+        actual = run_mixed(states, projection, alpha, running, batch_stats, grads, tile=SMALL_TILE)
+        for value, truth in zip(actual, expected, strict=True):
+            torch.testing.assert_close(value, truth, **TOLERANCE[torch.float64])
 
 
 def test_triton_statistics_of_large_states_with_a_small_spread():
@@ -343,11 +342,23 @@ def test_triton_activations_over_the_whole_float32_range():
         torch.testing.assert_close(out, truth, rtol=4e-7, atol=3e-45, equal_nan=True, msg=lambda m, a=activation: f"{a}: {m}")
 
 
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
 @pytest.mark.parametrize("count", [1, 3, 9])
-def test_triton_mean_of_states_equals_torch_mean(count):
+def test_triton_mean_of_states_equals_torch_mean(count, dtype):
     """One launch for up to 8 states, two for the 9 a cell can average at most."""
-    states = [torch.randn(2, 7, 5) for _ in range(count)]
-    torch.testing.assert_close(triton_nodes.mean_of_states(states), torch.stack(states).mean(0))
+    states = [torch.randn(2, 7, 5, dtype=dtype) for _ in range(count)]
+    torch.testing.assert_close(triton_nodes.mean_of_states(states), torch.stack(states).mean(0), **TOLERANCE[dtype])
+
+
+def test_triton_zero_variance_features_in_float64():
+    """A batch whose rows are all equal (the first step's h_{−1} = 0): σ² = 0, so 1/√ε scales
+    every gradient; ε must reach the kernels in float64, not rounded through float32."""
+    source = torch.randn(2, 1, HIDDEN, dtype=torch.float64).expand(2, BATCH, HIDDEN)
+    projection = torch.randn(2, 1, 2 * HIDDEN, dtype=torch.float64).expand(2, BATCH, 2 * HIDDEN)
+    statistics = source.new_empty(3, 2 * HIDDEN)
+    out = triton_nodes.node_forward(source, projection, 0, NormArguments(None, None, True, None, None, EPS), statistics)
+    assert not out.any() and not statistics[1].any()
+    torch.testing.assert_close(statistics[2], torch.full_like(statistics[2], EPS**-0.5), rtol=1e-15, atol=0)
 
 
 def one_line_error(call) -> str:
