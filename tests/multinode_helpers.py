@@ -262,15 +262,6 @@ class LocalCluster:
         assert len(found) <= 1, f"expected one trial working directory of {experiment}, found {found}"
         return found[0] if found else None
 
-    def worker_output(self, node: Any) -> str:
-        """What the worker processes of ``node`` printed (trials' progress lines among it).
-
-        Read from the node's log folder: worker nodes here run no log monitor of their
-        own, so their output does not reach the driver's console.
-        """
-        paths = sorted(self.temp_dirs[node].glob("session_[0-9]*/logs/worker-*.out"))
-        return "".join(path.read_text(errors="replace") for path in paths)
-
     def driver_reports(self, experiment: str, trial: str) -> list[dict[str, Any]]:
         """The reports of ``trial`` that the driver (on the head node) has taken in."""
         pattern = f"session_[0-9]*/artifacts/*/{experiment}/driver_artifacts/{trial}/result.json"
@@ -320,6 +311,20 @@ class LocalCluster:
         for folder in self._folders:
             shutil.rmtree(folder, ignore_errors=True)
         self._folders.clear()
+
+
+def cpu_seconds(pid: int) -> float:
+    """CPU time that process ``pid`` has used so far, user and system (Linux ``/proc``).
+
+    Raises:
+        AssertionError: if there is no such process (any more).
+    """
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except FileNotFoundError:
+        raise AssertionError(f"process {pid} is gone") from None
+    user, system = int(fields[11]), int(fields[12])  # utime, stime: fields 14 and 15 of stat
+    return (user + system) / os.sysconf("SC_CLK_TCK")
 
 
 def descendants(pid: int) -> list[int]:
