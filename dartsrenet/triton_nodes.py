@@ -216,19 +216,19 @@ def _normalise(
     tl.store(statistics + feature, mean, mask=in_columns)
     tl.store(statistics + statistics_stride + feature, variance, mask=in_columns)
     tl.store(statistics + 2 * statistics_stride + feature, inverse, mask=in_columns)
-    scale = inverse
+    scale = inverse  # γ/σ
     if HAS_WEIGHT:
         scale = scale * tl.load(weight + feature, mask=in_columns, other=1.0).to(mean.dtype)
-    shift = tl.zeros([BLOCK_COLUMNS], dtype=mean.dtype)
+    beta = tl.zeros([BLOCK_COLUMNS], dtype=mean.dtype)
     if HAS_BIAS:
-        shift = tl.load(bias + feature, mask=in_columns, other=0.0).to(mean.dtype)
+        beta = tl.load(bias + feature, mask=in_columns, other=0.0).to(mean.dtype)
     tl.debug_barrier()  # pass 2 reads the u that pass 1 stored
     for first in tl.range(0, rows, BLOCK_ROWS):
         row = first + tl.arange(0, BLOCK_ROWS)
         mask = (row < rows)[:, None] & in_columns[None, :]
         at = out + direction * out_dir + row.to(tl.int64)[:, None] * out_row + columns[None, :]
         update = tl.load(at, mask=mask, other=0.0)
-        y = (update - mean[None, :].to(update.dtype)) * scale[None, :].to(update.dtype) + shift[None, :].to(update.dtype)
+        y = (update - mean[None, :].to(update.dtype)) * scale[None, :].to(update.dtype) + beta[None, :].to(update.dtype)
         tl.store(at, y, mask=mask)
 
 

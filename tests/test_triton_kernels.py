@@ -415,7 +415,7 @@ def test_triton_kernels_are_custom_ops_with_their_written_arguments_declared():
 
 
 CUDA_TARGET_CHECK = """
-import json, sys
+import json, os, re, subprocess, sys, tempfile
 import torch
 import triton
 from triton.backends.compiler import GPUTarget
@@ -429,7 +429,7 @@ assert not t.interpreted()
 POINTERS = {"projection", "source", "out", "weight", "bias", "running_mean", "running_var", "statistics", "grad", "extra",
             "grad_state", "grad_projection", "grad_weight", "grad_bias", "weights", "grad_source", "partial",
             "first", "second", "third", "fourth", "fifth", "sixth", "seventh", "eighth"}
-TILE = dict(BLOCK_ROWS=64, BLOCK_COLUMNS=32)
+TILE = dict(zip(["BLOCK_ROWS", "BLOCK_COLUMNS"], t.tile_shape(4096, 128)))  # the blocks of a real node
 VARIANTS = [  # (kernel, compile-time constants, arguments passed as None)
     ("_node_forward_kernel", dict(ACTIVATION=0, HAS_WEIGHT=True, HAS_BIAS=True, BATCH_STATS=True, **TILE),
      {"running_mean", "running_var"}),
@@ -443,7 +443,8 @@ VARIANTS = [  # (kernel, compile-time constants, arguments passed as None)
     ("_mixed_backward_kernel", dict(BATCH_STATS=True, **TILE), set()),
     ("_mean_of_states_kernel", dict(COUNT=5, ACCUMULATE=True, BLOCK=1024), {"sixth", "seventh", "eighth"}),
 ]
-report = {"cubins": {}}
+report = {"cubins": {}, "usage": {}}
+CUOBJDUMP = os.path.join(os.path.dirname(triton.__file__), "backends", "nvidia", "bin", "cuobjdump")
 for dtype, name, (constants, absent) in [(d, v[0], v[1:]) for d in ("fp32", "fp64") for v in VARIANTS]:
     kernel = getattr(t, name)
     signature, values = {}, dict(constants)
@@ -457,7 +458,14 @@ for dtype, name, (constants, absent) in [(d, v[0], v[1:]) for d in ("fp32", "fp6
         else:
             signature[parameter.name] = "fp64" if "float64" in parameter.annotation else "i32"
     compiled = triton.compile(ASTSource(kernel, signature, values), target=GPUTarget("cuda", 90, 32))
-    report["cubins"][f"{dtype} {name} {constants}"] = len(compiled.asm["cubin"])
+    variant = f"{dtype} {name} {constants}"
+    report["cubins"][variant] = len(compiled.asm["cubin"])
+    if os.path.exists(CUOBJDUMP):  # registers and spills (stack, local memory) of the cubin
+        with tempfile.NamedTemporaryFile(suffix=".cubin") as cubin:
+            cubin.write(compiled.asm["cubin"])
+            cubin.flush()
+            usage = subprocess.run([CUOBJDUMP, "-res-usage", cubin.name], capture_output=True, text=True, check=True)
+        report["usage"][variant] = re.search(r"REG:\\d+ STACK:\\d+ SHARED:\\d+ LOCAL:\\d+", usage.stdout).group(0)
 
 def step(source, projection, weight, bias):
     statistics = source.new_empty(3, 2 * source.shape[-1])
@@ -482,7 +490,7 @@ def test_triton_kernels_compile_for_a_cuda_target_and_trace_as_one_op_each():
     """What the interpreter cannot show, without a GPU, in a process without TRITON_INTERPRET:
     every kernel variant compiles, in float32 and float64, for an H100/H200 (sm_90) to a cubin
     (Triton's bundled ptxas; the interpreter accepts code the compiler refuses, such as float64
-    ``sqrt_rn``); graph capture (make_fx on fake CUDA tensors) records one op per kernel; and ``torch.compile``
+    ``sqrt_rn``) that keeps its values in registers with the default blocks; graph capture (make_fx on fake CUDA tensors) records one op per kernel; and ``torch.compile``
     (fullgraph, AOT autograd) traces each op into one functional Triton kernel call."""
     environment = {key: value for key, value in os.environ.items() if key != "TRITON_INTERPRET"}
     result = subprocess.run(
@@ -491,6 +499,13 @@ def test_triton_kernels_compile_for_a_cuda_target_and_trace_as_one_op_each():
     assert result.returncode == 0, result.stderr[-4000:]
     report = json.loads(result.stdout.strip().splitlines()[-1])
     assert len(report["cubins"]) == 14 and all(size > 0 for size in report["cubins"].values()), report["cubins"]
+    # with the default blocks nothing spills out of registers (checked where Triton ships cuobjdump)
+    import triton
+
+    shipped = os.path.exists(os.path.join(os.path.dirname(triton.__file__), "backends", "nvidia", "bin", "cuobjdump"))
+    assert len(report["usage"]) == (14 if shipped else 0)
+    spilling = {variant: usage for variant, usage in report["usage"].items() if not re.search(r"STACK:0 .*LOCAL:0", usage)}
+    assert not spilling, spilling
     calls = re.findall(r"torch\.ops\.[\w.]+", report["make_fx"])
     assert [call for call in calls if "dartsrenet" in call] == [
         "torch.ops.dartsrenet.triton_node_forward.default", "torch.ops.dartsrenet.triton_mean_of_states.default"
