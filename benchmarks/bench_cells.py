@@ -5,6 +5,7 @@ Usage::
     python benchmarks/bench_cells.py [--device cpu|cuda] [--size paper|demo] [--quick] [--json]
                                      [--compile] [--bf16] [--only sweep|train] [--no-reference]
     python benchmarks/bench_cells.py --search-trial STEPS ...   # one search trial's images/s (GPU sharing)
+    python benchmarks/bench_cells.py --count-kernels [--json]     # kernels per step, eager vs triton (CPU)
 
 Everything runs in one process and the cases are timed round-robin (each round times
 every case once; a case's figure is its fastest round), so ratios are comparable
@@ -582,6 +583,27 @@ def search_trial(steps: int, size: Size, device, plan: Plan) -> dict:
             "start": start_wall, "end": time.time(), "pid": os.getpid(), "note": case.note}
 
 
+def print_kernel_counts(as_json: bool) -> int:
+    """``--count-kernels``: the Triton backend under the interpreter (set before Triton is imported)."""
+    os.environ["TRITON_INTERPRET"] = "1"
+    import kernel_count
+
+    started = time.perf_counter()
+    result = kernel_count.kernels_per_step()
+    result["wall_s"] = round(time.perf_counter() - started, 1)
+    if as_json:
+        print(json.dumps(result, indent=1))
+        return 0
+    print(f"kernels per step ({result['shape']}; the same count as paper size)")
+    for kind, counts in result["kernels_per_step"].items():
+        details = result["details"][kind]
+        print(f"  {kind:6s} " + "  ".join(
+            f"{backend}: {count:,} kernels ({details[backend]['aten_ops']:,} aten ops, "
+            f"{details[backend]['triton_launches']:,} Triton launches)" for backend, count in counts.items()
+        ))
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--device", default="cpu", help="cpu | cuda | cuda:N (default cpu)")
@@ -604,7 +626,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rounds", type=int, help="timed rounds (default 3, --quick 1)")
     parser.add_argument("--threads", type=int, help="torch.set_num_threads")
     parser.add_argument("--search-trial", type=int, metavar="STEPS", help="only time STEPS search steps; print JSON")
+    parser.add_argument(
+        "--count-kernels", action="store_true",
+        help="count the kernels one search step and one train step launch, eager vs triton (CPU; see kernel_count.py)",
+    )
     args = parser.parse_args(argv)
+    if args.count_kernels:
+        return print_kernel_counts(args.json)
 
     device = torch.device(args.device)
     if args.cuda_graph and device.type != "cuda":

@@ -98,11 +98,17 @@ class DirectionalBatchNorm(nn.BatchNorm1d):
         self.grow(first_slot + len(means))
         with torch.no_grad():
             biased = variances if biased else variances * ((batch_size - 1) / batch_size)
-            for row, momentum in enumerate(momenta):
-                slot = first_slot + row
-                momentum = 1.0 if slot >= seen else momentum  # a new slot starts from this batch
-                self.running_mean[slot].lerp_(means[row], momentum)  # (1 − m)·running + m·batch
-                self.running_var[slot].lerp_(biased[row], momentum)
+            # a new slot starts from this batch (momentum 1); rows of equal momentum in one op each
+            momenta = [1.0 if first_slot + row >= seen else momentum for row, momentum in enumerate(momenta)]
+            start = 0
+            while start < len(momenta):
+                stop = start + 1
+                while stop < len(momenta) and momenta[stop] == momenta[start]:
+                    stop += 1
+                rows = slice(first_slot + start, first_slot + stop)
+                self.running_mean[rows].lerp_(means[start:stop], momenta[start])  # (1 − m)·running + m·batch
+                self.running_var[rows].lerp_(biased[start:stop], momenta[start])
+                start = stop
 
     def forward(self, x: Tensor, slot: int = 0) -> Tensor:
         directions, batch, features = x.shape
