@@ -43,7 +43,9 @@ optional: importing this module never imports it, the first call does
 (:func:`triton_available` says whether it is installed). The kernels are compiled for CUDA
 tensors, or run on the CPU by Triton's interpreter when ``TRITON_INTERPRET=1`` is set
 before the first call (how ``tests/test_triton_kernels.py`` checks them against eager
-PyTorch); which of the two is fixed by that first call.
+PyTorch); which of the two is fixed by that first call. (The device code uses none of the
+``triton.jit`` functions of Triton's own library, such as ``tl.sum``: those are compiled or
+interpreted as set when triton was first imported — ``torch._dynamo`` imports it.)
 
 Supported: float32 and float64 (all tensors of a call in one dtype); states (2, B, h) and
 projections (2, B, 2h) (search nodes: (2, i, B, ·)) with any strides but a contiguous
@@ -101,10 +103,21 @@ def tile_shape(rows: int, hidden: int) -> tuple[int, int]:
 # Activation codes as fused_nodes.ACTIVATION_CODES: tanh 0, relu 1, sigmoid 2, identity 3.
 
 
+def _add(a, b):
+    return a + b
+
+
+def _sum(x, axis: tl.constexpr):
+    """x summed over ``axis`` (what ``tl.sum`` does for floats; that one is a ``triton.jit`` function of
+    Triton's library, compiled or interpreted as Triton was first imported, which this module does not
+    control: it may not run in the interpreter)."""
+    return tl.reduce(x, axis, _add)
+
+
 def _fill(value, like):
     """A tensor like ``like`` filled with the float ``value`` in its dtype. (Not ``tl.cast(value, …)``:
     Triton's interpreter rounds a Python float through float32 there, which float64 must not.)"""
-    return (tl.zeros(like.shape, like.dtype) + value).to(like.dtype)
+    return (tl.full(like.shape, 0.0, like.dtype) + value).to(like.dtype)
 
 
 def _divide(numerator, denominator):
@@ -184,13 +197,13 @@ def _fold_block(count, shift, mean, m2, update, mask, row, first, rows, BLOCK_RO
     the block's mean and sum of squared deviations merged with the running count, mean and M2.
     The values are taken relative to ``shift``, the first row's u: exact where u varies little
     against its size, so the mean's rounding does not swamp the spread."""
-    first_row = tl.sum(tl.where((row == 0) & mask, update, 0.0), axis=0).to(mean.dtype)
+    first_row = _sum(tl.where((row == 0) & mask, update, 0.0), axis=0).to(mean.dtype)
     shift = tl.where(first == 0, first_row, shift)
     values = tl.where(mask, update - shift[None, :].to(update.dtype), 0.0)
     block_count = tl.minimum(rows - first, BLOCK_ROWS).to(mean.dtype)
-    block_mean = _divide(tl.sum(values, axis=0).to(mean.dtype), block_count)
+    block_mean = _divide(_sum(values, axis=0).to(mean.dtype), block_count)
     deviation = tl.where(mask, values - block_mean[None, :].to(values.dtype), 0.0)
-    block_m2 = tl.sum(deviation * deviation, axis=0).to(mean.dtype)
+    block_m2 = _sum(deviation * deviation, axis=0).to(mean.dtype)
     total = count + block_count
     delta = block_mean - mean
     share = _divide(tl.full(total.shape, 1.0, total.dtype) * block_count, total)
@@ -219,7 +232,7 @@ def _normalise(
     scale = inverse  # γ/σ
     if HAS_WEIGHT:
         scale = scale * tl.load(weight + feature, mask=in_columns, other=1.0).to(mean.dtype)
-    beta = tl.zeros([BLOCK_COLUMNS], dtype=mean.dtype)
+    beta = tl.full([BLOCK_COLUMNS], 0.0, dtype=mean.dtype)
     if HAS_BIAS:
         beta = tl.load(bias + feature, mask=in_columns, other=0.0).to(mean.dtype)
     tl.debug_barrier()  # pass 2 reads the u that pass 1 stored
@@ -244,10 +257,10 @@ def _node_forward_kernel(
     columns = tl.program_id(1) * BLOCK_COLUMNS + tl.arange(0, BLOCK_COLUMNS)
     in_columns = columns < hidden
     accumulator = out.dtype.element_ty
-    count = tl.zeros([BLOCK_COLUMNS], dtype=accumulator)
-    shift = tl.zeros([BLOCK_COLUMNS], dtype=accumulator)
-    mean = tl.zeros([BLOCK_COLUMNS], dtype=accumulator)  # of u − shift
-    m2 = tl.zeros([BLOCK_COLUMNS], dtype=accumulator)
+    count = tl.full([BLOCK_COLUMNS], 0.0, dtype=accumulator)
+    shift = tl.full([BLOCK_COLUMNS], 0.0, dtype=accumulator)
+    mean = tl.full([BLOCK_COLUMNS], 0.0, dtype=accumulator)  # of u − shift
+    m2 = tl.full([BLOCK_COLUMNS], 0.0, dtype=accumulator)
     for first in tl.range(0, rows, BLOCK_ROWS):
         row = first + tl.arange(0, BLOCK_ROWS)
         mask = (row < rows)[:, None] & in_columns[None, :]
@@ -300,8 +313,8 @@ def _node_backward_kernel(
     feature = direction * hidden + columns
     mean = tl.load(statistics + feature, mask=in_columns, other=0.0)
     inverse = tl.load(statistics + 2 * statistics_stride + feature, mask=in_columns, other=0.0)
-    grad_sum = tl.zeros([BLOCK_COLUMNS], dtype=mean.dtype)
-    grad_dot = tl.zeros([BLOCK_COLUMNS], dtype=mean.dtype)
+    grad_sum = tl.full([BLOCK_COLUMNS], 0.0, dtype=mean.dtype)
+    grad_dot = tl.full([BLOCK_COLUMNS], 0.0, dtype=mean.dtype)
     for first in tl.range(0, rows, BLOCK_ROWS):  # pass 1: Σdy, Σdy·x̂
         row = first + tl.arange(0, BLOCK_ROWS)
         mask = (row < rows)[:, None] & in_columns[None, :]
@@ -314,8 +327,8 @@ def _node_backward_kernel(
         normalised = (update - mean[None, :]) * inverse[None, :]
         dy = _output_grad(grad, grad_dir, grad_row, grad_scale, extra, extra_dir, extra_row, direction, row, columns,
                           mask, HAS_GRAD, HAS_EXTRA)  # fmt: skip
-        grad_sum += tl.sum(tl.where(mask, dy, 0.0), axis=0)
-        grad_dot += tl.sum(tl.where(mask, dy * normalised, 0.0), axis=0)
+        grad_sum += _sum(tl.where(mask, dy, 0.0), axis=0)
+        grad_dot += _sum(tl.where(mask, dy * normalised, 0.0), axis=0)
     tl.store(grad_bias + feature, grad_sum, mask=in_columns)
     tl.store(grad_weight + feature, grad_dot, mask=in_columns)
     scale = inverse
@@ -325,8 +338,8 @@ def _node_backward_kernel(
         grad_mean = _divide(grad_sum, tl.full(grad_sum.shape, 1.0, grad_sum.dtype) * rows)
         grad_dot_mean = _divide(grad_dot, tl.full(grad_dot.shape, 1.0, grad_dot.dtype) * rows)
     else:
-        grad_mean = tl.zeros([BLOCK_COLUMNS], dtype=mean.dtype)
-        grad_dot_mean = tl.zeros([BLOCK_COLUMNS], dtype=mean.dtype)
+        grad_mean = tl.full([BLOCK_COLUMNS], 0.0, dtype=mean.dtype)
+        grad_dot_mean = tl.full([BLOCK_COLUMNS], 0.0, dtype=mean.dtype)
     for first in tl.range(0, rows, BLOCK_ROWS):  # pass 2: du, then the gradients
         row = first + tl.arange(0, BLOCK_ROWS)
         mask = (row < rows)[:, None] & in_columns[None, :]
@@ -373,15 +386,15 @@ def _mixed_forward_kernel(
     columns = tl.program_id(1) * BLOCK_COLUMNS + tl.arange(0, BLOCK_COLUMNS)
     in_columns = columns < hidden
     accumulator = out.dtype.element_ty
-    count = tl.zeros([BLOCK_COLUMNS], dtype=accumulator)
-    shift = tl.zeros([BLOCK_COLUMNS], dtype=accumulator)
-    mean = tl.zeros([BLOCK_COLUMNS], dtype=accumulator)  # of u − shift
-    m2 = tl.zeros([BLOCK_COLUMNS], dtype=accumulator)
+    count = tl.full([BLOCK_COLUMNS], 0.0, dtype=accumulator)
+    shift = tl.full([BLOCK_COLUMNS], 0.0, dtype=accumulator)
+    mean = tl.full([BLOCK_COLUMNS], 0.0, dtype=accumulator)  # of u − shift
+    m2 = tl.full([BLOCK_COLUMNS], 0.0, dtype=accumulator)
     for first in tl.range(0, rows, BLOCK_ROWS):
         row = first + tl.arange(0, BLOCK_ROWS)
         mask = (row < rows)[:, None] & in_columns[None, :]
         row = row.to(tl.int64)[:, None]
-        update = tl.zeros([BLOCK_ROWS, BLOCK_COLUMNS], dtype=accumulator)
+        update = tl.full([BLOCK_ROWS, BLOCK_COLUMNS], 0.0, dtype=accumulator)
         for j in tl.range(0, sources):
             w_tanh = tl.load(weights + j * weights_stride)
             w_relu = tl.load(weights + j * weights_stride + 1)
@@ -425,8 +438,8 @@ def _mixed_backward_kernel(
     in_columns = columns < hidden
     feature = direction * hidden + columns
     inverse = tl.load(statistics + 2 * statistics_stride + feature, mask=in_columns, other=0.0)
-    grad_sum = tl.zeros([BLOCK_COLUMNS], dtype=inverse.dtype)
-    grad_dot = tl.zeros([BLOCK_COLUMNS], dtype=inverse.dtype)
+    grad_sum = tl.full([BLOCK_COLUMNS], 0.0, dtype=inverse.dtype)
+    grad_dot = tl.full([BLOCK_COLUMNS], 0.0, dtype=inverse.dtype)
     if BATCH_STATS:
         for first in tl.range(0, rows, BLOCK_ROWS):  # pass 1: Σdy, Σdy·y
             row = first + tl.arange(0, BLOCK_ROWS)
@@ -434,8 +447,8 @@ def _mixed_backward_kernel(
             row = row.to(tl.int64)[:, None]
             dy = tl.load(grad + direction * grad_dir + row * grad_row + columns[None, :], mask=mask, other=0.0)
             y = tl.load(out + direction * out_dir + row * out_row + columns[None, :], mask=mask, other=0.0)
-            grad_sum += tl.sum(dy, axis=0)
-            grad_dot += tl.sum(dy * y, axis=0)
+            grad_sum += _sum(dy, axis=0)
+            grad_dot += _sum(dy * y, axis=0)
         grad_sum = _divide(grad_sum, tl.full(grad_sum.shape, 1.0, grad_sum.dtype) * rows)
         grad_dot = _divide(grad_dot, tl.full(grad_dot.shape, 1.0, grad_dot.dtype) * rows)
     for j in tl.range(0, sources):  # pass 2, predecessor by predecessor
@@ -444,10 +457,10 @@ def _mixed_backward_kernel(
         w_sigmoid = tl.load(weights + j * weights_stride + 2)
         w_identity = tl.load(weights + j * weights_stride + 3)
         kept = w_tanh + w_relu + w_sigmoid + w_identity
-        d_tanh = tl.zeros([BLOCK_COLUMNS], dtype=inverse.dtype)
-        d_relu = tl.zeros([BLOCK_COLUMNS], dtype=inverse.dtype)
-        d_sigmoid = tl.zeros([BLOCK_COLUMNS], dtype=inverse.dtype)
-        d_identity = tl.zeros([BLOCK_COLUMNS], dtype=inverse.dtype)
+        d_tanh = tl.full([BLOCK_COLUMNS], 0.0, dtype=inverse.dtype)
+        d_relu = tl.full([BLOCK_COLUMNS], 0.0, dtype=inverse.dtype)
+        d_sigmoid = tl.full([BLOCK_COLUMNS], 0.0, dtype=inverse.dtype)
+        d_identity = tl.full([BLOCK_COLUMNS], 0.0, dtype=inverse.dtype)
         for first in tl.range(0, rows, BLOCK_ROWS):
             row = first + tl.arange(0, BLOCK_ROWS)
             mask = (row < rows)[:, None] & in_columns[None, :]
@@ -479,15 +492,15 @@ def _mixed_backward_kernel(
             tl.store(projection_grad_at + hidden, du * g * slope, mask=mask)
             common = du * state * (1.0 - g)
             ug = du * g
-            d_tanh += tl.sum(tl.where(mask, common + ug * t, 0.0), axis=0)
-            d_relu += tl.sum(tl.where(mask, common + ug * r, 0.0), axis=0)
-            d_sigmoid += tl.sum(tl.where(mask, common + ug * q, 0.0), axis=0)
-            d_identity += tl.sum(tl.where(mask, common + ug * candidate, 0.0), axis=0)
+            d_tanh += _sum(tl.where(mask, common + ug * t, 0.0), axis=0)
+            d_relu += _sum(tl.where(mask, common + ug * r, 0.0), axis=0)
+            d_sigmoid += _sum(tl.where(mask, common + ug * q, 0.0), axis=0)
+            d_identity += _sum(tl.where(mask, common + ug * candidate, 0.0), axis=0)
         at = partial + (program * sources + j) * 4
-        tl.store(at, tl.sum(d_tanh, axis=0))
-        tl.store(at + 1, tl.sum(d_relu, axis=0))
-        tl.store(at + 2, tl.sum(d_sigmoid, axis=0))
-        tl.store(at + 3, tl.sum(d_identity, axis=0))
+        tl.store(at, _sum(d_tanh, axis=0))
+        tl.store(at + 1, _sum(d_relu, axis=0))
+        tl.store(at + 2, _sum(d_sigmoid, axis=0))
+        tl.store(at + 3, _sum(d_identity, axis=0))
 
 
 def _mean_of_states_kernel(
@@ -518,7 +531,7 @@ def _mean_of_states_kernel(
 
 
 _DEVICE_FUNCTIONS = (
-    "_fill", "_divide", "_inverse_sqrt", "_sigmoid", "_tanh", "_activate", "_slope", "_fold_block", "_normalise",
+    "_add", "_sum", "_fill", "_divide", "_inverse_sqrt", "_sigmoid", "_tanh", "_activate", "_slope", "_fold_block", "_normalise",
     "_node_forward_kernel", "_output_grad", "_node_backward_kernel", "_mixed_update", "_mixed_forward_kernel",
     "_mixed_backward_kernel", "_mean_of_states_kernel",
 )  # fmt: skip
@@ -642,13 +655,14 @@ def _load() -> None:
         import triton
         import triton.language
 
+        interpret = bool(triton.knobs.runtime.interpret)
         global tl
         tl = triton.language
         namespace = globals()
         namespace.update({name: triton.jit(namespace[name]) for name in _DEVICE_FUNCTIONS})
         for name, (implementation, mutated) in _OPS.items():
             torch.library.triton_op(f"dartsrenet::{name}", implementation, mutates_args=mutated)
-        _STATE.update(loaded=True, interpret=bool(triton.knobs.runtime.interpret))
+        _STATE.update(loaded=True, interpret=interpret)
 
 
 def interpreted() -> bool:

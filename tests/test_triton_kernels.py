@@ -1,9 +1,8 @@
 """The Triton kernels (dartsrenet/triton_nodes.py) equal eager PyTorch, run on the CPU by Triton's interpreter.
 
-``TRITON_INTERPRET=1`` is set when this module is imported (pytest imports every test
-module before it runs any test), so the kernels, which read it at their first call, are
-interpreted for the whole session; the interpreter runs one program after another with
-numpy, so the shapes are small (B ≤ 8, h ≤ 16). Checked like the C kernels
+``TRITON_INTERPRET=1`` is set while this module runs (fixture ``interpreted_kernels``), and
+the kernels read it at their first call; Triton's interpreter runs one program after another
+with numpy, so the shapes are small (B ≤ 8, h ≤ 16). Checked like the C kernels
 (``tests/test_fused_nodes.py``, ``tests/test_kernel_extremes.py``): outputs, BatchNorm
 statistics and every gradient (α's through softmax) against autograd of the eager
 formulas, for every activation, batch and running statistics, with and without affine
@@ -13,11 +12,8 @@ columns smaller than the tensors (the loops and masks the real sizes take), the 
 ops' registration and tracing, bad inputs, and compilation for a CUDA target.
 """
 
-import os
-
-os.environ["TRITON_INTERPRET"] = "1"  # before the kernels' first call: it fixes interpreted or compiled
-
 import json
+import os
 import re
 import subprocess
 import sys
@@ -43,8 +39,15 @@ SMALL_TILE = (2, 4)  # rows × columns per program: 3 row blocks and 2 column bl
 
 @pytest.fixture(scope="module", autouse=True)
 def interpreted_kernels():
-    """The kernels must run in the interpreter here (no GPU): fail clearly if something loaded them compiled."""
-    assert triton_nodes.interpreted(), "dartsrenet.triton_nodes was first called without TRITON_INTERPRET=1"
+    """TRITON_INTERPRET=1 while this module runs: the kernels, which read it at their first call,
+    are then interpreted for the rest of the session. Only while it runs, because other modules
+    check that the triton backend is refused on the CPU without it (tests/test_engine.py).
+    (Whether triton itself was first imported with it does not matter: the kernels use none of
+    its library's jit functions.)"""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("TRITON_INTERPRET", "1")
+        assert triton_nodes.interpreted(), "dartsrenet.triton_nodes was first called without TRITON_INTERPRET=1"
+        yield
 
 
 def node_case(activation, affine, batch_stats, dtype, seed=0):
