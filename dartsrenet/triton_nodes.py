@@ -304,7 +304,7 @@ def _node_backward_kernel(
 ):  # fmt: skip
     """Program (direction, column block). With N = B and per feature Σdy, Σdy·x̂:
 
-        dγ = Σdy·x̂,  dβ = Σdy,  du = γ/σ · (dy − Σdy/N − x̂·Σdy·x̂/N)   (running statistics: γ/σ · dy),
+        dγ = Σdy·x̂,  dβ = Σdy,  du = γ/σ · (dy − Σdy/N − x̂·Σdy·x̂/N)   (running statistics: γ/σ·dy),
         ds = du ⊙ (1 − g),  dc = du ⊙ (a − s) ⊙ g(1 − g),  dĥ = du ⊙ g ⊙ f'(ĥ).
     """
     direction = tl.program_id(0)
@@ -531,11 +531,11 @@ def _mean_of_states_kernel(
 
 
 _DEVICE_FUNCTIONS = (
-    "_add", "_sum", "_fill", "_divide", "_inverse_sqrt", "_sigmoid", "_tanh", "_activate", "_slope", "_fold_block", "_normalise",
-    "_node_forward_kernel", "_output_grad", "_node_backward_kernel", "_mixed_update", "_mixed_forward_kernel",
-    "_mixed_backward_kernel", "_mean_of_states_kernel",
+    "_add", "_sum", "_fill", "_divide", "_inverse_sqrt", "_sigmoid", "_tanh", "_activate", "_slope", "_fold_block",
+    "_normalise", "_node_forward_kernel", "_output_grad", "_node_backward_kernel", "_mixed_update",
+    "_mixed_forward_kernel", "_mixed_backward_kernel", "_mean_of_states_kernel",
 )  # fmt: skip
-
+"""The device functions above, made ``triton.jit`` functions by :func:`_load`."""
 
 
 # --- the custom ops ---------------------------------------------------------------------
@@ -686,7 +686,8 @@ def _check(what: str, tensor: Tensor, shape: tuple[int, ...], dtype: torch.dtype
 def _check_source(source: Tensor, dims: int) -> None:
     _load()
     if source.dim() != dims or source.shape[0] != 2:
-        raise ValueError(f"triton kernels: states must be {'(2, i, B, h)' if dims == 4 else '(2, B, h)'}, got {tuple(source.shape)}")
+        expected = "(2, i, B, h)" if dims == 4 else "(2, B, h)"
+        raise ValueError(f"triton kernels: states must be {expected}, got {tuple(source.shape)}")
     if source.dtype not in DTYPES:
         raise ValueError(f"triton kernels: dtype {source.dtype} is not supported; valid: float32, float64")
     if source.stride(-1) != 1:
@@ -787,7 +788,7 @@ def mean_of_states(states: Sequence[Tensor]) -> Tensor:
     if first.dtype not in DTYPES:
         raise ValueError(f"triton kernels: dtype {first.dtype} is not supported; valid: float32, float64")
     for index, state in enumerate(states):
-        if state.shape != first.shape or state.dtype != first.dtype or state.device != first.device or not state.is_contiguous():
+        if (state.shape, state.dtype, state.device) != (first.shape, first.dtype, first.device) or not state.is_contiguous():
             raise ValueError(
                 f"triton kernels: state {index} is {tuple(state.shape)} {state.dtype} on {state.device}"
                 f"{'' if state.is_contiguous() else ', not contiguous'}; expected contiguous {tuple(first.shape)} "

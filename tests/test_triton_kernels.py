@@ -31,7 +31,8 @@ from tests.test_fused_nodes import TOLERANCE, eager_node  # noqa: E402
 from tests.test_kernel_extremes import assert_close_relative, extreme_values, node_inputs  # noqa: E402
 from tests.test_kernel_extremes import eager_node as eager_lerp_node  # noqa: E402
 
-pytestmark = pytest.mark.filterwarnings("ignore:(overflow|invalid value) encountered:RuntimeWarning")  # numpy in the interpreter: exp(±inf) and inf − inf, as intended
+# numpy inside the interpreter warns of exp(±inf) and inf − inf, which the extreme inputs intend
+pytestmark = pytest.mark.filterwarnings("ignore:(overflow|invalid value) encountered:RuntimeWarning")
 
 HIDDEN, BATCH, EPS = 6, 5, 1e-5
 SMALL_TILE = (2, 4)  # rows × columns per program: 3 row blocks and 2 column blocks (the last ones masked)
@@ -57,7 +58,10 @@ def node_case(activation, affine, batch_stats, dtype, seed=0):
     projection = torch.randn(2, BATCH, 3 * HIDDEN, generator=generator, dtype=dtype)[..., HIDDEN:]
     weight = torch.empty(2 * HIDDEN, dtype=dtype).uniform_(0.5, 1.5, generator=generator) if affine else None
     bias = torch.empty(2 * HIDDEN, dtype=dtype).uniform_(-0.5, 0.5, generator=generator) if affine else None
-    running = (torch.randn(2 * HIDDEN, generator=generator, dtype=dtype), torch.rand(2 * HIDDEN, generator=generator, dtype=dtype) + 0.5)
+    running = (
+        torch.randn(2 * HIDDEN, generator=generator, dtype=dtype),
+        torch.rand(2 * HIDDEN, generator=generator, dtype=dtype) + 0.5,
+    )
     norm = NormArguments(weight, bias, batch_stats, *((None, None) if batch_stats else running), EPS)
     upstream = torch.randn(2, BATCH, HIDDEN, generator=generator, dtype=dtype)
     return source, projection, norm, running, upstream
@@ -148,7 +152,10 @@ def mixed_case(batch_stats, dtype, seed=1, count=3):
     states = torch.randn(2, count + 2, BATCH, HIDDEN, generator=generator, dtype=dtype)
     projection = torch.randn(2, count, BATCH, 2 * HIDDEN, generator=generator, dtype=dtype) * 2
     alpha = torch.randn(count, len(SEARCH_PRIMITIVES) + 1, generator=generator, dtype=dtype)
-    running = (torch.randn(2 * HIDDEN, generator=generator, dtype=dtype), torch.rand(2 * HIDDEN, generator=generator, dtype=dtype) + 0.5)
+    running = (
+        torch.randn(2 * HIDDEN, generator=generator, dtype=dtype),
+        torch.rand(2 * HIDDEN, generator=generator, dtype=dtype) + 0.5,
+    )
     grads = torch.randn(2, count + 2, BATCH, HIDDEN, generator=generator, dtype=dtype)
     return states, projection, alpha, running, grads
 
@@ -205,7 +212,8 @@ def test_triton_mixed_kernels_equal_eager(batch_stats, dtype):
     count = projection.shape[1]
     expected = expected_mixed(states[:, :count], projection, alpha, running, batch_stats, grads[:, count])
     actual = run_mixed(states, projection, alpha, running, batch_stats, grads)
-    for name, value, truth in zip(["output", "statistics", "grad sources", "grad projection", "grad α"], actual, expected, strict=True):
+    names = ["output", "statistics", "grad sources", "grad projection", "grad α"]
+    for name, value, truth in zip(names, actual, expected, strict=True):
         torch.testing.assert_close(value, truth, **TOLERANCE[dtype], msg=lambda m, name=name: f"{name}: {m}")
 
 
@@ -396,7 +404,9 @@ def test_triton_bad_inputs_are_refused_in_one_line_before_any_work():
     assert "state 1" in one_line_error(lambda: triton_nodes.mean_of_states([out, out.transpose(1, 2)]))
     sources = torch.randn(2, 2, BATCH, HIDDEN)
     assert "weights" in one_line_error(
-        lambda: triton_nodes.mixed_forward(sources, torch.randn(2, 2, BATCH, 2 * HIDDEN), torch.rand(2, 5), norm, statistics, out)
+        lambda: triton_nodes.mixed_forward(
+            sources, torch.randn(2, 2, BATCH, 2 * HIDDEN), torch.rand(2, 5), norm, statistics, out
+        )
     )
     assert not grad_state.any() and not out.any()
 
@@ -493,7 +503,8 @@ def test_triton_kernels_compile_for_a_cuda_target_and_trace_as_one_op_each():
     """What the interpreter cannot show, without a GPU, in a process without TRITON_INTERPRET:
     every kernel variant compiles, in float32 and float64, for an H100/H200 (sm_90) to a cubin
     (Triton's bundled ptxas; the interpreter accepts code the compiler refuses, such as float64
-    ``sqrt_rn``) that keeps its values in registers with the default blocks; graph capture (make_fx on fake CUDA tensors) records one op per kernel; and ``torch.compile``
+    ``sqrt_rn``) that keeps its values in registers with the default blocks; graph capture
+    (make_fx on fake CUDA tensors) records one op per kernel; and ``torch.compile``
     (fullgraph, AOT autograd) traces each op into one functional Triton kernel call."""
     environment = {key: value for key, value in os.environ.items() if key != "TRITON_INTERPRET"}
     result = subprocess.run(
