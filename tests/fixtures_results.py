@@ -77,7 +77,7 @@ def run_summary(config: Mapping[str, Any], reports: Sequence[Mapping[str, Any]])
         "stopped_early": False,
         "wall_time_s": 1.5 * len(reports),
         "device": "cpu",
-        "fused_cpu_kernels": True,
+        "backend": "native",
         "versions": {"python": "3.11.9", "torch": "2.14.1", "torchvision": "0.29.1", "dartsrenet": "0.1.0"},
         "code_revision": None,
     }

@@ -1,0 +1,126 @@
+"""Wall time of whole engine epochs: a first-order search epoch and an evaluation epoch.
+
+Usage::
+
+    python benchmarks/epoch_time.py [--device cuda] [--size paper|demo] [--backend auto|eager|native|triton]
+                                    [--no-capture] [--autocast none|bf16] [--steps N] [--kind search,train] [--json]
+
+Runs :func:`dartsrenet.search.search_epoch` (α step + weight step per batch) and
+:func:`dartsrenet.training.train_epoch` (the vanilla evaluation network) exactly as a run
+does — backend, CUDA-graph capture, precision — on synthetic CIFAR-10-shaped batches that
+already sit on the device (so the figure is the model's time, not the data loader's).
+A paper-size search epoch is 390 steps of batch 64 (25,000 train_cs images); an
+evaluation epoch 704 steps (45,000 training images). ``--steps`` times fewer steps and
+scales the time to a full epoch (after one untimed warm-up epoch of the same steps, which
+also captures the graphs).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # see bench_cells.py
+
+import torch
+
+from dartsrenet.cells import model_backend
+from dartsrenet.config import SearchConfig
+from dartsrenet.networks import build_eval_model, build_search_model
+from dartsrenet.search import make_optimizers, search_epoch
+from dartsrenet.steps import apply_matmul_precision
+from dartsrenet.training import train_epoch
+
+SIZES = {"paper": {"search_channels": 128, "eval_channels": 256, "batch": 64},
+         "demo": {"search_channels": 16, "eval_channels": 32, "batch": 32}}
+EPOCH_STEPS = {"search": 390, "train": 704}
+
+
+def synchronise(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def batches(steps: int, batch: int, device: torch.device) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    return [(torch.randn(batch, 3, 32, 32, device=device), torch.randint(0, 10, (batch,), device=device))
+            for _ in range(steps)]
+
+
+def time_epochs(run, device: torch.device) -> float:
+    run()  # warm-up epoch: kernel compilation, graph capture, lazily created state
+    synchronise(device)
+    start = time.perf_counter()
+    run()
+    synchronise(device)
+    return time.perf_counter() - start
+
+
+def search_epoch_time(args, device: torch.device) -> dict:
+    size = SIZES[args.size]
+    torch.manual_seed(0)
+    model = build_search_model("vanilla", 10, channels=size["search_channels"], backend=args.backend).to(device)
+    capture = not args.no_capture
+    weights, arch = make_optimizers(model, SearchConfig(), capturable=capture and device.type == "cuda")
+    train, val = batches(args.steps, size["batch"], device), batches(args.steps, size["batch"], device)
+    seconds = time_epochs(
+        lambda: search_epoch(model, train, val, weights, arch, device, 1.0, capture=capture, autocast_mode=args.autocast),
+        device,
+    )
+    return {"backend": model_backend(model), "steps": args.steps, "seconds": round(seconds, 3),
+            "epoch_s": round(seconds * EPOCH_STEPS["search"] / args.steps, 2),
+            "images_per_s": round(args.steps * size["batch"] / seconds, 1)}
+
+
+def train_epoch_time(args, device: torch.device) -> dict:
+    size = SIZES[args.size]
+    torch.manual_seed(0)
+    model = build_eval_model("vanilla", num_classes=10, channels=size["eval_channels"], backend=args.backend).to(device)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.7, weight_decay=3e-4)
+    data = batches(args.steps, size["batch"], device)
+    seconds = time_epochs(
+        lambda: train_epoch(model, data, optimizer, device, 1.0, capture=not args.no_capture, autocast_mode=args.autocast),
+        device,
+    )
+    return {"backend": model_backend(model), "steps": args.steps, "seconds": round(seconds, 3),
+            "epoch_s": round(seconds * EPOCH_STEPS["train"] / args.steps, 2),
+            "images_per_s": round(args.steps * size["batch"] / seconds, 1)}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--size", choices=sorted(SIZES), default="paper")
+    parser.add_argument("--backend", default="auto", choices=("auto", "eager", "native", "triton"))
+    parser.add_argument("--no-capture", action="store_true", help="no CUDA-graph replay")
+    parser.add_argument("--autocast", choices=("none", "bf16"), default="none")
+    parser.add_argument("--matmul-precision", choices=("tf32", "highest"), default="tf32")
+    parser.add_argument("--steps", type=int, default=20, help="steps timed (the epoch time is scaled from them)")
+    parser.add_argument("--kind", default="search,train", help="search, train or both")
+    parser.add_argument("--json", action="store_true")
+    args = parser.parse_args(argv)
+    if args.steps < 1:
+        parser.error(f"--steps must be >= 1, got {args.steps}")
+    device = torch.device(args.device)
+    apply_matmul_precision(args.matmul_precision, device)
+    result = {"device": str(device), "size": args.size, "capture": not args.no_capture, "autocast": args.autocast,
+              "matmul_precision": args.matmul_precision}
+    for kind in args.kind.split(","):
+        if kind not in EPOCH_STEPS:
+            parser.error(f"unknown --kind {kind!r}; valid: search, train")
+        result[kind] = (search_epoch_time if kind == "search" else train_epoch_time)(args, device)
+    if args.json:
+        print(json.dumps(result, indent=1))
+    else:
+        for kind in EPOCH_STEPS:
+            if kind in result:
+                r = result[kind]
+                print(f"{kind:6s} {r['backend']:7s} epoch {r['epoch_s']:8.2f} s  ({r['images_per_s']:,.0f} images/s, "
+                      f"{r['steps']} steps timed)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
