@@ -3,7 +3,8 @@
 Usage::
 
     python benchmarks/epoch_time.py [--device cuda] [--size paper|demo] [--backend auto|eager|native|triton]
-                                    [--no-capture] [--autocast none|bf16] [--steps N] [--kind search,train] [--json]
+                                    [--no-capture] [--autocast none|bf16] [--steps N] [--kind search,train]
+                                    [--profile] [--json]
 
 Runs :func:`dartsrenet.search.search_epoch` (α step + weight step per batch) and
 :func:`dartsrenet.training.train_epoch` (the vanilla evaluation network) exactly as a run
@@ -49,13 +50,36 @@ def batches(steps: int, batch: int, device: torch.device) -> list[tuple[torch.Te
             for _ in range(steps)]
 
 
-def time_epochs(run, device: torch.device) -> float:
+def time_epochs(run, device: torch.device, profile: dict | None = None) -> float:
+    """Seconds of one epoch ``run()`` after a warm-up epoch; with ``profile`` (CUDA), one more epoch
+    under the profiler fills it with launch and kernel counts and the kernels that take the time."""
     run()  # warm-up epoch: kernel compilation, graph capture, lazily created state
     synchronise(device)
     start = time.perf_counter()
     run()
     synchronise(device)
-    return time.perf_counter() - start
+    seconds = time.perf_counter() - start
+    if profile is not None and device.type == "cuda":
+        profile.update(profile_epoch(run, device))
+    return seconds
+
+
+def profile_epoch(run, device: torch.device) -> dict:
+    """CPU-side launches (kernel and graph launches, each a few µs of the host) and GPU kernels of one epoch."""
+    from torch.profiler import ProfilerActivity, profile
+
+    with profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA]) as prof:
+        run()
+        synchronise(device)
+    events = prof.events()
+    launches = sum(1 for e in events if "LaunchKernel" in e.name or "GraphLaunch" in e.name)
+    graph_launches = sum(1 for e in events if "GraphLaunch" in e.name)
+    kernels = sum(1 for e in events if e.device_type == torch.autograd.DeviceType.CUDA)
+    syncs = sum(1 for e in events if "Synchronize" in e.name or "MemcpyDtoH" in e.name or "cudaMemcpy" == e.name)
+    table = sorted(prof.key_averages(), key=lambda a: -getattr(a, "device_time_total", 0))[:10]
+    return {"launches": launches, "graph_launches": graph_launches, "gpu_kernels": kernels, "host_syncs": syncs,
+            "top_kernels": [{"name": a.key[:80], "ms": round(getattr(a, "device_time_total", 0) / 1e3, 2),
+                             "count": a.count} for a in table]}
 
 
 def search_epoch_time(args, device: torch.device) -> dict:
@@ -65,13 +89,21 @@ def search_epoch_time(args, device: torch.device) -> dict:
     capture = not args.no_capture
     weights, arch = make_optimizers(model, SearchConfig(), capturable=capture and device.type == "cuda")
     train, val = batches(args.steps, size["batch"], device), batches(args.steps, size["batch"], device)
+    profile = {} if args.profile else None
     seconds = time_epochs(
         lambda: search_epoch(model, train, val, weights, arch, device, 1.0, capture=capture, autocast_mode=args.autocast),
-        device,
+        device, profile,
     )
     return {"backend": model_backend(model), "steps": args.steps, "seconds": round(seconds, 3),
             "epoch_s": round(seconds * EPOCH_STEPS["search"] / args.steps, 2),
-            "images_per_s": round(args.steps * size["batch"] / seconds, 1)}
+            "images_per_s": round(args.steps * size["batch"] / seconds, 1), **per_step(profile, args.steps)}
+
+
+def per_step(profile: dict | None, steps: int) -> dict:
+    if not profile:
+        return {}
+    return {"profile": {**profile, **{f"{key}_per_step": round(profile[key] / steps, 1)
+                                      for key in ("launches", "gpu_kernels", "host_syncs")}}}
 
 
 def train_epoch_time(args, device: torch.device) -> dict:
@@ -80,13 +112,14 @@ def train_epoch_time(args, device: torch.device) -> dict:
     model = build_eval_model("vanilla", num_classes=10, channels=size["eval_channels"], backend=args.backend).to(device)
     optimizer = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.7, weight_decay=3e-4)
     data = batches(args.steps, size["batch"], device)
+    profile = {} if args.profile else None
     seconds = time_epochs(
         lambda: train_epoch(model, data, optimizer, device, 1.0, capture=not args.no_capture, autocast_mode=args.autocast),
-        device,
+        device, profile,
     )
     return {"backend": model_backend(model), "steps": args.steps, "seconds": round(seconds, 3),
             "epoch_s": round(seconds * EPOCH_STEPS["train"] / args.steps, 2),
-            "images_per_s": round(args.steps * size["batch"] / seconds, 1)}
+            "images_per_s": round(args.steps * size["batch"] / seconds, 1), **per_step(profile, args.steps)}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -99,6 +132,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--matmul-precision", choices=("tf32", "highest"), default="tf32")
     parser.add_argument("--steps", type=int, default=20, help="steps timed (the epoch time is scaled from them)")
     parser.add_argument("--kind", default="search,train", help="search, train or both")
+    parser.add_argument("--profile", action="store_true", help="CUDA: one more epoch under the profiler (launches, kernels)")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args(argv)
     if args.steps < 1:

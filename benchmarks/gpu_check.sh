@@ -1,27 +1,35 @@
 #!/usr/bin/env bash
-# One-shot GPU check of issue 6, run from the repository root on a machine with a CUDA GPU:
+# The whole GPU check of the CUDA backend in one command, from the repository root, on a
+# machine with a CUDA GPU (benchmarks/README.md, "GPU check"):
 #
-#   OUT=/some/folder bash benchmarks/gpu_check.sh [BUDGET_SECONDS]
+#   OUT=/some/folder bash benchmarks/gpu_check.sh [BUDGET_SECONDS]     # default 420 (7 minutes)
 #
-# 1. the oracle tests on the GPU (tests/test_reference_oracle.py, DARTSRENET_TEST_DEVICE=cuda),
-# 2. bench_cells.py at paper size (eager: sweeps, train steps, references, search-epoch estimate),
-# 3. train steps replayed from CUDA graphs, with bf16 autocast, with torch.compile, and
-#    1, 2 and 4 search trials sharing the GPU (separate processes started together).
-# Steps run in that order of priority; a step is skipped when the budget left is too small.
-# Everything goes to $OUT (one .json/.out and one .err per step, summary.txt).
-# Needs python3 with torch; the package is pure Python (PYTHONPATH=.). pytest is optional:
-# build/gpu_pydeps (if carried; make it with `cp -r .venv/lib/python3.*/site-packages/
-# {_pytest,pytest,pluggy,iniconfig,packaging,pygments,py.py} build/gpu_pydeps/`) provides
-# it, otherwise benchmarks/oracle_tests_without_pytest.py runs the same tests.
+# In order of priority, each step skipped when too little of the budget is left:
+#  1. the CUDA tests: the oracle tests with the eager and the triton backend (Triton kernels
+#     compiled for real), and the CUDA-graph replay test of dartsrenet/steps.py;
+#  2. whole engine epochs (benchmarks/epoch_time.py): search and evaluation, triton + capture
+#     (what a run uses), triton without capture, eager; one profiled epoch (launches per step);
+#  3. train steps of the GRU/LSTM networks and of our cells (bench_cells.py) per backend;
+#  4. 1, 2 and 4 search trials sharing the GPU (gpu_sharing.py), triton + capture.
+# Every step writes logs/NAME.out and logs/NAME.err; at the end all figures are gathered
+# into one file, $OUT/gpu_check.json (benchmarks/gpu_check_summary.py), beside
+# $OUT/summary.txt and $OUT/logs.tar.gz (three files: the device tool returns at most eight).
+# DEVICE=cpu SIZE=demo runs the same flow on a CPU (a dry run of the script itself).
 set -u
 export PYTHONUNBUFFERED=1
 export PYTHONPATH="${PWD}${PYTHONPATH:+:$PYTHONPATH}"
+export OMP_WAIT_POLICY=PASSIVE
 OUT="${OUT:-gpu_out}"
-BUDGET="${1:-400}"
+BUDGET="${1:-420}"
 PY="${PYTHON:-python3}"
-DEVICE="${DEVICE:-cuda}"  # DEVICE=cpu SIZE=demo: a dry run of the flow on a CPU
+DEVICE="${DEVICE:-cuda}"
 SIZE="${SIZE:-paper}"
-mkdir -p "$OUT"
+FUSED=triton
+CAPTURE=(--cuda-graph)
+if [ "$DEVICE" = cpu ]; then FUSED=native; CAPTURE=(); fi
+LOGS="$OUT/logs"
+mkdir -p "$LOGS"
+: >"$OUT/summary.txt"
 START=$(date +%s)
 left() { echo $((BUDGET - ($(date +%s) - START))); }
 
@@ -37,37 +45,40 @@ step() {
     fi
     [ "$limit" -gt "$remaining" ] && limit=$remaining
     local t0=$(date +%s)
-    timeout "$limit" "$@" >"$OUT/$name.out" 2>"$OUT/$name.err"
+    timeout "$limit" "$@" >"$LOGS/$name.out" 2>"$LOGS/$name.err"
     local rc=$?
     echo "$name: rc=$rc in $(($(date +%s) - t0)) s (limit $limit s)" | tee -a "$OUT/summary.txt"
 }
 
 {
     date -u
-    nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv
+    nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv 2>&1
     "$PY" -c "import sys, torch; print(sys.version); print('torch', torch.__version__, 'cuda', torch.version.cuda, torch.cuda.is_available() and torch.cuda.get_device_name(0))"
-} >"$OUT/environment.txt" 2>&1
+    "$PY" -c "import triton; print('triton', triton.__version__)" 2>&1
+} >"$LOGS/environment.txt" 2>&1
 
-# 1. oracle tests on the GPU
-if [ -d build/gpu_pydeps ] && ! "$PY" -c "import pytest" 2>/dev/null; then
-    export PYTHONPATH="$PYTHONPATH:$PWD/build/gpu_pydeps"
-fi
-if "$PY" -c "import pytest" 2>/dev/null; then
-    step oracle_tests_cuda 30 60 env DARTSRENET_TEST_DEVICE="$DEVICE" "$PY" -m pytest tests/test_reference_oracle.py -q -p no:cacheprovider
-else
-    step oracle_tests_cuda 30 60 env DARTSRENET_TEST_DEVICE="$DEVICE" "$PY" benchmarks/oracle_tests_without_pytest.py
-fi
+# 1. CUDA tests
+step tests_cuda 60 150 env DARTSRENET_TEST_DEVICE="$DEVICE" "$PY" -m pytest -q -x -p no:cacheprovider \
+    tests/test_reference_oracle.py tests/test_steps.py
 
-BENCH=("$PY" benchmarks/bench_cells.py --device "$DEVICE" --size "$SIZE" --json)
-TRAIN=(--only train --no-reference --cells vanilla,search --search-variants vanilla --rounds 3)
+# 2. whole epochs
+EPOCH=("$PY" benchmarks/epoch_time.py --device "$DEVICE" --size "$SIZE" --json)
+step epoch_triton_capture 40 120 "${EPOCH[@]}" --backend "$FUSED" --steps 40 --profile
+step epoch_triton 30 90 "${EPOCH[@]}" --backend "$FUSED" --no-capture --steps 20
+step epoch_eager 30 90 "${EPOCH[@]}" --backend eager --no-capture --steps 5
 
-# 2. the full benchmark in eager mode (references at full size, the search cell's for vanilla)
-step bench_eager 60 120 "${BENCH[@]}" --quick --rounds 1 --reference-divisor 1
-# 3. what CUDA graphs, bf16 and torch.compile buy on the train steps; trials sharing the GPU
-step train_cuda_graph 20 45 "${BENCH[@]}" "${TRAIN[@]}" --cuda-graph
-step sharing_eager 35 60 "$PY" benchmarks/gpu_sharing.py --device "$DEVICE" --trials 1,2,4 --steps 10 -- --size "$SIZE"
-step train_bf16 15 30 "${BENCH[@]}" "${TRAIN[@]}" --bf16
-step train_cuda_graph_bf16 20 40 "${BENCH[@]}" "${TRAIN[@]}" --cuda-graph --bf16
-step sharing_cuda_graph 25 50 "$PY" benchmarks/gpu_sharing.py --device "$DEVICE" --trials 1,2,4 --steps 30 -- --size "$SIZE" --cuda-graph
-step train_compile 40 120 "${BENCH[@]}" "${TRAIN[@]}" --compile
+# 3. train steps against the GRU/LSTM networks
+BENCH=("$PY" benchmarks/bench_cells.py --device "$DEVICE" --size "$SIZE" --json --only train --no-reference
+       --cells gru,lstm,vanilla,search --search-variants vanilla --rounds 3)
+step train_triton_capture 30 90 "${BENCH[@]}" --backend "$FUSED" ${CAPTURE[@]+"${CAPTURE[@]}"}
+step train_triton 30 90 "${BENCH[@]}" --backend "$FUSED"
+step train_eager 30 90 "${BENCH[@]}" --backend eager
+
+# 4. search trials sharing the GPU
+step sharing 40 120 "$PY" benchmarks/gpu_sharing.py --device "$DEVICE" --trials 1,2,4 --steps 20 -- \
+    --size "$SIZE" --backend "$FUSED" ${CAPTURE[@]+"${CAPTURE[@]}"}
+
 echo "total $(($(date +%s) - START)) s" | tee -a "$OUT/summary.txt"
+"$PY" benchmarks/gpu_check_summary.py "$LOGS" >"$OUT/gpu_check.json" 2>"$LOGS/gpu_check_summary.err"
+tar -czf "$OUT/logs.tar.gz" -C "$OUT" logs && rm -rf "$LOGS"
+cat "$OUT/gpu_check.json"
