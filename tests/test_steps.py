@@ -42,7 +42,7 @@ def test_a_step_without_labels_counts_only_its_finiteness():
     totals.add(torch.tensor(1.0))
     assert totals.result() == (0.0, 0.0)
     totals.add(torch.tensor(float("nan")))
-    with pytest.raises(NonFiniteLossError, match="at step 1"):
+    with pytest.raises(NonFiniteLossError, match="at search α step 1;"):
         totals.check_finite()
 
 
