@@ -9,7 +9,7 @@ Times one forward + backward sweep (the first ReNet layer's horizontal sweep, as
 
 * ``nn.GRU`` (the bar);
 * ``before``: ``dartsrenet/cells.py`` as of git revision REV (default ``ca019c8``, the
-  code before issue 6), loaded from git;
+  code before the speed work), loaded from git;
 * ``before+unbind``: the same, its sweep reading the steps with ``unbind`` instead of
   ``x[t]`` (each ``x[t]`` of a tensor that needs a gradient costs a zero-filled gradient
   of the whole (T, 2, B, C) input in the backward pass);

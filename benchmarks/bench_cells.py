@@ -1,4 +1,4 @@
-"""Speed of the recurrent cells: one sweep and one full train step, forward + backward (issue 6).
+"""Speed of the recurrent cells: one sweep and one full train step, forward + backward.
 
 Usage::
 
@@ -13,7 +13,7 @@ even on a shared, noisy machine. Cells (CELL in the JSON):
 
 * ``gru``, ``lstm`` — the baselines: ``nn.GRU``/``nn.LSTM`` (oneDNN on CPU, cuDNN on GPU);
 * ``vanilla``, ``sigmoid_weighting``, ``directional_weight_sharing`` — the paper's
-  derived cells, each with its own variant (SPEC §5);
+  derived cells, each with its own variant (docs/architecture.md §5);
 * ``search`` — the search cell (random α); its entry is the vanilla variant and
   ``variants`` holds all three.
 

@@ -1,6 +1,6 @@
 """The candidate activation functions of the DARTS RNN search space (paper §2.2).
 
-``PRIMITIVES`` is the order of the columns of α (SPEC §3): ``none`` first, then the
+``PRIMITIVES`` is the order of the columns of α (docs/architecture.md §3): ``none`` first, then the
 four activations of the set 𝒪 = {tanh, relu, sigmoid, identity}. ``none`` only
 exists during search, where it contributes nothing to a node's mixture.
 """

@@ -73,7 +73,7 @@ def _add_common_run_options(parser: argparse.ArgumentParser, config_class: type)
     parser.add_argument("--dataset", help=f"dataset name: {datasets} (default: the preset's, else cifar10)")
     parser.add_argument(
         "--preset", default="paper",
-        help=f"configuration preset: {', '.join(PRESETS)} or a preset JSON file (default: paper = SPEC numbers; "
+        help=f"configuration preset: {', '.join(PRESETS)} or a preset JSON file (default: paper = the paper's setup; "
         "demo = small and fast on digits)",
     )
     parser.add_argument("--seed", type=int, help="seed of init, splits, data order and augmentation (default: 0)")
@@ -106,7 +106,7 @@ def build_parser() -> argparse.ArgumentParser:
     params.set_defaults(handler=params_command)
 
     search = commands.add_parser(
-        "search", help="run a DARTS cell search (SPEC §3)",
+        "search", help="run a DARTS cell search (docs/architecture.md §3)",
         description="First-order DARTS cell search: α (Adam) on val_cs, weights (SGD/Adam) on train_cs, "
         "each half of the training set. Writes a run folder with metrics, α history, checkpoint and the "
         "genotype of the best val_cs epoch; rerunning on the same --out resumes.",
@@ -116,7 +116,7 @@ def build_parser() -> argparse.ArgumentParser:
     search.set_defaults(handler=search_command)
 
     train = commands.add_parser(
-        "train", help="train and test an evaluation network (SPEC §6)",
+        "train", help="train and test an evaluation network (docs/architecture.md §6)",
         description="Train the evaluation network of a derived cell or a GRU/LSTM baseline from scratch, "
         "select the epoch on a validation split (eval mode) and report the test accuracy of that epoch. "
         "Rerunning on the same --out resumes.",

@@ -1,7 +1,7 @@
-"""Run configurations and presets (SPEC §3 search, SPEC §6 evaluation).
+"""Run configurations and presets (docs/architecture.md §3 search, docs/architecture.md §6 evaluation).
 
 One dataclass per phase — :class:`SearchConfig` and :class:`TrainConfig` — whose
-defaults are the paper setup (SPEC numbers, the original code where the paper is
+defaults are the paper setup (docs/architecture.md; the original code where the paper is
 silent). A *preset* is data: a mapping of field overrides per phase, optionally per
 dataset. :func:`resolve_config` layers defaults ← preset ← preset's dataset
 section ← explicit overrides, and every field can be overridden from the command
@@ -9,7 +9,7 @@ line as ``--set field=value``. Every config that :func:`resolve_config` builds i
 checked by :func:`validate_config`: each field against its valid range, and no
 field given that the chosen model or dataset would ignore.
 
-Presets: ``paper`` (the SPEC numbers) and ``demo`` (small widths, few epochs: a
+Presets: ``paper`` (the setup of docs/architecture.md) and ``demo`` (small widths, few epochs: a
 search or an evaluation on ``digits`` in well under a minute on 2 CPU cores). A
 JSON file with the same shape (``{"search": {...}, "train": {...}, "datasets":
 {"svhn": {"train": {...}}}}``) is accepted wherever a preset name is, e.g. the best
@@ -38,7 +38,7 @@ from dartsrenet.variants import VARIANTS
 
 @dataclass
 class SearchConfig:
-    """A DARTS cell search run (SPEC §3). Defaults: the original code's setup."""
+    """A DARTS cell search run (docs/architecture.md §3). Defaults: the original code's setup."""
 
     variant: str = "vanilla"  # vanilla | sigmoid_weighting | directional_weight_sharing
     out: str = "runs/search"  # the run folder (resumed if it holds a checkpoint)
@@ -74,7 +74,7 @@ class SearchConfig:
 
 @dataclass
 class TrainConfig:
-    """An evaluation run: train a derived cell or baseline from scratch (SPEC §6)."""
+    """An evaluation run: train a derived cell or baseline from scratch (docs/architecture.md §6)."""
 
     cell: str = "vanilla"  # gru | lstm | paper genotype name | genotype JSON file | genotype string
     variant: str | None = None  # None: implied by a paper genotype name, else vanilla
@@ -114,7 +114,7 @@ PRESETS: dict[str, dict[str, Any]] = {
         "search": {},
         "train": {},
         "datasets": {
-            # SPEC §6 (code): SVHN = train + extra, 100 epochs, weight decay 3e-5.
+            # docs/architecture.md §6 (code): SVHN = train + extra, 100 epochs, weight decay 3e-5.
             "svhn": {"train": {"epochs": 100, "weight_decay": 3e-5, "svhn_extra": True}},
         },
     },

@@ -1,6 +1,6 @@
-"""Datasets by name → data loaders with the SPEC §6 augmentation and splits.
+"""Datasets by name → data loaders with the docs/architecture.md §6 augmentation and splits.
 
-Every dataset reaches the network as 3×32×32 float tensors (SPEC §2 needs a
+Every dataset reaches the network as 3×32×32 float tensors (docs/architecture.md §2 needs a
 spatial size divisible by 2 three times):
 
 ==================  ==============================================================
@@ -27,12 +27,12 @@ name                source and conversion to 32×32 RGB
                     training split (once per process, cached).
 ==================  ==============================================================
 
-Normalisation constants: CIFAR-10 and SVHN from SPEC §6; Fashion-MNIST and
+Normalisation constants: CIFAR-10 and SVHN from docs/architecture.md §6; Fashion-MNIST and
 digits are the exact per-channel mean/std (population std over all pixels) of
 their full training split *after* the padding / resizing above
 (``tests/test_data.py`` recomputes them).
 
-Augmentation (SPEC §6, as the DARTS code): ``RandomCrop(32, padding=4)`` with
+Augmentation (docs/architecture.md §6, as the DARTS code): ``RandomCrop(32, padding=4)`` with
 zero padding, ``RandomHorizontalFlip(0.5)`` unless ``DatasetInfo.flip`` is false
 (SVHN, digits), ``ToTensor``, ``Normalize``, then :class:`Cutout` of 12×12 *after*
 normalisation (so the cut square is 0, the dataset mean). All randomness comes
@@ -44,7 +44,7 @@ Splits: search uses train_cs/val_cs = 50/50 of the training set
 (:func:`search_split`, both augmented, as DARTS); evaluation training carves a
 validation split from the training set (:func:`validation_split`) and keeps the
 test set apart; validation and test use the plain (non-augmented) transform
-(SPEC §6, corrections). Each split is a :class:`TransformedSubset` with its own
+(docs/architecture.md §6.3). Each split is a :class:`TransformedSubset` with its own
 transform over one shared, once-loaded base dataset, so the augmented and the
 plain views never share a transform object.
 
@@ -158,7 +158,7 @@ class DatasetInfo:
         std: per-channel (R, G, B) standard deviation used by ``Normalize``.
         flip: whether random horizontal flips are part of the augmentation.
         head_init_range: the classifier's Linear weights are drawn from
-            U(−r, r) (SPEC §2: 0.5 for CIFAR-10, 0.05 for SVHN).
+            U(−r, r) (docs/architecture.md §2: 0.5 for CIFAR-10, 0.05 for SVHN).
     """
 
     name: str
@@ -174,14 +174,14 @@ class DatasetInfo:
 
 
 class Cutout:
-    """Cutout (DeVries & Taylor, 2017) on a normalised (C, H, W) tensor (SPEC §6).
+    """Cutout (DeVries & Taylor, 2017) on a normalised (C, H, W) tensor (docs/architecture.md §6).
 
     A centre (y, x) is drawn uniformly over the image with torch's RNG; the
     ``size``×``size`` square around it, clipped at the borders, is set to 0 in
     every channel. ``size=0`` disables it. The input is not modified.
 
     Args:
-        size: side of the square in pixels (12 in SPEC §6); 0 disables.
+        size: side of the square in pixels (12 in docs/architecture.md §6); 0 disables.
     """
 
     def __init__(self, size: int) -> None:
@@ -211,7 +211,7 @@ def build_transform(info: DatasetInfo, *, augment: bool, cutout: int = 12) -> T.
 
     Args:
         info: the dataset (normalisation constants, whether to flip).
-        augment: SPEC §6 augmentation (crop, flip where allowed, Cutout); ``False``
+        augment: docs/architecture.md §6 augmentation (crop, flip where allowed, Cutout); ``False``
             gives the plain ``ToTensor`` + ``Normalize`` used for evaluation.
         cutout: Cutout square size, applied after normalisation when ``augment``;
             0 disables.
@@ -690,7 +690,7 @@ def load_datasets(
         name: dataset name (see :data:`DATASET_NAMES`).
         root: directory torchvision reads (and, with ``download``, writes) the files in.
         download: let torchvision download missing files (needs internet).
-        svhn_extra: SVHN only: training set = train + extra (SPEC §6).
+        svhn_extra: SVHN only: training set = train + extra (docs/architecture.md §6).
 
     Returns:
         ``(train_set, test_set, info)``.
@@ -717,7 +717,7 @@ def _permutation(length: int, seed: int) -> list[int]:
 
 
 def search_split(train_set: Sized, seed: int) -> tuple[list[int], list[int]]:
-    """Split a training set 50/50 into train_cs and val_cs for the search (SPEC §6, DARTS).
+    """Split a training set 50/50 into train_cs and val_cs for the search (docs/architecture.md §3.7, DARTS).
 
     Args:
         train_set: anything with a length (a dataset, or a list of indices).
@@ -742,7 +742,7 @@ def validation_split(
     val_size: int | None = None,
     seed: int = 0,
 ) -> tuple[list[int], list[int]]:
-    """Carve a validation split out of a training set (SPEC §6, corrections).
+    """Carve a validation split out of a training set (docs/architecture.md §6.3).
 
     Give exactly one of ``val_fraction`` and ``val_size``.
 
@@ -825,7 +825,7 @@ def make_search_loaders(
         root: dataset root.
         batch_size: examples per batch.
         seed: seeds the subset chosen by ``limit`` and the 50/50 split.
-        augment: SPEC §6 augmentation on both halves.
+        augment: docs/architecture.md §6 augmentation on both halves.
         cutout: Cutout size when ``augment`` (0 disables).
         download: let torchvision download missing files.
         svhn_extra: SVHN only: use train + extra.
@@ -864,7 +864,7 @@ def make_train_loaders(
 ) -> tuple[DataLoader, DataLoader, DataLoader, DatasetInfo]:
     """Loaders of evaluation training: train (augmented), validation and test (plain).
 
-    The validation split is carved from the training set (SPEC §6, corrections);
+    The validation split is carved from the training set (docs/architecture.md §6.3);
     the test set is kept apart. Only the training loader shuffles (own
     ``generator``, last partial batch dropped).
 
@@ -874,7 +874,7 @@ def make_train_loaders(
         batch_size: examples per batch (all three loaders).
         seed: seeds the subset chosen by ``limit`` and the validation split.
         val_fraction: fraction of the (limited) training set held out for validation.
-        augment: SPEC §6 augmentation on the training split.
+        augment: docs/architecture.md §6 augmentation on the training split.
         cutout: Cutout size when ``augment`` (0 disables).
         download: let torchvision download missing files.
         svhn_extra: SVHN only: use train + extra.

@@ -1,4 +1,4 @@
-"""Genotypes: the discrete RNN cells that DARTS derives (paper §2.2, SPEC §3 and §5).
+"""Genotypes: the discrete RNN cells that DARTS derives (paper §2.2, docs/architecture.md §3 and §5).
 
 A genotype lists, for each of the cell's 8 intermediate nodes, the activation f_i
 and the predecessor p_i of eq. 4–5, plus the nodes whose states are averaged into
@@ -31,7 +31,7 @@ from dartsrenet.activations import ACTIVATIONS, NONE, PRIMITIVES
 from dartsrenet.registry import lookup
 
 NUM_NODES = 8
-"""Intermediate nodes of a DartsReNet cell (SPEC §2): 8 nodes after the input node."""
+"""Intermediate nodes of a DartsReNet cell (docs/architecture.md §2): 8 nodes after the input node."""
 
 
 class GenotypeError(ValueError):
@@ -254,7 +254,7 @@ PAPER_GENOTYPES: dict[str, Genotype] = {
         )
     ),
 }
-"""The cells the paper evaluated (SPEC §5: the original code's lists), keyed by variant."""
+"""The cells the paper evaluated (docs/architecture.md §5: the original code's lists), keyed by variant."""
 
 
 def paper_genotype(variant: str) -> Genotype:
@@ -284,7 +284,7 @@ def parse_genotype(spec: str | os.PathLike[str] | Genotype) -> Genotype:
 
 
 def derive_genotype(alpha: Any, primitives: Sequence[str] = PRIMITIVES) -> Genotype:
-    """Derive the discrete cell from architecture weights α (paper eq. 9–10, SPEC §3).
+    """Derive the discrete cell from architecture weights α (paper eq. 9–10, docs/architecture.md §3).
 
     For each node i the probabilities p = softmax(α[j→i]) are formed per edge; the
     predecessor is the j whose best non-``none`` probability is highest, and the

@@ -1,4 +1,4 @@
-"""Build and load the fused C kernels of ``dartsrenet/csrc`` (node + BatchNorm, SPEC §2–§3).
+"""Build and load the fused C kernels of ``dartsrenet/csrc`` (node + BatchNorm, docs/architecture.md §2–§3).
 
 The kernels (``csrc/node_kernels.c``) are plain C with OpenMP, called through
 ``ctypes`` on the memory of CPU tensors; :mod:`dartsrenet.fused_nodes` wraps them in an

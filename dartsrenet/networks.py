@@ -1,4 +1,4 @@
-"""The evaluation and search networks of DartsReNet (paper Fig. 2; SPEC §2–§3).
+"""The evaluation and search networks of DartsReNet (paper Fig. 2; docs/architecture.md §2–§3).
 
 Both are: a convolutional stem (3 × Conv → ReLU → BatchNorm2d, 32×32 → 16×16), three
 ReNet layers (16 → 8 → 4 → 2) and a linear head. The evaluation network (N = 256)
@@ -31,7 +31,7 @@ def _pair(size: int | tuple[int, int]) -> tuple[int, int]:
 
 
 class Stem(nn.Sequential):
-    """Conv 7×7/2 → ReLU → BN, then twice Conv 3×3 → ReLU → BN (SPEC §2: BN after the activation)."""
+    """Conv 7×7/2 → ReLU → BN, then twice Conv 3×3 → ReLU → BN (docs/architecture.md §2: BN after the activation)."""
 
     def __init__(self, in_channels: int, channels: int):
         super().__init__(
@@ -103,7 +103,7 @@ def _check_spatial_sizes(image_size: tuple[int, int], num_layers: int) -> tuple[
 
 
 class EvalNetwork(nn.Module):
-    """The evaluation network (SPEC §2): backbone → flatten → BatchNorm1d → Linear.
+    """The evaluation network (docs/architecture.md §2): backbone → flatten → BatchNorm1d → Linear.
 
     Args:
         make_cell: the cell of every sweep.
@@ -134,7 +134,7 @@ class EvalNetwork(nn.Module):
 
 
 class SearchNetwork(nn.Module):
-    """The DARTS search network (SPEC §3): N = 128, plain linear head, one α for all cells.
+    """The DARTS search network (docs/architecture.md §3): N = 128, plain linear head, one α for all cells.
 
     Args:
         variant: a :data:`~dartsrenet.variants.VARIANTS` name.
@@ -219,7 +219,7 @@ def build_eval_model(
     fused_baselines: bool = True,
     backend: str = "auto",
 ) -> EvalNetwork:
-    """Build the evaluation network for a cell (SPEC §2).
+    """Build the evaluation network for a cell (docs/architecture.md §2).
 
     Args:
         cell: ``"gru"``, ``"lstm"``, a :class:`Genotype`, a paper variant name (its
@@ -251,7 +251,7 @@ def build_search_model(
     head_init_range: float = 0.5,
     backend: str = "auto",
 ) -> SearchNetwork:
-    """Build the search network for a variant (SPEC §3); ``backend`` as :func:`build_eval_model`."""
+    """Build the search network for a variant (docs/architecture.md §3); ``backend`` as :func:`build_eval_model`."""
     return SearchNetwork(variant, num_classes, channels, image_size, head_init_range, backend)
 
 

@@ -1,4 +1,4 @@
-"""The paper's reported figures (Table 1; SPEC §7), for side-by-side comparison."""
+"""The paper's reported figures (Table 1; docs/architecture.md §7), for side-by-side comparison."""
 
 from __future__ import annotations
 

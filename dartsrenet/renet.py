@@ -1,4 +1,4 @@
-"""The ReNet layer (Visin et al. 2015; paper §2.1 eq. 1–2, Fig. 1; SPEC §2).
+"""The ReNet layer (Visin et al. 2015; paper §2.1 eq. 1–2, Fig. 1; docs/architecture.md §2).
 
 A ReNet layer halves the spatial size with two bidirectional sweeps:
 

@@ -1,4 +1,4 @@
-"""Run folders: the artifacts of one search or evaluation run (STYLE 10; docs/design.md).
+"""Run folders: the artifacts of one search or evaluation run (docs/design.md).
 
 A run folder holds the resolved config, per-epoch metrics (JSON lines), the latest
 checkpoint (everything needed to resume), the best epoch's weights, and a summary

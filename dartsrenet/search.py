@@ -1,4 +1,4 @@
-"""First-order DARTS cell search as a plain, resumable run (paper §2.2, §3.3; SPEC §3).
+"""First-order DARTS cell search as a plain, resumable run (paper §2.2, §3.3; docs/architecture.md §3).
 
 Each step takes one α step on a val_cs batch (Adam: lr 3e-3, betas (0.5, 0.999),
 weight decay 1e-3), then one weight step on a train_cs batch (SGD as the code, or
@@ -29,7 +29,7 @@ from dartsrenet.training import Log, Report, RunDriver, StepCallback, cosine_sch
 def make_optimizers(
     model: SearchNetwork, config: SearchConfig, capturable: bool = False
 ) -> tuple[torch.optim.Optimizer, torch.optim.Optimizer]:
-    """(weight optimiser, α optimiser) over the two disjoint parameter sets (SPEC §3).
+    """(weight optimiser, α optimiser) over the two disjoint parameter sets (docs/architecture.md §3).
 
     ``capturable``: Adam keeps its step counters on the device, as CUDA-graph capture needs.
     """

@@ -1,10 +1,10 @@
-"""Cell evaluation as a plain, resumable run (paper §3.3; SPEC §6).
+"""Cell evaluation as a plain, resumable run (paper §3.3; docs/architecture.md §6).
 
 Builds the evaluation network from a genotype (JSON file, string or paper variant
 name) or a GRU/LSTM baseline, trains it from scratch with SGD + cosine schedule +
 gradient clipping, selects the epoch on a validation split carved from the training
 set (in eval mode), and reports the test accuracy of the selected epoch — the test
-set is used once, at the end (SPEC §6 corrections).
+set is used once, at the end (docs/architecture.md §6.3).
 """
 
 from __future__ import annotations

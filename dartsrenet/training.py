@@ -1,4 +1,4 @@
-"""Training as plain functions (STYLE 8): one epoch, evaluation, seeding, and the run driver.
+"""Training as plain functions: one epoch, evaluation, seeding, and the run driver.
 
 :class:`RunDriver` is what :func:`~dartsrenet.search.run_search` and
 :func:`~dartsrenet.train.run_train` share: it resumes from a checkpoint, tracks the
@@ -205,7 +205,7 @@ def train_epoch(
 def evaluate(
     model: nn.Module, loader: DataLoader, device: torch.device, where: str = "evaluation", *, autocast_mode: str = "none"
 ) -> tuple[float, float]:
-    """Loss and accuracy in eval mode (BatchNorm on running statistics: SPEC §6 corrections),
+    """Loss and accuracy in eval mode (BatchNorm on running statistics: docs/architecture.md §6.3),
     summed on the device and read back once.
 
     Raises:
@@ -246,7 +246,7 @@ def validation_metrics(
 
 
 def cosine_schedule(optimizer: torch.optim.Optimizer, epochs: int, lr_min: float) -> torch.optim.lr_scheduler.LRScheduler:
-    """Cosine annealing from the optimiser's lr to ``lr_min`` over ``epochs`` (SPEC §3, §6)."""
+    """Cosine annealing from the optimiser's lr to ``lr_min`` over ``epochs`` (docs/architecture.md §3, §6)."""
     return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=max(epochs, 1), eta_min=lr_min)
 
 

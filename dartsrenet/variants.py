@@ -1,4 +1,4 @@
-"""The three search-space variants of DartsReNet (paper §3.2, SPEC §4).
+"""The three search-space variants of DartsReNet (paper §3.2, docs/architecture.md §4).
 
 * ``vanilla`` — each direction of a bidirectional sweep has its own weights.
 * ``sigmoid_weighting`` — a learnt vector w (shared by both directions) gates each
@@ -19,7 +19,7 @@ from dartsrenet.registry import lookup
 
 @dataclass(frozen=True)
 class Variant:
-    """How a DARTS cell's two directions are wired (SPEC §4)."""
+    """How a DARTS cell's two directions are wired (docs/architecture.md §4)."""
 
     name: str
     sigmoid_weighting: bool = False

@@ -289,6 +289,9 @@ def write_json(location: str, data: Any) -> None:
 # --- Ray and resources ---------------------------------------------------------------
 
 
+LOOPBACK = "127.0.0.1"
+
+
 def start_ray(args: argparse.Namespace) -> bool:
     """Connect to a Ray cluster or start a local one; returns True if started here.
 
@@ -305,7 +308,8 @@ def start_ray(args: argparse.Namespace) -> bool:
     project_on_worker_path()
     kwargs: dict[str, Any] = {"address": address, "include_dashboard": False, "log_to_driver": True}
     if address == "local":
-        kwargs.update(num_cpus=args.num_cpus, num_gpus=args.num_gpus)
+        # a Ray of this machine only: on the loopback address, reachable from nowhere else
+        kwargs.update(num_cpus=args.num_cpus, num_gpus=args.num_gpus, _node_ip_address=LOOPBACK)
     ray.init(**kwargs)
     return True
 
@@ -452,6 +456,18 @@ def trial_run_config(kind: str, trial_config: Mapping[str, Any], out: Path) -> A
     return resolve_config(kind, trial_config["preset"], overrides)
 
 
+SCHEDULER_SCORE = "scheduler_score"
+"""The per-epoch signal Tune's schedulers and searchers rank trials by (see :func:`scheduler_score`)."""
+
+
+def scheduler_score(metrics: dict[str, Any]) -> float:
+    """An epoch's validation accuracy, or −1 for an epoch whose validation outputs were not
+    finite (its ``val_accuracy`` is null): a rank for ASHA and Optuna that puts such epochs
+    last. Not an accuracy — tables and selection read ``val_accuracy`` from the run folder."""
+    accuracy = metrics.get("val_accuracy")
+    return float(accuracy) if metrics.get("val_finite", accuracy is not None) and accuracy is not None else -1.0
+
+
 def _run_trial(kind: str, trial_config: dict[str, Any]) -> None:
     from dartsrenet.search import run_search
     from dartsrenet.train import run_train
@@ -466,7 +482,7 @@ def _run_trial(kind: str, trial_config: dict[str, Any]) -> None:
 
     def report(metrics: dict[str, Any], checkpoint_dir: Any) -> None:
         tune.report(
-            {**metrics, "device": device, "gpu_ids": gpu_ids},
+            {**metrics, SCHEDULER_SCORE: scheduler_score(metrics), "device": device, "gpu_ids": gpu_ids},
             checkpoint=tune.Checkpoint.from_directory(str(checkpoint_dir)),
         )
         inject_fault(fail_at, metrics["epoch"], workdir)

@@ -199,7 +199,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return common.usage_error(error)
     storage.mkdir(parents=True, exist_ok=True)
     # One local CPU-only Ray for both sweeps (never a cluster: RAY_ADDRESS is ignored).
-    ray.init(address="local", num_cpus=args.num_cpus, num_gpus=0, include_dashboard=False)
+    ray.init(
+        address="local", num_cpus=args.num_cpus, num_gpus=0, include_dashboard=False, _node_ip_address=common.LOOPBACK
+    )
     try:
         status, search_dir, eval_dir = run_sweeps(args, storage)
     finally:

@@ -52,7 +52,7 @@ from sweeps import common
 from sweeps.evaluate_genotypes import load_genotypes, model_cells
 
 SCRIPT = "sweeps/tune_hparams.py"
-METRIC = "val_accuracy"  # ASHA's signal each epoch; the best trial: best_val_accuracy
+METRIC = common.SCHEDULER_SCORE  # ASHA's signal each epoch (val_accuracy; −1 if not finite); the best trial: best_val_accuracy
 PRESET_FILE = "best_preset.json"
 
 

@@ -24,7 +24,8 @@ def ray_session():
     # Ray's workers inherit the environment: let them import this checkout's packages.
     root = str(Path(__file__).resolve().parents[1])
     os.environ["PYTHONPATH"] = os.pathsep.join([root, *filter(None, os.environ.get("PYTHONPATH", "").split(os.pathsep))])
-    ray.init(address="local", num_cpus=2, num_gpus=1, include_dashboard=False)
+    # on the loopback address: a test's Ray never listens on (or sends to) another interface
+    ray.init(address="local", num_cpus=2, num_gpus=1, include_dashboard=False, _node_ip_address="127.0.0.1")
     try:
         yield ray
     finally:

@@ -44,6 +44,8 @@ from sweeps import common
 
 ROOT = Path(__file__).resolve().parents[1]
 SEARCH_SCRIPT = ROOT / "sweeps" / "search_all_variants.py"
+LOOPBACK = "127.0.0.1"
+"""Every node of the test cluster listens on the loopback address only: no traffic leaves this machine."""
 
 T = TypeVar("T")
 
@@ -213,7 +215,9 @@ class LocalCluster:
             head_dir = self._temp_dir()
             self._cluster = Cluster(
                 initialize_head=True,
-                head_node_args={"num_cpus": 0, "temp_dir": str(head_dir), "include_dashboard": False},
+                head_node_args={
+                    "num_cpus": 0, "temp_dir": str(head_dir), "include_dashboard": False, "node_ip_address": LOOPBACK,
+                },
             )
             self.head_dir = head_dir
             for _ in range(workers):
@@ -241,7 +245,7 @@ class LocalCluster:
     def add_worker(self) -> Any:
         """Start a worker node with 1 CPU and its own temp folder; returns it once it is up."""
         folder = self._temp_dir()
-        node = self._cluster.add_node(num_cpus=1, temp_dir=str(folder))
+        node = self._cluster.add_node(num_cpus=1, temp_dir=str(folder), node_ip_address=LOOPBACK)
         self.temp_dirs[node] = folder
         self._cluster.wait_for_nodes()
         return node

@@ -1,8 +1,8 @@
 """The straightforward DARTS cells: the correctness oracle of the optimised library cells.
 
-Written plainly from SPEC §2–§4 (paper eq. 3–8), independently of ``dartsrenet.cells``:
+Written plainly from docs/architecture.md §2–§4 (paper eq. 3–8), independently of ``dartsrenet.cells``:
 step by step, one direction at a time, one weight matrix per direction and
-per-direction modules exactly as the SPEC states them:
+per-direction modules exactly as docs/architecture.md §2.5 and §3.2 state them:
 
 * per direction, an input ``BatchNorm1d(d_in)`` on z = [x_t ; h_{t−1}] (after the
   sigmoid-weighting gate, when the variant has one), then [c_0, ĥ_0] = z·W_0,

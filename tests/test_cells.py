@@ -70,7 +70,7 @@ def test_unknown_names_list_valid_ones(lookup, name):
     assert name in str(info.value) and "valid" in str(info.value)
 
 
-# --- weights shapes and initialisation (SPEC §2–§4) -------------------------------
+# --- weights shapes and initialisation (docs/architecture.md §2–§4) -------------------------------
 def test_darts_cell_weight_shapes_and_init():
     cell = DartsCell(INPUT, HIDDEN, PAPER_GENOTYPES["vanilla"])
     joint = INPUT + HIDDEN

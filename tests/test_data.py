@@ -1,4 +1,4 @@
-"""Tests of dartsrenet.data: real torchvision loading of format-exact fixtures (SPEC §6).
+"""Tests of dartsrenet.data: real torchvision loading of format-exact fixtures (docs/architecture.md §6).
 
 Only torchvision's md5 check is patched (in the module that uses it), because a
 tiny fixture cannot match the real files' checksums.

@@ -17,16 +17,16 @@ from dartsrenet.genotypes import (
     parse_genotype,
 )
 
-SPEC_GENOTYPES = {  # SPEC §5, verbatim
+ARCHITECTURE_DOC_GENOTYPES = {  # docs/architecture.md §5, verbatim
     "vanilla": "(sigmoid,0) (sigmoid,1) (relu,2) (sigmoid,3) (relu,4) (identity,5) (identity,6) (relu,6)",
     "sigmoid_weighting": "(relu,0) (sigmoid,1) (identity,2) (identity,3) (identity,4) (sigmoid,4) (identity,4) (relu,4)",
     "directional_weight_sharing": "(relu,0) (sigmoid,1) (relu,2) (relu,3) (relu,4) (relu,5) (relu,6) (sigmoid,7)",
 }
 
 
-@pytest.mark.parametrize("variant", sorted(SPEC_GENOTYPES))
+@pytest.mark.parametrize("variant", sorted(ARCHITECTURE_DOC_GENOTYPES))
 def test_paper_genotypes_match_spec(variant):
-    pairs = [token.strip("()").split(",") for token in SPEC_GENOTYPES[variant].split()]
+    pairs = [token.strip("()").split(",") for token in ARCHITECTURE_DOC_GENOTYPES[variant].split()]
     expected = tuple((activation, int(predecessor)) for activation, predecessor in pairs)
     assert PAPER_GENOTYPES[variant].recurrent == expected
     assert PAPER_GENOTYPES[variant].concat == tuple(range(1, 9))

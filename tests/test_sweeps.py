@@ -481,3 +481,10 @@ def test_resuming_refuses_another_plan_or_changed_config(tmp_path):
         common.prepare_experiment(experiment, "search", [{**planned[0], "seed": 1}], "cmd", {"configs": configs})
     with pytest.raises(common.SweepError, match="digits: epochs 4 → 6"):
         common.prepare_experiment(experiment, "search", planned, "cmd", {"configs": {"digits": {"epochs": 6, "channels": 16}}})
+
+
+def test_scheduler_score_ranks_a_non_finite_epoch_last():
+    """ASHA and Optuna need a number every epoch; an epoch with null validation metrics ranks last."""
+    assert common.scheduler_score({"val_accuracy": 0.75, "val_finite": True}) == 0.75
+    assert common.scheduler_score({"val_accuracy": None, "val_loss": None, "val_finite": False}) == -1.0
+    assert common.scheduler_score({"val_accuracy": 0.0, "val_finite": True}) == 0.0

@@ -9,7 +9,7 @@ from dartsrenet.cells.base import BidirectionalCell
 
 
 class _TorchRNNCell(BidirectionalCell):
-    """A GRU/LSTM baseline held as a bidirectional ``torch.nn.GRU``/``LSTM`` (SPEC §2).
+    """A GRU/LSTM baseline held as a bidirectional ``torch.nn.GRU``/``LSTM`` (docs/architecture.md §2).
 
     ``step`` implements the cell's equations on the module's own weights; ``sweep``
     uses the fused kernel (cuDNN/oneDNN) unless ``fused=False``.

@@ -39,7 +39,7 @@ DARTS_INIT_RANGE = 0.04
 
 
 class _DartsCellBase(BidirectionalCell):
-    """What derived and search cells share: the input node and the node weights (SPEC §2–§4)."""
+    """What derived and search cells share: the input node and the node weights (docs/architecture.md §2–§4)."""
 
     def __init__(self, input_size: int, hidden_size: int, variant: str | Variant, num_nodes: int):
         super().__init__()
@@ -62,7 +62,7 @@ class _DartsCellBase(BidirectionalCell):
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
-        """U(−0.04, 0.04) for every weight matrix and the gate vector (SPEC §2)."""
+        """U(−0.04, 0.04) for every weight matrix and the gate vector (docs/architecture.md §2)."""
         for weight in [self.input_weight, *self.node_weights]:
             nn.init.uniform_(weight, -DARTS_INIT_RANGE, DARTS_INIT_RANGE)
         if self.input_gate is not None:
@@ -106,7 +106,7 @@ class _DartsCellBase(BidirectionalCell):
         return batch_major_zeros(batch_size, self.hidden_size, like)
 
     def input_projection(self, x: Tensor, previous: Tensor, t: int = 0) -> Tensor:
-        """The input node's [c_0, ĥ_0] = BN([x_t ; h_{t−1}])·W_0 (eq. 3–4; SPEC §2, §4).
+        """The input node's [c_0, ĥ_0] = BN([x_t ; h_{t−1}])·W_0 (eq. 3–4; docs/architecture.md §2, §4).
 
         Node 0 is then s_0 = h + σ(c_0) ⊙ (tanh(ĥ_0) − h) (eq. 5, i = 0), in :meth:`nodes`.
 
@@ -267,7 +267,7 @@ class _HoistedInputNode:
 
 
 class DartsCell(_DartsCellBase):
-    """A derived DARTS cell (paper eq. 3–6; SPEC §2).
+    """A derived DARTS cell (paper eq. 3–6; docs/architecture.md §2).
 
     Node i reads its predecessor s_{p_i} *at the same time step*; after the input node
     and after every node, the state of both directions passes its own affine
@@ -319,7 +319,7 @@ class DartsCell(_DartsCellBase):
 class ArchitectureWeights(nn.Module):
     """α, the architecture parameters of eq. 8: one row per edge j→i, one column per primitive.
 
-    One instance is shared by every search cell of a network (SPEC §3), so the
+    One instance is shared by every search cell of a network (docs/architecture.md §3), so the
     network yields one genotype. Init 1e-3 · N(0, 1).
     """
 
@@ -335,7 +335,7 @@ class ArchitectureWeights(nn.Module):
 
 
 class DartsSearchCell(_DartsCellBase):
-    """The DARTS search cell (paper eq. 7–8; SPEC §3).
+    """The DARTS search cell (paper eq. 7–8; docs/architecture.md §3).
 
     For node i every earlier state s_j (j < i) is projected by the node's one shared
     W_i (a single batched matmul), and

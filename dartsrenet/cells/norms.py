@@ -10,7 +10,7 @@ from dartsrenet.cells.base import NUM_DIRECTIONS
 
 
 class DirectionalBatchNorm(nn.BatchNorm1d):
-    """BatchNorm1d over the features of both directions together, ``[fwd ‖ bwd]`` (SPEC §2),
+    """BatchNorm1d over the features of both directions together, ``[fwd ‖ bwd]`` (docs/architecture.md §2),
     with population statistics per *slot* (time step; Cooijmans et al. 2017).
 
     Holds ``num_directions × features`` channels, exactly like ``BatchNorm1d(2h)`` on the

@@ -1,5 +1,5 @@
 /*
- * Fused CPU kernels for one DARTS node followed by its BatchNorm (SPEC §2–§3), forward
+ * Fused CPU kernels for one DARTS node followed by its BatchNorm (docs/architecture.md §2–§3), forward
  * and backward, in float and double.
  *
  * Forward, for a node with predecessor state s, projection [c, ĥ] = s·W and activation f

@@ -352,7 +352,7 @@ static inline __attribute__((always_inline)) void FN(mixed_forward_row)(
 }
 
 /*
- * Forward pass of a search node + BatchNorm without affine parameters (SPEC §3).
+ * Forward pass of a search node + BatchNorm without affine parameters (docs/architecture.md §3).
  *
  * state: s_0 … s_{i−1} (2, i, B, h) and projection: [c_j ‖ ĥ_j] = s_j·W_i (2, i, B, 2h), each
  * with (direction, source, row) strides; weights: w_jf = softmax(α)[j→i, f] (i, 4) for
