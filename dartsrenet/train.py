@@ -74,6 +74,8 @@ def run_train(config: TrainConfig, report: Report | None = None, *, resume_from:
     driver = RunDriver("train", config, {"model": model, "optimizer": optimizer, "scheduler": scheduler}, report, resume_from, log)
     driver.start(device)
     params = count_parameters(model)
+    # CUDA-graph replay for DARTS cells only: GRU/LSTM run cuDNN's fused sweeps, not launch-bound,
+    # and a captured cuDNN RNN step is unproven (an earlier capture attempt failed at its first replay)
     model_name = kind if kind != "darts" else f"darts[{variant}] {genotype}"
     if driver.start_epoch == 1:
         log and log(f"[train] {model_name} on {config.dataset}, seed {config.seed}: {params:,} parameters on {device}")
@@ -86,7 +88,7 @@ def run_train(config: TrainConfig, report: Report | None = None, *, resume_from:
         with driver.epoch_progress(epoch, len(train_loader)) as progress:
             train_loss, train_accuracy = train_epoch(
                 model, train_loader, optimizer, device, config.grad_clip, where=f"epoch {epoch}", on_step=progress,
-                capture=config.capture, autocast_mode=config.autocast,
+                capture=config.capture and kind == "darts", autocast_mode=config.autocast,
             )
         scheduler.step()
         metrics: dict[str, Any] = {
