@@ -13,7 +13,9 @@ Three forms, all round-tripping:
 * a compact string, ``"sigmoid:0,sigmoid:1,relu:2,...,relu:6@1,2,3,4,5,6,7,8"``
   (the ``@…`` part may be omitted when all nodes are averaged).
 
-:func:`derive_genotype` turns architecture weights α into a genotype (eq. 9–10).
+:func:`derive_genotype` turns architecture weights α into a genotype (eq. 9–10);
+:func:`sample_genotype` and :func:`sample_genotypes` draw genotypes uniformly from the
+search space (a random-search baseline).
 """
 
 from __future__ import annotations
@@ -318,3 +320,53 @@ def derive_genotype(alpha: Any, primitives: Sequence[str] = PRIMITIVES) -> Genot
         assert best is not None
         recurrent.append((primitives[best[2]], best[1]))
     return Genotype(recurrent=tuple(recurrent))
+
+
+SAMPLED_ACTIVATIONS: tuple[str, ...] = tuple(name for name in PRIMITIVES if name != NONE)
+"""The activations a node may take: the search space's primitives without ``none``."""
+
+
+def sample_genotype(generator_or_seed: torch.Generator | int) -> Genotype:
+    """A genotype drawn uniformly from the search space (docs/architecture.md §3).
+
+    Each node i = 1 … 8 independently takes a predecessor uniformly from 0 … i−1 and an
+    activation uniformly from tanh, relu, sigmoid, identity; all nodes are averaged, as
+    in the cells :func:`derive_genotype` derives. Every one of the 8!·4⁸ genotypes is
+    equally likely.
+
+    Args:
+        generator_or_seed: a ``torch.Generator`` (advanced by the draw) or a seed (an
+            integer >= 0): the same seed gives the same genotype.
+    """
+    generator = _sampling_generator(generator_or_seed)
+    recurrent = []
+    for node in range(1, NUM_NODES + 1):
+        predecessor = int(torch.randint(node, (), generator=generator))
+        activation = SAMPLED_ACTIVATIONS[int(torch.randint(len(SAMPLED_ACTIVATIONS), (), generator=generator))]
+        recurrent.append((activation, predecessor))
+    return Genotype(recurrent=tuple(recurrent))
+
+
+def sample_genotypes(k: int, seed: int) -> list[Genotype]:
+    """``k`` genotypes drawn by :func:`sample_genotype` from one generator seeded with ``seed``.
+
+    The draws are independent, so repeats are possible (about k²/10¹⁰ expected).
+
+    Raises:
+        ValueError: ``k`` is not an integer >= 1, or ``seed`` not an integer >= 0.
+    """
+    if isinstance(k, bool) or not isinstance(k, int) or k < 1:
+        raise ValueError(f"k (the number of genotypes to sample) must be an integer >= 1, got {k!r}")
+    generator = _sampling_generator(seed)
+    return [sample_genotype(generator) for _ in range(k)]
+
+
+def _sampling_generator(generator_or_seed: torch.Generator | int) -> torch.Generator:
+    if isinstance(generator_or_seed, torch.Generator):
+        return generator_or_seed
+    seed = generator_or_seed
+    if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < 2**63:
+        raise ValueError(f"a genotype sampling seed must be an integer in [0, 2**63) or a torch.Generator, got {seed!r}")
+    generator = torch.Generator()
+    generator.manual_seed(seed)
+    return generator
