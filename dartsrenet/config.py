@@ -60,6 +60,7 @@ class SearchConfig:
     arch_beta1: float = 0.5
     arch_beta2: float = 0.999
     arch_weight_decay: float = 1e-3
+    arch_order: int = 1  # α gradient: 1 first-order DARTS (the paper) | 2 second-order, unrolled (DARTS eq. 7–8)
     augment: bool = True  # crop + pad 4, flip (not SVHN/digits)
     cutout: int = 0  # Cutout size; DARTS searches without Cutout
     svhn_extra: bool = False
@@ -286,7 +287,7 @@ def validate_config(config: Config, given: Iterable[str] = ()) -> None:
     ``lr`` > 0; ``0 <= lr_min <= lr``; momentum and Adam betas in [0, 1); weight decays,
     ``grad_clip`` and ``cutout`` >= 0 (``cutout`` at most the 32-pixel image side);
     ``limit`` None or large enough that every training split keeps two examples;
-    ``val_fraction`` in (0, 1); ``head_init_range`` None or > 0; ``num_workers >= 0``;
+    ``val_fraction`` in (0, 1); ``head_init_range`` None or > 0; ``num_workers >= 0``; ``arch_order`` 1 or 2;
     ``seed`` in [0, 2**63); every float finite; dataset, variant and device names known.
 
     A field the run would ignore is an error too, so that nothing given is silently
@@ -381,6 +382,7 @@ def _range_problems(config: Config) -> list[str]:
             ("arch_beta1", lambda v: 0 <= v < 1, "a number in [0, 1)"),
             ("arch_beta2", lambda v: 0 <= v < 1, "a number in [0, 1)"),
             ("arch_weight_decay", lambda v: v >= 0, "a number >= 0"),
+            ("arch_order", lambda v: v in (1, 2), "1 (first-order DARTS) or 2 (second-order, unrolled)"),
         ]
     else:
         val_fraction_ok = 0 < config.val_fraction < 1

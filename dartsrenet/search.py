@@ -1,8 +1,11 @@
-"""First-order DARTS cell search as a plain, resumable run (paper §2.2, §3.3; docs/architecture.md §3).
+"""DARTS cell search as a plain, resumable run (paper §2.2, §3.3; docs/architecture.md §3).
 
 Each step takes one α step on a val_cs batch (Adam: lr 3e-3, betas (0.5, 0.999),
 weight decay 1e-3), then one weight step on a train_cs batch (SGD as the code, or
-Adam as the paper). Every epoch records losses, accuracies, softmax(α) and the
+Adam as the paper). The α step is first-order DARTS by default (``arch_order=1``, the
+gradient of L_val at the current weights, as the paper) or second-order DARTS
+(``arch_order=2``: the unrolled gradient of Liu et al. 2019, eq. 7–8, see
+:func:`unrolled_arch_gradient`). Every epoch records losses, accuracies, softmax(α) and the
 derived genotype (eq. 9–10); the run keeps the genotype of its best val_cs epoch
 (early stopping on val_cs, paper §3.3).
 """
@@ -24,6 +27,9 @@ from dartsrenet.networks import SearchNetwork, build_search_model, count_paramet
 from dartsrenet.runs import resolve_device, write_json
 from dartsrenet.steps import EpochTotals, FiniteWatch, GraphedStep, apply_matmul_precision, autocast, checks_every_step
 from dartsrenet.training import Log, Report, RunDriver, StepCallback, cosine_schedule, seed_epoch, validation_metrics
+
+FINITE_DIFFERENCE_SCALE = 0.01
+"""r of DARTS's finite difference (eq. 8): the weights move by ε = r / ‖∇_{w'} L_val(w', α)‖."""
 
 
 def make_optimizers(
@@ -65,24 +71,30 @@ def search_epoch(
     *,
     capture: bool = False,
     autocast_mode: str = "none",
+    arch_order: int = 1,
 ) -> tuple[float, float]:
-    """One epoch of first-order DARTS; returns (train_cs loss, train_cs accuracy).
+    """One epoch of DARTS; returns (train_cs loss, train_cs accuracy).
 
-    Per step: α ← α − ∇_α L_val(w, α) on a val_cs batch, then w ← w − ∇_w L_train(w, α)
-    on a train_cs batch. Each optimiser only holds its own parameter set, and
+    Per step: α ← α − ∇_α L_val(w, α) on a val_cs batch (``arch_order=1``; with
+    ``arch_order=2`` the unrolled gradient of :func:`unrolled_arch_gradient`, which also
+    reads the train_cs batch), then w ← w − ∇_w L_train(w, α) on a train_cs batch. Each optimiser only holds its own parameter set, and
     gradients are cleared before each step, so α changes only through the α
     optimiser and the weights only through the weight optimiser. Losses, accuracy and
     the finiteness of the losses and of α are tracked on the device
     (:mod:`dartsrenet.steps`); with ``capture`` on CUDA the whole step, both optimiser
-    steps included, is replayed from one CUDA graph.
+    steps included, is replayed from one CUDA graph. Capture does not apply to
+    second-order steps (their finite difference scales by a norm and swaps the weights
+    in and out): with ``arch_order=2`` the steps run eagerly, ``capture`` or not.
 
     Raises:
         NonFiniteLossError: the α-step or weight-step loss, or α itself after its
             step, is NaN or infinite (the step is named).
     """
+    if arch_order not in (1, 2):
+        raise ValueError(f"arch_order must be 1 (first-order DARTS) or 2 (second-order, unrolled), got {arch_order!r}")
     model.train()
     weights = model.weight_parameters()
-    graphed = capture and device.type == "cuda"
+    graphed = capture and device.type == "cuda" and arch_order == 1
     arch_totals = EpochTotals(device, "search α")
     totals = EpochTotals(device, "search weight")
     alpha_watch = FiniteWatch(
@@ -92,9 +104,14 @@ def search_epoch(
 
     def step(images: torch.Tensor, labels: torch.Tensor, val_images: torch.Tensor, val_labels: torch.Tensor) -> None:
         arch_optimizer.zero_grad(set_to_none=not graphed)  # a graph's gradients keep their memory
-        with autocast(device, autocast_mode):
-            val_loss = F.cross_entropy(model(val_images).float(), val_labels)
-        val_loss.backward()
+        if arch_order == 2:
+            val_loss = unrolled_arch_gradient(
+                model, images, labels, val_images, val_labels, weight_optimizer, autocast_mode=autocast_mode
+            )
+        else:
+            with autocast(device, autocast_mode):
+                val_loss = F.cross_entropy(model(val_images).float(), val_labels)
+            val_loss.backward()
         arch_optimizer.step()
         arch_totals.add(val_loss)
         alpha_watch.add(model.alpha)
@@ -120,6 +137,197 @@ def search_epoch(
     _check_search_step(arch_totals, alpha_watch, totals)
     model.zero_grad(set_to_none=True)
     return totals.result()
+
+
+def unrolled_arch_gradient(
+    model: SearchNetwork,
+    images: torch.Tensor,
+    labels: torch.Tensor,
+    val_images: torch.Tensor,
+    val_labels: torch.Tensor,
+    weight_optimizer: torch.optim.Optimizer,
+    *,
+    autocast_mode: str = "none",
+    scale: float = FINITE_DIFFERENCE_SCALE,
+) -> torch.Tensor:
+    """Set α's gradient to second-order DARTS's (Liu et al. 2019, eq. 7–8); return L_val(w', α).
+
+    The gradient of L_val at the weights after one virtual weight step,
+
+        w' = w − ξ (∇_w L_train(w, α) + λ w + μ m),
+        ∇_α L_val(w', α) − ξ ∇²_{α,w} L_train(w, α) ∇_{w'} L_val(w', α),
+
+    with the Hessian-vector product by central finite differences (eq. 8):
+    (∇_α L_train(w⁺, α) − ∇_α L_train(w⁻, α)) / 2ε, w± = w ± ε ∇_{w'} L_val(w', α),
+    ε = ``scale`` / ‖∇_{w'} L_val(w', α)‖ (DARTS: 0.01). Only first-order gradients are
+    taken, so every backend runs it. The difference is exact up to O(ε²) where the loss is
+    smooth; a ReLU kink crossed between w⁻ and w⁺ adds an error that does not shrink
+    with ε (on a small search network at DARTS's ε, a few per cent of the product).
+
+    The virtual step is the one of the original DARTS code (``architect.py``): ξ is the
+    weight optimiser's current learning rate, λ its weight decay, and μ m its momentum
+    times its momentum buffer (SGD with a buffer; zero before the first weight step and
+    for Adam, whose virtual step is then plain gradient descent with weight decay, as
+    that code does with an optimiser without a momentum buffer). As there, the virtual
+    step does not clip gradients. The momentum and weight-decay terms do not depend on
+    α, so the formula above is the exact gradient of L_val(w'(α), α) up to the finite
+    difference.
+
+    Nothing else changes: the weights are swapped in place and copied back bit for bit,
+    every buffer (BatchNorm running statistics, their slots and ``num_batches_tracked``)
+    is restored as it was before the four passes, the optimiser's state is only read,
+    and the weights' ``.grad`` is untouched. Only α's ``.grad`` is written (replaced).
+
+    Args:
+        model: the search network, in training mode.
+        images, labels: the train_cs batch (the virtual step and the finite difference).
+        val_images, val_labels: the val_cs batch.
+        weight_optimizer: the weight optimiser (SGD or Adam); its parameter groups must
+            share one learning rate (ξ).
+        autocast_mode: as :func:`dartsrenet.steps.autocast`.
+        scale: r of ε = r / ‖∇_{w'} L_val(w', α)‖.
+
+    Returns:
+        L_val(w', α), detached (the α step's loss).
+    """
+    weights = model.weight_parameters()
+    arch = model.arch_parameters()
+    settings = _virtual_step_settings(weight_optimizer, weights)
+    xi = settings[0][0]
+    device = val_images.device
+    saved_buffers = _snapshot_buffers(model)
+    saved_weights = [weight.detach().clone() for weight in weights]
+    try:
+        # w' = w − ξ (∇_w L_train(w, α) + λ w + μ m)
+        train_grads = _gradients(_loss(model, images, labels, device, autocast_mode), weights)
+        with torch.no_grad():
+            for weight, grad, (lr, weight_decay, momentum_term) in zip(weights, train_grads, settings, strict=True):
+                step = grad + weight_decay * weight if weight_decay else grad.clone()
+                if momentum_term is not None:
+                    step.add_(momentum_term)
+                weight.sub_(lr * step)
+        val_loss = _loss(model, val_images, val_labels, device, autocast_mode)
+        val_grads = _gradients(val_loss, [*weights, *arch])
+        direction, arch_grads = val_grads[: len(weights)], val_grads[len(weights) :]
+        product = _finite_difference_product(
+            model, images, labels, weights, saved_weights, direction, autocast_mode, scale
+        )
+    finally:
+        _restore_weights(weights, saved_weights)
+        _restore_buffers(saved_buffers)
+    for parameter, grad, hessian_term in zip(arch, arch_grads, product, strict=True):
+        parameter.grad = grad - xi * hessian_term
+    return val_loss.detach()
+
+
+def hessian_vector_product(
+    model: SearchNetwork,
+    images: torch.Tensor,
+    labels: torch.Tensor,
+    direction: list[torch.Tensor],
+    *,
+    autocast_mode: str = "none",
+    scale: float = FINITE_DIFFERENCE_SCALE,
+) -> list[torch.Tensor]:
+    """∇²_{α,w} L_train(w, α) · ``direction`` by central finite differences (eq. 8), one tensor per α parameter.
+
+    ``direction`` holds one tensor per weight (:meth:`SearchNetwork.weight_parameters`);
+    ε = ``scale`` / ‖direction‖ (see :func:`unrolled_arch_gradient` on its accuracy). The
+    weights and buffers are left exactly as they were.
+    """
+    weights = model.weight_parameters()
+    saved_buffers = _snapshot_buffers(model)
+    saved_weights = [weight.detach().clone() for weight in weights]
+    try:
+        return _finite_difference_product(model, images, labels, weights, saved_weights, direction, autocast_mode, scale)
+    finally:
+        _restore_weights(weights, saved_weights)
+        _restore_buffers(saved_buffers)
+
+
+def _finite_difference_product(
+    model: SearchNetwork,
+    images: torch.Tensor,
+    labels: torch.Tensor,
+    weights: list[nn.Parameter],
+    saved_weights: list[torch.Tensor],
+    direction: list[torch.Tensor],
+    autocast_mode: str,
+    scale: float,
+) -> list[torch.Tensor]:
+    """(∇_α L_train(w⁺, α) − ∇_α L_train(w⁻, α)) / 2ε about the weights ``saved_weights``;
+    leaves the weights at w⁻ (the caller restores them)."""
+    arch = model.arch_parameters()
+    device = images.device
+    norm = torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(v) for v in direction]))
+    # a zero direction gives a zero product (not 0/0): ε is then huge but multiplies zeros
+    epsilon = scale / norm.clamp_min(torch.finfo(norm.dtype).tiny)
+    sides = []
+    for sign in (1.0, -1.0):
+        with torch.no_grad():
+            for weight, saved, v in zip(weights, saved_weights, direction, strict=True):
+                weight.copy_(saved).add_(sign * epsilon * v)
+        sides.append(_gradients(_loss(model, images, labels, device, autocast_mode), arch))
+    return [(plus - minus) / (2 * epsilon) for plus, minus in zip(*sides, strict=True)]
+
+
+def _loss(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, device: torch.device, autocast_mode: str) -> torch.Tensor:
+    """Cross-entropy of the model on a batch; logits in at least float32 (bf16 ones are upcast, float64 kept)."""
+    with autocast(device, autocast_mode):
+        logits = model(images)
+    return F.cross_entropy(logits.to(torch.promote_types(logits.dtype, torch.float32)), labels)
+
+
+def _gradients(loss: torch.Tensor, parameters: list[nn.Parameter]) -> list[torch.Tensor]:
+    """∂loss/∂parameters without touching ``.grad``; a parameter the loss does not use gets zeros."""
+    grads = torch.autograd.grad(loss, parameters, allow_unused=True)
+    return [torch.zeros_like(p) if g is None else g for p, g in zip(parameters, grads, strict=True)]
+
+
+def _virtual_step_settings(
+    optimizer: torch.optim.Optimizer, weights: list[nn.Parameter]
+) -> list[tuple[float, float, torch.Tensor | None]]:
+    """Per weight: (learning rate, weight decay, momentum × momentum buffer or None) of the virtual step."""
+    groups = {id(p): group for group in optimizer.param_groups for p in group["params"]}
+    missing = [k for k, weight in enumerate(weights) if id(weight) not in groups]
+    if missing:
+        raise ValueError(f"the weight optimiser does not hold {len(missing)} of the model's weights")
+    rates = {group["lr"] for group in optimizer.param_groups}
+    if len(rates) != 1:
+        raise ValueError(f"second-order DARTS needs one weight learning rate ξ; the optimiser's groups have {sorted(rates)}")
+    settings = []
+    for weight in weights:
+        group = groups[id(weight)]
+        momentum = group.get("momentum", 0.0) if isinstance(optimizer, torch.optim.SGD) else 0.0
+        buffer = optimizer.state.get(weight, {}).get("momentum_buffer") if momentum else None
+        settings.append((float(group["lr"]), float(group["weight_decay"]), None if buffer is None else momentum * buffer))
+    return settings
+
+
+def _snapshot_buffers(model: nn.Module) -> list[tuple[nn.Module, str, torch.Tensor]]:
+    """A copy of every buffer, with its module and name."""
+    return [
+        (module, name, buffer.detach().clone())
+        for module in model.modules()
+        for name, buffer in module.named_buffers(recurse=False)
+    ]
+
+
+def _restore_buffers(snapshot: list[tuple[nn.Module, str, torch.Tensor]]) -> None:
+    """Put every buffer back as :func:`_snapshot_buffers` saw it (a buffer that grew slots is replaced)."""
+    with torch.no_grad():
+        for module, name, saved in snapshot:
+            current = getattr(module, name)
+            if current is not None and current.shape == saved.shape and current.dtype == saved.dtype:
+                current.copy_(saved)
+            else:
+                setattr(module, name, saved)
+
+
+def _restore_weights(weights: list[nn.Parameter], saved: list[torch.Tensor]) -> None:
+    with torch.no_grad():
+        for weight, value in zip(weights, saved, strict=True):
+            weight.copy_(value)
 
 
 def _make_capturable(optimizer: torch.optim.Optimizer, device: torch.device) -> None:
@@ -170,7 +378,8 @@ def run_search(config: SearchConfig, report: Report | None = None, *, resume_fro
         config.variant, num_classes=info.num_classes, channels=config.channels, head_init_range=info.head_init_range,
         backend=config.backend,
     ).to(device)
-    weight_optimizer, arch_optimizer = make_optimizers(model, config, capturable=config.capture and device.type == "cuda")
+    graphed = config.capture and device.type == "cuda" and config.arch_order == 1  # second order: eager steps
+    weight_optimizer, arch_optimizer = make_optimizers(model, config, capturable=graphed)
     scheduler = cosine_schedule(weight_optimizer, config.epochs, config.lr_min)
     driver = RunDriver(
         "search", config,
@@ -178,7 +387,7 @@ def run_search(config: SearchConfig, report: Report | None = None, *, resume_fro
         report, resume_from, log,
     )
     driver.start(device)
-    if config.capture and device.type == "cuda":  # a resumed Adam keeps its checkpoint's setting: make it capturable
+    if graphed:  # a resumed Adam keeps its checkpoint's setting: make it capturable
         for optimizer in (weight_optimizer, arch_optimizer):
             _make_capturable(optimizer, device)
     params = count_parameters(model)
@@ -193,7 +402,7 @@ def run_search(config: SearchConfig, report: Report | None = None, *, resume_fro
         with driver.epoch_progress(epoch, min(len(train_cs), len(val_cs))) as progress:
             train_loss, train_accuracy = search_epoch(
                 model, train_cs, val_cs, weight_optimizer, arch_optimizer, device, config.grad_clip, on_step=progress,
-                capture=config.capture, autocast_mode=config.autocast,
+                capture=config.capture, autocast_mode=config.autocast, arch_order=config.arch_order,
             )
         scheduler.step()
         genotype = model.genotype()
