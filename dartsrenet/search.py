@@ -77,16 +77,18 @@ def search_epoch(
 
     Per step: α ← α − ∇_α L_val(w, α) on a val_cs batch (``arch_order=1``; with
     ``arch_order=2`` the unrolled gradient of :func:`unrolled_arch_gradient`, which also
-    reads the train_cs batch), then w ← w − ∇_w L_train(w, α) on a train_cs batch. Each optimiser only holds its own parameter set, and
-    gradients are cleared before each step, so α changes only through the α
-    optimiser and the weights only through the weight optimiser. Losses, accuracy and
-    the finiteness of the losses and of α are tracked on the device
-    (:mod:`dartsrenet.steps`); with ``capture`` on CUDA the whole step, both optimiser
-    steps included, is replayed from one CUDA graph. Capture does not apply to
-    second-order steps (their finite difference scales by a norm and swaps the weights
-    in and out): with ``arch_order=2`` the steps run eagerly, ``capture`` or not.
+    reads the train_cs batch), then w ← w − ∇_w L_train(w, α) on a train_cs batch. Each
+    optimiser only holds its own parameter set, and gradients are cleared before each
+    step, so α changes only through the α optimiser and the weights only through the
+    weight optimiser. Losses, accuracy and the finiteness of the losses and of α are
+    tracked on the device (:mod:`dartsrenet.steps`); with ``capture`` on CUDA the whole
+    step, both optimiser steps included, is replayed from one CUDA graph. Capture does
+    not apply to second-order steps (their finite difference scales by a norm and swaps
+    the weights in and out): with ``arch_order=2`` the steps run eagerly, ``capture`` or
+    not.
 
     Raises:
+        ValueError: ``arch_order`` is neither 1 nor 2 (before any step).
         NonFiniteLossError: the α-step or weight-step loss, or α itself after its
             step, is NaN or infinite (the step is named).
     """
@@ -239,7 +241,9 @@ def hessian_vector_product(
     saved_buffers = _snapshot_buffers(model)
     saved_weights = [weight.detach().clone() for weight in weights]
     try:
-        return _finite_difference_product(model, images, labels, weights, saved_weights, direction, autocast_mode, scale)
+        return _finite_difference_product(
+            model, images, labels, weights, saved_weights, direction, autocast_mode, scale
+        )
     finally:
         _restore_weights(weights, saved_weights)
         _restore_buffers(saved_buffers)
@@ -271,7 +275,9 @@ def _finite_difference_product(
     return [(plus - minus) / (2 * epsilon) for plus, minus in zip(*sides, strict=True)]
 
 
-def _loss(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, device: torch.device, autocast_mode: str) -> torch.Tensor:
+def _loss(
+    model: nn.Module, images: torch.Tensor, labels: torch.Tensor, device: torch.device, autocast_mode: str
+) -> torch.Tensor:
     """Cross-entropy of the model on a batch; logits in at least float32 (bf16 ones are upcast, float64 kept)."""
     with autocast(device, autocast_mode):
         logits = model(images)
@@ -294,13 +300,16 @@ def _virtual_step_settings(
         raise ValueError(f"the weight optimiser does not hold {len(missing)} of the model's weights")
     rates = {group["lr"] for group in optimizer.param_groups}
     if len(rates) != 1:
-        raise ValueError(f"second-order DARTS needs one weight learning rate ξ; the optimiser's groups have {sorted(rates)}")
+        raise ValueError(
+            f"second-order DARTS needs one weight learning rate ξ; the optimiser's groups have {sorted(rates)}"
+        )
     settings = []
     for weight in weights:
         group = groups[id(weight)]
         momentum = group.get("momentum", 0.0) if isinstance(optimizer, torch.optim.SGD) else 0.0
         buffer = optimizer.state.get(weight, {}).get("momentum_buffer") if momentum else None
-        settings.append((float(group["lr"]), float(group["weight_decay"]), None if buffer is None else momentum * buffer))
+        momentum_term = None if buffer is None else momentum * buffer
+        settings.append((float(group["lr"]), float(group["weight_decay"]), momentum_term))
     return settings
 
 
