@@ -43,6 +43,7 @@ from torch import Tensor
 from torch.autograd.function import once_differentiable
 
 from dartsrenet import native
+from dartsrenet.cells.norms import record_together
 
 ACTIVATION_CODES = {"tanh": 0, "relu": 1, "sigmoid": 2, "identity": 3}
 """The activations the kernels know, by name, with their codes in node_kernels.c."""
@@ -342,8 +343,7 @@ def fused_derived_step(
     projection = projection.to(previous.dtype)  # a bf16 projection under autocast
     gammas, betas = [norm.weight for norm in norms], [norm.bias for norm in norms]
     output = _FusedDerivedStep.apply(plan, previous, projection, *node_weights, *gammas, *betas)
-    for node, norm in enumerate(norms):
-        _record(norm, slot, plan.statistics[node : node + 1], previous.shape[1])
+    record_together(norms, slot, plan.statistics[:, 0], plan.statistics[:, 1], previous.shape[1], biased=True)
     return output
 
 

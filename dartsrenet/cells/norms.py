@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -142,3 +144,33 @@ class DirectionalBatchNorm(nn.BatchNorm1d):
             self.running_var = self.running_var.new_ones(state_dict[key].shape)
         super()._load_from_state_dict(state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys, error_msgs)
 
+
+
+def record_together(
+    norms: Sequence[DirectionalBatchNorm], slot: int, means: Tensor, variances: Tensor, batch_size: int,
+    biased: bool = False,
+) -> None:
+    """``norms[i].record(slot, means[i:i+1], variances[i:i+1], …)`` for every i, in a few ops.
+
+    The derived cell's nine node BatchNorms each record one row at the same slot every
+    step: 27 small kernels one by one (count, mean, variance), 3 here (``torch._foreach_*``)
+    when every norm is in training mode with the same fixed momentum and already has the
+    slot. Anything else (a new slot, ``momentum=None``, eval mode) takes the per-norm path.
+    """
+    active = [norm for norm in norms if norm.training and norm.track_running_stats]
+    if not active:
+        return
+    momentum = active[0].momentum
+    if len(active) < len(norms) or momentum is None or any(
+        norm.momentum != momentum or norm.num_slots <= slot for norm in norms
+    ):
+        for row, norm in enumerate(norms):
+            if norm.training and norm.track_running_stats:
+                norm.record(slot, means[row : row + 1], variances[row : row + 1], batch_size, biased)
+        return
+    with torch.no_grad():
+        biased_variances = variances if biased else variances * ((batch_size - 1) / batch_size)
+        torch._foreach_add_([norm.num_batches_tracked for norm in norms], 1)
+        targets = [norm.running_mean[slot] for norm in norms] + [norm.running_var[slot] for norm in norms]
+        sources = list(means.unbind(0)) + list(biased_variances.unbind(0))
+        torch._foreach_lerp_(targets, sources, momentum)  # (1 − m)·running + m·batch
