@@ -20,7 +20,7 @@ Times one forward + backward sweep (the first ReNet layer's horizontal sweep, as
   recurrence);
 * ``fused kernels``: today's sweep as it runs by default on a CPU, with the C kernels of
   ``dartsrenet/fused_nodes.py`` (one autograd node per time step);
-* ``oracle``: ``tests/reference_cells.py``.
+* ``oracle``: ``dartsrenet/testing/reference_cells.py``.
 
 Figures are the fastest of ``--rounds`` round-robin rounds.
 """
@@ -42,7 +42,6 @@ from pathlib import Path
 import torch
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
 
 from dartsrenet import cells
 from dartsrenet.genotypes import NUM_NODES, PAPER_GENOTYPES, num_edges
@@ -90,7 +89,7 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--search", action="store_true", help="the search cell (N = 128) instead of the vanilla genotype")
     args = parser.parse_args()
-    reference_cells = load_module("reference_cells", ROOT / "tests" / "reference_cells.py")
+    from dartsrenet.testing import reference_cells
     torch.manual_seed(0)
     with tempfile.TemporaryDirectory() as directory:
         before, before_unbind = old_cells(args.revision, Path(directory))

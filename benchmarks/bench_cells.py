@@ -32,7 +32,7 @@ Each entry: ``ms`` (fastest round), ``images_per_s``, ``gflops`` (achieved GFLOP
 shapes: the GRU sweep at the same input/hidden sizes, the GRU evaluation network with
 the same N) and ``ratio_to_reference`` (the straightforward implementation's time ÷
 ours, i.e. the speed-up; the reference of the DARTS cells is the oracle
-``tests/reference_cells.py``, of GRU/LSTM the cells' step-by-step path
+``dartsrenet/testing/reference_cells.py``, of GRU/LSTM the cells' step-by-step path
 ``fused=False``), plus ``reference_ms``.
 
 FLOP formula (matmul/conv multiply-adds × 2, element-wise work not counted; training
@@ -68,7 +68,6 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import argparse
 import ctypes
-import importlib.util
 import json
 import platform
 import sys
@@ -77,34 +76,21 @@ import time
 from collections.abc import Callable
 from contextlib import nullcontext
 from dataclasses import asdict, dataclass
-from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 from torch import nn
-
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
 
 from dartsrenet import cells
 from dartsrenet.cells import ArchitectureWeights, DartsCell, DartsSearchCell, GRUCell, LSTMCell
 from dartsrenet.genotypes import NUM_NODES, PAPER_GENOTYPES, num_edges
 from dartsrenet.cells.backends import BACKENDS, KERNEL_ACTIVATIONS, BackendError, resolve_backend
 from dartsrenet.networks import build_eval_model, build_search_model
+from dartsrenet.testing import reference_cells
 
 BACKEND = {"name": "auto"}  # --backend: what every library cell and network is built with
 
 
-def _load_reference():
-    """tests/reference_cells.py, imported by path (tests/ is not a package)."""
-    spec = importlib.util.spec_from_file_location("reference_cells", ROOT / "tests" / "reference_cells.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules.setdefault("reference_cells", module)
-    spec.loader.exec_module(module)
-    return module
-
-
-reference_cells = _load_reference()
 
 VARIANT_NAMES = ("vanilla", "sigmoid_weighting", "directional_weight_sharing")
 CELL_NAMES = ("gru", "lstm", *VARIANT_NAMES, "search")

@@ -161,13 +161,33 @@ def test_all_extra_is_sweeps_plus_analysis():
     assert expanded == expected
 
 
+INSTALLED_FOLDERS = ("dartsrenet", "sweeps", "analysis")
+"""The project's packages: the library, and the Ray Tune entry points and analysis
+scripts, installed with it so that the scripts import each other without sys.path edits."""
+
+
 def test_package_is_dartsrenet_with_all_its_subpackages():
-    """A wheel holds exactly the packages listed: every folder of dartsrenet/ with an __init__.py."""
+    """A wheel holds exactly the packages listed: every folder of dartsrenet/, sweeps/ and
+    analysis/ with an __init__.py."""
     listed = _load_pyproject()["tool"]["setuptools"]["packages"]
     on_disk = sorted(
-        ".".join(init.parent.relative_to(ROOT).parts) for init in (ROOT / "dartsrenet").rglob("__init__.py")
+        ".".join(init.parent.relative_to(ROOT).parts)
+        for folder in INSTALLED_FOLDERS
+        for init in (ROOT / folder).rglob("__init__.py")
     )
     assert sorted(listed) == on_disk
+
+
+@pytest.mark.parametrize("folder", ["sweeps", "analysis", "benchmarks"])
+def test_scripts_never_edit_sys_path(folder):
+    """Scripts import the installed packages; none patches the import path."""
+    offenders = [
+        f"{path.relative_to(ROOT)}:{number}"
+        for path in sorted((ROOT / folder).rglob("*.py"))
+        for number, line in enumerate(path.read_text().splitlines(), start=1)
+        if "sys.path" in line
+    ]
+    assert not offenders, f"{folder}/ must import installed packages, not edit sys.path: {offenders}"
 
 
 # --- layering: no Ray in the library or the analysis ------------------------------

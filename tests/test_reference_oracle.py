@@ -1,4 +1,4 @@
-"""The optimised library cells equal the straightforward oracle (tests/reference_cells.py).
+"""The optimised library cells equal the straightforward oracle (dartsrenet/testing/reference_cells.py).
 
 For every paper genotype × variant (derived cells) and every variant of the search
 cell with random α, in training and in eval mode: the sweep's outputs, the gradients
@@ -12,10 +12,8 @@ rounding (BatchNorm over small batches amplifies rounding: h_{−1} = 0 has zero
 variance). Runs on the CPU; ``DARTSRENET_TEST_DEVICE=cuda`` runs the same checks on a GPU.
 """
 
-import importlib.util
 import os
 import shutil
-import sys
 import warnings
 from pathlib import Path
 
@@ -27,12 +25,9 @@ from dartsrenet.cells import backends
 from dartsrenet.activations import get_activation
 from dartsrenet.cells import ArchitectureWeights, DartsCell, DartsSearchCell, mixed_node, node_update
 from dartsrenet.genotypes import PAPER_GENOTYPES
+from dartsrenet.testing import reference_cells
 from dartsrenet.variants import VARIANTS
 
-_spec = importlib.util.spec_from_file_location("reference_cells", Path(__file__).with_name("reference_cells.py"))
-reference_cells = importlib.util.module_from_spec(_spec)
-sys.modules.setdefault("reference_cells", reference_cells)
-_spec.loader.exec_module(reference_cells)
 
 DEVICE = torch.device(os.environ.get("DARTSRENET_TEST_DEVICE", "cpu"))
 
