@@ -28,12 +28,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-if __package__ in (None, ""):
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
 import graphviz
 
 from analysis.results import DEFAULT_RESULTS_ROOT, latest_experiment
+from dartsrenet.results import SELECTION_FILE, exists, is_uri, location_name, read_text, selection_location
 from analysis.tables import variant_label
 from dartsrenet.genotypes import PAPER_GENOTYPES, Genotype, GenotypeError, parse_genotype
 
@@ -53,7 +51,6 @@ ACTIVATION_COLOURS: dict[str, str] = {
 """Fill colour per activation, so equal activations are seen at a glance."""
 
 FORMATS: tuple[str, ...] = ("png", "svg", "pdf")
-SELECTION_FILE = "selected_genotypes.json"
 SCRIPT = "analysis/draw_cells.py"
 
 EXIT_OK, EXIT_NO_DRAWINGS, EXIT_USAGE, EXIT_SOURCES_ONLY = 0, 1, 2, 3
@@ -143,6 +140,12 @@ def selected_genotypes(selection: Mapping[str, Any]) -> list[NamedGenotype]:
     return named
 
 
+def is_folder(spec: str) -> bool:
+    """Whether ``spec`` names a folder (a search experiment): a local one, or a URI not
+    ending in ``.json``."""
+    return (is_uri(spec) and not spec.endswith(".json")) or Path(spec).is_dir()
+
+
 def load_genotypes(spec: str) -> list[NamedGenotype]:
     """Resolve ``--genotypes``: ``paper``, a search experiment folder, a
     ``selected_genotypes.json``, a genotype JSON file, a paper variant name or a compact
@@ -153,39 +156,41 @@ def load_genotypes(spec: str) -> list[NamedGenotype]:
     """
     if spec == "paper":
         return paper_genotypes()
-    path = Path(spec)
-    if path.is_dir():
-        path = path / SELECTION_FILE
-        if not path.is_file():
-            raise GenotypeError(f"{spec}: no {SELECTION_FILE} (the search sweep writes it when it ends)")
-    if path.is_file():
+    location = selection_location(spec) if is_folder(spec) else spec
+    text = read_text(location) if location.endswith(".json") or is_folder(spec) else None
+    if is_folder(spec) and text is None:
+        raise GenotypeError(f"{spec}: no {SELECTION_FILE} (the search sweep writes it when it ends)")
+    if text is not None:
         try:
-            data = json.loads(path.read_text())
+            data = json.loads(text)
         except ValueError as error:
-            raise GenotypeError(f"{path}: malformed JSON: {error}") from None
+            raise GenotypeError(f"{location}: malformed JSON: {error}") from None
         if isinstance(data, dict) and "variants" in data:
             named = selected_genotypes(data)
             if not named:
-                raise GenotypeError(f"{path}: no variant has a selected genotype yet")
+                raise GenotypeError(f"{location}: no variant has a selected genotype yet")
             return named
-        genotype = Genotype.load(path)
-        return [NamedGenotype(path.stem, genotype, path.stem)]
+        stem = location_name(location).removesuffix(".json")
+        if not is_uri(location):
+            return [NamedGenotype(stem, Genotype.load(location), stem)]
+        wrapped = isinstance(data, dict) and isinstance(data.get("genotype"), dict)
+        return [NamedGenotype(stem, Genotype.from_dict(data["genotype"] if wrapped else data), stem)]
     genotype = parse_genotype(spec)
     name = spec if spec in PAPER_GENOTYPES else "cell"
     title = f"{variant_label(spec)} (paper)" if spec in PAPER_GENOTYPES else genotype.to_string()
     return [NamedGenotype(name, genotype, title)]
 
 
-def default_genotypes(results_root: Path) -> tuple[str, list[NamedGenotype]]:
+def default_genotypes(results_root: str) -> tuple[str, list[NamedGenotype]]:
     """The latest search sweep's selection under ``results_root``, else the paper's cells.
 
     Returns:
         A description of the source and the genotypes.
     """
     experiment = latest_experiment(results_root, "search")
-    if experiment is not None and (experiment.path / SELECTION_FILE).is_file():
-        path = experiment.path / SELECTION_FILE
-        return str(path), load_genotypes(str(path))
+    if experiment is not None and exists(experiment.file(SELECTION_FILE)):
+        location = experiment.file(SELECTION_FILE)
+        return location, load_genotypes(location)
     return "the paper's cells (no search selection found)", paper_genotypes()
 
 
@@ -198,7 +203,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         "or a genotype string (default: the latest search sweep's selection, else 'paper')",
     )
     parser.add_argument(
-        "--results", metavar="ROOT", type=Path, default=DEFAULT_RESULTS_ROOT, help="results root (default: ./results)"
+        "--results", metavar="ROOT|URI", default=DEFAULT_RESULTS_ROOT,
+        help="results root: a folder or a storage URI such as s3://bucket/prefix (default: ./results)",
     )
     parser.add_argument(
         "--out", metavar="DIR", type=Path, default=Path("figures/cells"), help="output folder (default: figures/cells)"

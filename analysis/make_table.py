@@ -5,9 +5,13 @@ Usage::
     python analysis/make_table.py                       # latest experiments under ./results
     python analysis/make_table.py --eval results/eval_cifar10_paper --format latex --out table1.tex
     python analysis/make_table.py --format csv --out table1.csv   # also writes table1_search.csv
+    python analysis/make_table.py --results s3://bucket/dartsrenet   # a cluster's storage, read in place
 
 Table 1 (paper §4.2) has one row per dataset × model of the latest ``eval`` experiment;
-the search summary one row per variant of the latest ``search`` experiment. See
+the search summary one row per variant of the latest ``search`` experiment. With
+``--search DIR`` alone, Table 1 is the latest evaluation made from that search's
+selection (its ``sweep.json`` names the search), never an unrelated one. Experiments may
+be local folders or storage URIs (``s3://…``, ``gs://…``, ``file://…``). See
 :mod:`analysis.tables` for how numbers are computed and shown.
 """
 
@@ -18,9 +22,6 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-if __package__ in (None, ""):
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
 import pandas as pd
 
 from analysis.formatting import to_csv, to_latex, to_markdown
@@ -28,6 +29,7 @@ from analysis.results import (
     DEFAULT_RESULTS_ROOT,
     Experiment,
     ExperimentNotFoundError,
+    evaluations_of,
     latest_experiment,
     load_trials,
     read_experiment,
@@ -91,13 +93,22 @@ def search_text(experiment: Experiment, fmt: str, trials: pd.DataFrame | None = 
     return render(summary, display_search_summary(summary), fmt, title, SEARCH_NOTE, SEARCH_DISPLAY_ALIGN)
 
 
-def _resolve(path: str | None, root: Path, kind: str) -> Experiment | None:
+def _resolve(path: str | None, root: str, kind: str) -> Experiment | None:
     if path is None:
         return latest_experiment(root, kind)
     experiment = read_experiment(path)
     if experiment.kind != kind:
         raise ValueError(f"{path} is a {experiment.kind!r} experiment, not {kind!r}")
     return experiment
+
+
+def evaluation_of(search: Experiment, root: str) -> Experiment | None:
+    """The latest evaluation made from ``search``'s selection, under ``root`` or beside
+    the search experiment; ``None`` when there is none."""
+    parent = search.path.rstrip("/").rsplit("/", 1)[0] if "://" in search.path else str(Path(search.path).parent)
+    found = {experiment.path: experiment for folder in (root, parent) for experiment in evaluations_of(search, folder)}
+    ordered = sorted(found.values(), key=lambda experiment: (experiment.created, experiment.name))
+    return ordered[-1] if ordered else None
 
 
 def search_output_path(out: Path) -> Path:
@@ -107,10 +118,17 @@ def search_output_path(out: Path) -> Path:
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--search", metavar="DIR", help="search experiment folder (default: latest under --results)")
-    parser.add_argument("--eval", metavar="DIR", help="evaluation experiment folder (default: latest under --results)")
     parser.add_argument(
-        "--results", metavar="ROOT", type=Path, default=DEFAULT_RESULTS_ROOT, help="results root (default: ./results)"
+        "--search", metavar="DIR|URI", help="search experiment folder (default: latest under --results)"
+    )
+    parser.add_argument(
+        "--eval", metavar="DIR|URI",
+        help="evaluation experiment folder (default: with --search, the latest evaluation of that search's "
+        "selection; else the latest under --results)",
+    )
+    parser.add_argument(
+        "--results", metavar="ROOT|URI", default=DEFAULT_RESULTS_ROOT,
+        help="results root: a folder or a storage URI such as s3://bucket/prefix (default: ./results)",
     )
     parser.add_argument("--format", choices=FORMATS, default="markdown", help="output format (default: markdown)")
     parser.add_argument(
@@ -128,7 +146,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     try:
         search = _resolve(args.search, args.results, "search")
-        evaluation = _resolve(args.eval, args.results, "eval")
+        if args.search is not None and args.eval is None:
+            evaluation = evaluation_of(search, args.results)
+        else:
+            evaluation = _resolve(args.eval, args.results, "eval")
     except (ExperimentNotFoundError, ValueError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
@@ -142,6 +163,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         trials = load_trials(evaluation)
         parts["results"] = results_text(evaluation, args.format, trials)
         failures += [f"{evaluation.name}: {line}" for line in failure_lines(trials, ("dataset", "model", "seed"))]
+    elif args.search is not None:
+        print(f"note: no evaluation experiment made from {search.path} under {args.results}/ or beside it; "
+              "showing the search only", file=sys.stderr)
     else:
         print(f"note: no evaluation experiment under {args.results}/; showing the search only", file=sys.stderr)
     if search is not None:

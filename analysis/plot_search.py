@@ -25,9 +25,6 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-if __package__ in (None, ""):
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
 import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
@@ -230,9 +227,10 @@ def _genotype_or_none(text: Any) -> Genotype | None:
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--search", metavar="DIR", help="search experiment folder (default: latest under --results)")
+    parser.add_argument("--search", metavar="DIR|URI", help="search experiment folder (default: latest under --results)")
     parser.add_argument(
-        "--results", metavar="ROOT", type=Path, default=DEFAULT_RESULTS_ROOT, help="results root (default: ./results)"
+        "--results", metavar="ROOT|URI", default=DEFAULT_RESULTS_ROOT,
+        help="results root: a folder or a storage URI such as s3://bucket/prefix (default: ./results)",
     )
     parser.add_argument("--out", metavar="DIR", type=Path, help="output folder (default: figures/<experiment name>)")
     parser.add_argument(

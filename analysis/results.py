@@ -1,36 +1,14 @@
-"""Read the experiment folders of the Ray Tune sweeps (docs/design.md, "Sweeps — experiment layout").
+"""The sweeps' experiments as pandas DataFrames (docs/design.md, "Analysis").
 
-An experiment is a folder ``STORAGE/NAME/`` marked by ``sweep.json``
-(``{"kind": "search"|"eval", "created": …, "planned": [{trial config}, …], …}``), with
-one folder per trial. Each trial folder holds the library's run folder ``run/`` (synced
-from the trial's working directory with every checkpoint) beside Ray Tune's files::
+What an experiment folder holds, the trial statuses and how a trial folder is read are
+the results contract of :mod:`dartsrenet.results`, which the sweeps write through; this
+module turns its records into one row per trial (:func:`load_trials`) or per epoch
+(:func:`load_history`). Experiments may live in a local folder or at a storage URI
+(``s3://…``, ``gs://…``, ``file://…``), as the sweeps' ``--storage`` allows.
 
-    NAME/
-      sweep.json
-      vanilla_seed0_abc12_00000/
-        run/
-          config.json      the resolved config
-          metrics.jsonl    one JSON object per epoch           ← per-epoch history
-          summary.json     written when the run finishes      ← the trial's result
-          …                (docs/design.md, "Run folder")
-        params.json        the trial's config (Ray)
-        error.txt          only when the trial failed (Ray)
-        result.json        Ray's copy of the reports
-        progress.csv       the same, flattened to CSV
-        checkpoint_000003/ Ray's checkpoints
-
-Metrics come from the run folder only: the library rewrites ``metrics.jsonl`` whole
-after every epoch, so a trial that failed and was retried from a checkpoint shows every
-epoch once, whereas Ray's ``result.json`` can miss the reports made before a retry.
 Ray's files are read only for what Ray alone knows: the trial's config
 (``params.json``), its failure (``error.txt``), its checkpoints, and the bookkeeping of
 its last report (``trial_id``, ``training_iteration``, …, from ``result.json``).
-
-A record that is not a result is never shown as a number: a finished run whose
-accuracies are not finite fractions in [0, 1] (NaN — written as ``NaN`` or ``null`` —
-or a percentage such as 97.5), or whose selected genotype does not parse, is a
-``failed`` trial with the reason in ``error``.
-
 Everything here is plain pandas/json: Ray is never imported, so results can be read on
 any machine and with any Ray version. Missing or truncated files are tolerated: a trial
 that never started has no folder (status ``missing``), a file being copied may end in
@@ -39,34 +17,51 @@ half a line.
 
 from __future__ import annotations
 
-import json
 import math
-import os
-import re
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
-from datetime import datetime
-from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
-from dartsrenet.genotypes import Genotype, GenotypeError
+from dartsrenet.results import (
+    DEFAULT_RESULTS_ROOT,
+    ERROR_FILE,
+    FAILED,
+    FINISHED,
+    KINDS,
+    METRICS_FILE,
+    MISSING,
+    PARAMS_FILE,
+    RAY_RESULT_FILE,
+    RUN_FOLDER,
+    STATUSES,
+    STOPPED_EARLY,
+    SUMMARY_FILE,
+    SWEEP_MARKER,
+    UNFINISHED,
+    Experiment,
+    ExperimentNotFoundError,
+    evaluations_of,
+    find_experiments,
+    invalid_result,
+    join_location,
+    latest_checkpoint,
+    latest_experiment,
+    location_name,
+    modified_time,
+    read_experiment,
+    read_json_lines,
+    read_trial_config,
+    trial_folders,
+    trial_state,
+)
 
-SWEEP_MARKER = "sweep.json"
-"""The file that marks an experiment folder."""
-
-KINDS: tuple[str, ...] = ("search", "eval")
-"""Experiment kinds: cell search sweeps and evaluation (Table 1) sweeps."""
-
-DEFAULT_RESULTS_ROOT = Path("results")
-"""Where the sweeps store experiments by default (``--storage``)."""
-
-FINISHED, FAILED, UNFINISHED, MISSING = "finished", "failed", "unfinished", "missing"
-STATUSES: tuple[str, ...] = (FINISHED, FAILED, UNFINISHED, MISSING)
-"""Trial statuses (:func:`trial_state`). ``unfinished``: running, or stopped before its run
-folder got ``summary.json`` and without an error (e.g. the sweep was interrupted);
-``missing``: planned but no trial folder."""
+__all__ = [
+    "DEFAULT_RESULTS_ROOT", "FAILED", "FINISHED", "KINDS", "MISSING", "STATUSES", "STOPPED_EARLY", "SWEEP_MARKER",
+    "UNFINISHED", "Experiment", "ExperimentNotFoundError", "config_column", "evaluations_of", "find_experiments",
+    "invalid_result", "latest_experiment", "load_history", "load_trials", "read_experiment", "read_json_lines",
+    "unique_trials",
+]
 
 CONFIG_PREFIX = "config/"
 """Config fields become ``config/<field>`` columns, as in Ray's own DataFrames."""
@@ -74,293 +69,21 @@ CONFIG_PREFIX = "config/"
 IDENTITY_FIELDS: tuple[str, ...] = ("dataset", "model", "variant", "seed")
 """Config fields that identify a trial (a planned entry is matched on those it has)."""
 
-RUN_FOLDER = "run"
-"""The library's run folder inside each trial folder (``sweeps.common.RUN_FOLDER``)."""
-
-METRICS_FILE, SUMMARY_FILE = "metrics.jsonl", "summary.json"
-"""Files of the run folder: per-epoch metrics, and the result of a finished run."""
-
 RAY_BOOKKEEPING: tuple[str, ...] = ("config",)
 """Report fields that are dropped: Ray repeats the whole config in every report."""
-
-ACCURACY_FIELDS: tuple[str, ...] = ("train_accuracy", "val_accuracy", "best_val_accuracy", "test_accuracy")
-"""Metrics that are fractions in [0, 1] (docs/design.md); anything else is not a result."""
 
 SUMMARY_COLUMNS_SKIPPED: tuple[str, ...] = ("kind", "config", "versions", "genotype")
 """``summary.json`` fields that do not become columns (nested, or repeated elsewhere)."""
 
-_ANSI_ESCAPE = re.compile(r"\x1b\[[0-9;]*m")
 
-
-class ExperimentNotFoundError(FileNotFoundError):
-    """A folder that is not an experiment (no ``sweep.json``), or no experiment at all."""
-
-
-@dataclass(frozen=True)
-class Experiment:
-    """An experiment folder and its ``sweep.json`` marker.
-
-    Attributes:
-        path: the experiment folder (``STORAGE/NAME``).
-        kind: ``"search"`` or ``"eval"``.
-        created: creation time (POSIX seconds) from the marker's ``created`` field, or the
-            marker file's modification time when the field is absent or unreadable.
-        marker: the whole ``sweep.json`` content.
-    """
-
-    path: Path
-    kind: str
-    created: float
-    marker: Mapping[str, Any] = field(default_factory=dict, compare=False, repr=False)
-
-    @property
-    def name(self) -> str:
-        """The experiment's name (its folder name)."""
-        return self.path.name
-
-    @property
-    def planned(self) -> list[dict[str, Any]]:
-        """The trial configs the sweep planned (empty when the marker lists none)."""
-        planned = self.marker.get("planned") or []
-        return [dict(entry) for entry in planned if isinstance(entry, Mapping)]
-
-
-# --- experiments ---------------------------------------------------------------------
-
-
-def read_experiment(path: str | os.PathLike[str]) -> Experiment:
-    """Read the experiment in folder ``path``.
-
-    Raises:
-        ExperimentNotFoundError: if ``path`` has no readable ``sweep.json``.
-        ValueError: if the marker's ``kind`` is not one of :data:`KINDS`.
-    """
-    path = Path(path)
-    marker_path = path / SWEEP_MARKER
-    marker = _read_json(marker_path)
-    if not isinstance(marker, dict):
-        raise ExperimentNotFoundError(
-            f"{path} is not an experiment folder: no readable {SWEEP_MARKER} "
-            "(sweeps write it; see docs/design.md)"
-        )
-    kind = marker.get("kind")
-    if kind not in KINDS:
-        raise ValueError(f"{marker_path}: 'kind' must be one of {', '.join(KINDS)}, got {kind!r}")
-    return Experiment(path=path, kind=kind, created=_created_time(marker, marker_path), marker=marker)
-
-
-def find_experiments(
-    root: str | os.PathLike[str] = DEFAULT_RESULTS_ROOT, kind: str | None = None
-) -> list[Experiment]:
-    """All experiments under ``root`` (the root itself and two levels below), oldest first.
-
-    Folders whose ``sweep.json`` is unreadable or has an unknown kind are skipped.
-
-    Args:
-        root: the results root (the sweeps' ``--storage``).
-        kind: keep only experiments of this kind; ``None`` keeps all.
-    """
-    root = Path(root)
-    if not root.is_dir():
-        return []
-    markers = [root / SWEEP_MARKER, *root.glob(f"*/{SWEEP_MARKER}"), *root.glob(f"*/*/{SWEEP_MARKER}")]
-    experiments = []
-    for marker in markers:
-        if not marker.is_file():
-            continue
-        try:
-            experiment = read_experiment(marker.parent)
-        except (ExperimentNotFoundError, ValueError):
-            continue
-        if kind is None or experiment.kind == kind:
-            experiments.append(experiment)
-    return sorted(experiments, key=lambda experiment: (experiment.created, experiment.name))
-
-
-def latest_experiment(root: str | os.PathLike[str] = DEFAULT_RESULTS_ROOT, kind: str = "search") -> Experiment | None:
-    """The most recently created experiment of ``kind`` under ``root``, or ``None``."""
-    experiments = find_experiments(root, kind)
-    return experiments[-1] if experiments else None
-
-
-def _created_time(marker: Mapping[str, Any], marker_path: Path) -> float:
-    created = marker.get("created")
-    if isinstance(created, int | float) and not isinstance(created, bool) and math.isfinite(created):
-        return float(created)
-    if isinstance(created, str):
-        try:
-            return datetime.fromisoformat(created.replace("Z", "+00:00")).timestamp()
-        except ValueError:
-            pass
-    return marker_path.stat().st_mtime
-
-
-# --- files ---------------------------------------------------------------------------
-
-
-def _read_json(path: Path) -> Any:
-    """JSON content of ``path``, or ``None`` when missing or malformed."""
-    try:
-        return json.loads(path.read_text())
-    except (OSError, ValueError):
-        return None
-
-
-def read_json_lines(path: str | os.PathLike[str]) -> list[dict[str, Any]]:
-    """The JSON objects of a JSON-lines file such as the run folder's ``metrics.jsonl``.
-
-    A missing file gives ``[]``. Lines that do not parse (typically the last line, cut
-    short while the file was being copied) and non-object lines are skipped. ``NaN``
-    and ``null`` values are read as they are (``float("nan")``, ``None``).
-    """
-    try:
-        text = Path(path).read_text(errors="replace")
-    except OSError:
-        return []
-    records = []
-    for line in text.splitlines():
-        line = line.strip()
-        if not line:
-            continue
-        try:
-            record = json.loads(line)
-        except ValueError:
-            continue
-        if isinstance(record, dict):
-            records.append(record)
-    return records
-
-
-def read_history(trial_dir: str | os.PathLike[str]) -> list[dict[str, Any]]:
-    """The per-epoch metrics of one trial, by epoch, from its run folder's ``metrics.jsonl``.
-
-    One record per epoch (an epoch written twice keeps its last record); records without
-    an integer ``epoch`` are skipped. ``[]`` when the run wrote no epoch yet.
-    """
-    by_epoch: dict[int, dict[str, Any]] = {}
-    for record in read_json_lines(Path(trial_dir) / RUN_FOLDER / METRICS_FILE):
-        epoch = record.get("epoch")
-        if isinstance(epoch, int) and not isinstance(epoch, bool):
-            by_epoch[epoch] = record
-    return [by_epoch[epoch] for epoch in sorted(by_epoch)]
-
-
-def read_summary(trial_dir: str | os.PathLike[str]) -> dict[str, Any] | None:
-    """The run folder's ``summary.json`` (written when the run finished), or ``None``."""
-    summary = _read_json(Path(trial_dir) / RUN_FOLDER / SUMMARY_FILE)
-    return summary if isinstance(summary, dict) else None
-
-
-def ray_bookkeeping(trial_dir: str | os.PathLike[str], epoch: Any, metrics: Mapping[str, Any]) -> dict[str, Any]:
+def ray_bookkeeping(trial_dir: str, epoch: Any, metrics: Mapping[str, Any]) -> dict[str, Any]:
     """What Ray alone recorded about its report of ``epoch`` (``trial_id``,
     ``training_iteration``, ``timestamp``, …): the fields of that epoch's line in Ray's
     ``result.json`` that are not in ``metrics``. ``{}`` when Ray has no such line."""
-    lines = [line for line in read_json_lines(Path(trial_dir) / "result.json") if line.get("epoch") == epoch]
+    lines = [line for line in read_json_lines(join_location(trial_dir, RAY_RESULT_FILE)) if line.get("epoch") == epoch]
     if not lines:
         return {}
     return {key: value for key, value in lines[-1].items() if key not in metrics and key not in RAY_BOOKKEEPING}
-
-
-def read_error(trial_dir: str | os.PathLike[str]) -> str | None:
-    """The last non-empty line of the trial's ``error.txt`` (the exception), or ``None``."""
-    try:
-        text = (Path(trial_dir) / "error.txt").read_text(errors="replace")
-    except OSError:
-        return None
-    lines = [_ANSI_ESCAPE.sub("", line).strip() for line in text.splitlines()]
-    lines = [line for line in lines if line]
-    return lines[-1] if lines else "error.txt is empty"
-
-
-def latest_checkpoint(trial_dir: str | os.PathLike[str]) -> str | None:
-    """Name of the trial's highest-numbered ``checkpoint_*`` folder, or ``None``."""
-    checkpoints = sorted(path.name for path in Path(trial_dir).glob("checkpoint_*") if path.is_dir())
-    return checkpoints[-1] if checkpoints else None
-
-
-def trial_folders(experiment_dir: str | os.PathLike[str]) -> list[Path]:
-    """The trial folders of an experiment: sub-folders holding a run folder or Ray's
-    trial files, by name."""
-    experiment_dir = Path(experiment_dir)
-    if not experiment_dir.is_dir():
-        return []
-    markers = (RUN_FOLDER, "params.json", "result.json", "progress.csv")
-    return sorted(
-        path
-        for path in experiment_dir.iterdir()
-        if path.is_dir() and any((path / marker).exists() for marker in markers)
-    )
-
-
-# --- validity ------------------------------------------------------------------------
-
-
-def _not_a_fraction(value: Any) -> str | None:
-    """How ``value`` fails to be a finite fraction in [0, 1] (``"NaN"``, ``"97.5"``, …), or ``None``."""
-    if value is None:
-        return "null (not a number)"
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        return f"{value!r} (not a number)"
-    if math.isnan(value):
-        return "NaN"
-    if not 0.0 <= value <= 1.0:
-        return f"{value:g}"
-    return None
-
-
-def invalid_result(history: list[dict[str, Any]], summary: Mapping[str, Any] | None) -> str | None:
-    """Why a run's records are not a result, or ``None`` if they are.
-
-    Every accuracy (:data:`ACCURACY_FIELDS`) in ``metrics.jsonl`` must be a finite
-    fraction in [0, 1]; a finished run's ``summary.json`` must have such a
-    ``best_val_accuracy`` (and ``test_accuracy`` for an evaluation run), and a search
-    run's ``genotype_string`` must parse as a genotype.
-
-    Returns:
-        One line naming the file, the field and the value, e.g.
-        ``"summary.json: test_accuracy is NaN, not a fraction in [0, 1]"``.
-    """
-    for record in history:
-        for name in ACCURACY_FIELDS:
-            if name in record and (problem := _not_a_fraction(record[name])) is not None:
-                return f"{METRICS_FILE} epoch {record['epoch']}: {name} is {problem}, not a fraction in [0, 1]"
-    if summary is None:
-        return None
-    required = ("best_val_accuracy", "test_accuracy") if summary.get("kind") == "train" else ("best_val_accuracy",)
-    for name in required:
-        if name not in summary:
-            return f"{SUMMARY_FILE}: no {name}"
-        if (problem := _not_a_fraction(summary[name])) is not None:
-            return f"{SUMMARY_FILE}: {name} is {problem}, not a fraction in [0, 1]"
-    if summary.get("kind") == "search":
-        text = summary.get("genotype_string")
-        try:
-            if not isinstance(text, str):
-                raise GenotypeError(f"expected a string, got {type(text).__name__}")
-            Genotype.from_string(text)
-        except GenotypeError as error:
-            return f"{SUMMARY_FILE}: genotype_string {text!r} is not a genotype ({error})"
-    return None
-
-
-def trial_state(trial_dir: str | os.PathLike[str]) -> tuple[str, str | None, list[dict[str, Any]], dict[str, Any] | None]:
-    """Status, error line, per-epoch history and summary of one trial folder.
-
-    Status: ``finished`` when the run folder has ``summary.json`` (a trial that failed,
-    was retried by Ray and then finished counts as finished); else ``failed`` when Ray
-    wrote ``error.txt``; else ``unfinished``. Records that are not a result
-    (:func:`invalid_result`) make any trial ``failed``, with the reason as its error;
-    otherwise the error is the last line of ``error.txt``, if any.
-    """
-    history = read_history(trial_dir)
-    summary = read_summary(trial_dir)
-    error = read_error(trial_dir)
-    reason = invalid_result(history, summary)
-    if reason is not None:
-        return FAILED, reason, history, summary
-    if summary is not None:
-        return FINISHED, error, history, summary
-    return (FAILED if error is not None else UNFINISHED), error, history, summary
 
 
 # --- trials --------------------------------------------------------------------------
@@ -375,17 +98,6 @@ def _matches(planned: Mapping[str, Any], config: Mapping[str, Any]) -> bool:
     names (all of the plan's fields when it names none of them)."""
     keys = [key for key in IDENTITY_FIELDS if key in planned] or list(planned)
     return all(key in config and config[key] == planned[key] for key in keys)
-
-
-def _folder_config(trial_dir: Path) -> dict[str, Any]:
-    config = _read_json(trial_dir / "params.json")
-    if isinstance(config, dict):
-        return config
-    # params.json missing: Ray repeats the config in every result.json line.
-    for report in reversed(read_json_lines(trial_dir / "result.json")):
-        if isinstance(report.get("config"), dict):
-            return report["config"]
-    return {}
 
 
 def load_trials(experiment: Experiment) -> pd.DataFrame:
@@ -403,11 +115,11 @@ def load_trials(experiment: Experiment) -> pd.DataFrame:
     """
     folder_rows = []
     for trial_dir in trial_folders(experiment.path):
-        status, error, history, summary = trial_state(trial_dir)
-        config = _folder_config(trial_dir)
+        status, error, history, summary = trial_state(trial_dir, location_name(trial_dir) in experiment.stopped_early)
+        config = read_trial_config(trial_dir)
         row: dict[str, Any] = {
-            "trial": trial_dir.name,
-            "trial_dir": str(trial_dir),
+            "trial": location_name(trial_dir),
+            "trial_dir": trial_dir,
             "status": status,
             "error": error,
             "reports": len(history),
@@ -450,14 +162,13 @@ def load_trials(experiment: Experiment) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=_ordered_columns(rows))
 
 
-def _latest_mtime(trial_dir: Path) -> float:
-    times = [trial_dir.stat().st_mtime]
-    run = Path(RUN_FOLDER)
-    for name in (run / METRICS_FILE, run / SUMMARY_FILE, "error.txt", "params.json", "result.json"):
-        path = trial_dir / name
-        if path.is_file():
-            times.append(path.stat().st_mtime)
-    return max(times)
+def _latest_mtime(trial_dir: str) -> float:
+    """Last change of a trial's files (POSIX seconds)."""
+    locations = [trial_dir, join_location(trial_dir, RUN_FOLDER, METRICS_FILE),
+                 join_location(trial_dir, RUN_FOLDER, SUMMARY_FILE),
+                 *(join_location(trial_dir, name) for name in (ERROR_FILE, PARAMS_FILE, RAY_RESULT_FILE))]
+    times = [time for time in map(modified_time, locations) if time is not None]
+    return max(times, default=math.nan)
 
 
 def _ordered_columns(rows: Iterable[Mapping[str, Any]]) -> list[str]:
@@ -478,11 +189,11 @@ def load_history(experiment: Experiment) -> pd.DataFrame:
     """
     frames = []
     for trial_dir in trial_folders(experiment.path):
-        status, _, history, _ = trial_state(trial_dir)
+        status, _, history, _ = trial_state(trial_dir, location_name(trial_dir) in experiment.stopped_early)
         if not history:
             continue
         frame = pd.DataFrame(history)
-        header = {"trial": trial_dir.name, "status": status, **_config_columns(_folder_config(trial_dir))}
+        header = {"trial": location_name(trial_dir), "status": status, **_config_columns(read_trial_config(trial_dir))}
         for position, (key, value) in enumerate(header.items()):
             frame.insert(position, key, [value] * len(frame))
         frames.append(frame)
@@ -503,10 +214,10 @@ def unique_trials(trials: pd.DataFrame, keys: Iterable[str]) -> pd.DataFrame:
     keys = [key for key in keys if key in trials]
     if not keys or trials.empty:
         return trials
-    rank = {FINISHED: 0, UNFINISHED: 1, FAILED: 2, MISSING: 3}
+    rank = {FINISHED: 0, UNFINISHED: 1, STOPPED_EARLY: 2, FAILED: 3, MISSING: 4}
     mtime = trials["mtime"] if "mtime" in trials else pd.Series(math.nan, index=trials.index)
     ordered = trials.assign(
-        _rank=trials["status"].map(rank).fillna(4),
+        _rank=trials["status"].map(rank).fillna(len(rank)),
         _mtime=-pd.to_numeric(mtime, errors="coerce").fillna(-math.inf),
         _order=range(len(trials)),
     )

@@ -30,7 +30,7 @@ from collections.abc import Iterable
 import pandas as pd
 
 from analysis.results import FAILED, FINISHED, MISSING, UNFINISHED, config_column, unique_trials
-from dartsrenet import paper
+from dartsrenet import paper, results
 
 DATASET_ORDER: tuple[str, ...] = ("cifar10", "svhn")
 """The paper's datasets first, in its order; other datasets follow alphabetically."""
@@ -266,23 +266,27 @@ def display_results_table(table: pd.DataFrame) -> pd.DataFrame:
 
 
 def select_seed(trials: pd.DataFrame) -> pd.Series | None:
-    """The selected search trial: finished, best ``best_val_accuracy``, ties → lower seed.
+    """The selected search trial, by the sweeps' own rule (:func:`dartsrenet.results.select_seed`:
+    finished, best ``best_val_accuracy``, ties → lower seed, genotype parses).
 
     Args:
         trials: rows of one variant's search trials (from :func:`analysis.results.load_trials`).
 
     Returns:
-        The selected row, or ``None`` when no finished trial reported ``best_val_accuracy``.
+        The selected row, or ``None`` when no trial can be selected.
     """
-    finished = trials[trials["status"] == FINISHED]
-    candidates = finished.assign(
-        _accuracy=_numeric(finished, "best_val_accuracy"),
-        _seed=_numeric(finished, config_column("seed")),
-    ).dropna(subset=["_accuracy"])
-    if candidates.empty:
-        return None
-    best = candidates.sort_values(["_accuracy", "_seed"], ascending=[False, True], kind="stable").iloc[0]
-    return best.drop(["_accuracy", "_seed"])
+    seeds = [
+        {
+            "row": label,
+            "seed": _numeric(trials, config_column("seed"))[label],
+            "status": row["status"],
+            "best_val_accuracy": _numeric(trials, "best_val_accuracy")[label],
+            "genotype_string": row.get("genotype_string"),
+        }
+        for label, row in trials.iterrows()
+    ]
+    selected = results.select_seed(seeds)
+    return None if selected is None else trials.loc[selected["row"]]
 
 
 def search_summary(trials: pd.DataFrame) -> pd.DataFrame:

@@ -39,11 +39,9 @@ import dataclasses
 import hashlib
 import json
 import logging
-import math
 import os
 import shlex
 import sys
-import tempfile
 import time
 import warnings
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -54,19 +52,27 @@ import ray
 import ray.cloudpickle
 from ray import tune
 from ray.tune.logger import CSVLoggerCallback, JsonLoggerCallback
+from ray.tune.schedulers import ASHAScheduler, TrialScheduler
 
+from dartsrenet import results
 from dartsrenet.config import CONFIG_CLASSES, coerce_value, load_preset, parse_overrides, resolve_config
+from dartsrenet.results import (
+    RUN_FOLDER,
+    SWEEP_MARKER,
+    finite,
+    fraction_problem,
+    is_uri,
+    join_location,
+    read_text,
+    write_json,
+)
 
 # Trainables and helpers of this module are shipped to Ray workers by value: workers
 # need only `dartsrenet` installed, not this folder on their path (`ray submit`
 # uploads only the script to the head node).
 ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])
 
-SWEEP_MARKER = "sweep.json"
-RUN_FOLDER = "run"
-"""The library's run folder inside each trial folder (config, metrics, summary, …)."""
-
-DEFAULT_STORAGE = "results"
+DEFAULT_STORAGE = results.DEFAULT_RESULTS_ROOT
 FAULT_MARKER = ".fault_injected"
 
 SWEEP_MANAGED_FIELDS: dict[str, tuple[str, ...]] = {
@@ -233,57 +239,9 @@ def check_trial_configs(kind: str, planned: Iterable[Mapping[str, Any]]) -> None
 # --- storage -------------------------------------------------------------------------
 
 
-def is_uri(location: str) -> bool:
-    return "://" in location
-
-
 def storage_location(storage: str) -> str:
     """A local storage path made absolute (Ray requires it); URIs unchanged."""
     return storage if is_uri(storage) else os.path.abspath(os.path.expanduser(storage))
-
-
-def join_location(base: str, *parts: str) -> str:
-    return "/".join([base.rstrip("/"), *parts]) if is_uri(base) else os.path.join(base, *parts)
-
-
-def read_text(location: str) -> str | None:
-    """Text of a local file or a URI (``pyarrow.fs``), ``None`` if it does not exist."""
-    if not is_uri(location):
-        try:
-            return Path(location).read_text()
-        except FileNotFoundError:
-            return None
-    import pyarrow.fs
-
-    filesystem, path = pyarrow.fs.FileSystem.from_uri(location)
-    if filesystem.get_file_info(path).type == pyarrow.fs.FileType.NotFound:
-        return None
-    with filesystem.open_input_stream(path) as stream:
-        return stream.read().decode()
-
-
-def write_text(location: str, text: str) -> None:
-    """Write a local file atomically, or an object at a URI."""
-    if not is_uri(location):
-        path = Path(location)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with tempfile.NamedTemporaryFile("w", dir=path.parent, prefix=f".{path.name}.", delete=False) as handle:
-            handle.write(text)
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(handle.name, 0o666 & ~umask)
-        os.replace(handle.name, path)
-        return
-    import pyarrow.fs
-
-    filesystem, path = pyarrow.fs.FileSystem.from_uri(location)
-    filesystem.create_dir(path.rsplit("/", 1)[0], recursive=True)
-    with filesystem.open_output_stream(path) as stream:
-        stream.write(text.encode())
-
-
-def write_json(location: str, data: Any) -> None:
-    write_text(location, json.dumps(data, indent=2) + "\n")
 
 
 # --- Ray and resources ---------------------------------------------------------------
@@ -310,6 +268,10 @@ def start_ray(args: argparse.Namespace) -> bool:
     if address == "local":
         # a Ray of this machine only: on the loopback address, reachable from nowhere else
         kwargs.update(num_cpus=args.num_cpus, num_gpus=args.num_gpus, _node_ip_address=LOOPBACK)
+    elif address and address.split(":")[0] in (LOOPBACK, "localhost"):
+        # a cluster listening on loopback (one machine): Ray would otherwise rewrite the address
+        # to this machine's external one, where nothing listens
+        kwargs["_node_ip_address"] = LOOPBACK
     ray.init(**kwargs)
     return True
 
@@ -671,23 +633,60 @@ def run_experiment(
                 verbose=verbose,
             ),
         )
-    return tuner.fit()
+    results_grid = tuner.fit()
+    # The scheduler that ran: ours, or the one Tuner.restore unpickled from the experiment.
+    used = getattr(getattr(tuner, "_local_tuner", None), "_tune_config", None)
+    stopped = getattr(getattr(used, "scheduler", None), "stopped_trials", None)
+    if stopped:
+        record_stopped_early(experiment, stopped)
+    return results_grid
+
+
+def record_stopped_early(experiment: str, trial_names: Iterable[str]) -> None:
+    """Add trial folder names to ``sweep.json``'s list of trials the scheduler stopped."""
+    location = join_location(experiment, SWEEP_MARKER)
+    marker = json.loads(read_text(location) or "{}")
+    known = set(marker.get(results.STOPPED_EARLY_FIELD) or [])
+    marker[results.STOPPED_EARLY_FIELD] = sorted(known | set(trial_names))
+    write_json(location, marker)
+
+
+def stopped_early_trials(experiment: str) -> frozenset[str]:
+    """The trial folder names that the scheduler stopped, from ``sweep.json``."""
+    return results.read_experiment(experiment).stopped_early
 
 
 # --- results -------------------------------------------------------------------------
 
-TERMINATED, ERROR, UNFINISHED, PENDING = "TERMINATED", "ERROR", "UNFINISHED", "PENDING"
+class StopRecordingASHAScheduler(ASHAScheduler):
+    """ASHA that remembers the trials it stopped before their last epoch (by trial folder
+    name): Ray marks those ``TERMINATED`` like interrupted ones, but only an interrupted
+    trial is resumed by running the sweep again. :func:`run_experiment` records them in
+    ``sweep.json`` (:data:`dartsrenet.results.STOPPED_EARLY_FIELD`)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.stopped_trials: set[str] = set()
+
+    def on_trial_result(self, tune_controller: Any, trial: Any, result: dict[str, Any]) -> str:
+        decision = super().on_trial_result(tune_controller, trial, result)
+        if decision == TrialScheduler.STOP and not result.get("finished"):
+            self.stopped_trials.add(os.path.basename(str(trial.path).rstrip("/")))
+        return decision
 
 
-def result_status(result: Any) -> str:
-    """``TERMINATED`` (final report seen), ``ERROR``, ``UNFINISHED`` (reported, then
-    stopped, e.g. interrupted) or ``PENDING`` (never reported)."""
+def result_status(result: Any, stopped_early: Iterable[str] = ()) -> str:
+    """A Ray result in the results contract's words (:func:`dartsrenet.results.trial_status`):
+    ``finished`` (final report seen), ``failed``, ``stopped early`` (its trial folder is
+    in ``stopped_early``: the scheduler stopped it), ``unfinished`` (reported, then
+    interrupted) or ``missing`` (never reported)."""
     metrics = result.metrics or {}
-    if metrics.get("finished") is True:
-        return TERMINATED
-    if result.error is not None:
-        return ERROR
-    return UNFINISHED if metrics else PENDING
+    return results.trial_status(
+        finished=metrics.get("finished") is True,
+        failed=result.error is not None,
+        reported=bool(metrics),
+        stopped_early=Path(str(result.path)).name in set(stopped_early),
+    )
 
 
 def error_line(result: Any) -> str | None:
@@ -697,15 +696,21 @@ def error_line(result: Any) -> str | None:
     return lines[-1] if lines else type(result.error).__name__
 
 
-def summarize(results: tune.ResultGrid, name: str, log: Callable[[str], None] = print) -> int:
-    """Print how many trials finished; returns the exit status (1 if any did not)."""
-    statuses = [result_status(result) for result in results]
-    counts = {status: statuses.count(status) for status in dict.fromkeys(statuses)}
-    log(f"{name}: " + ", ".join(f"{count} {status.lower()}" for status, count in counts.items()))
-    for result in results:
-        if result_status(result) == ERROR:
+def summarize(
+    results_grid: tune.ResultGrid, name: str, stopped_early: Iterable[str] = (), log: Callable[[str], None] = print
+) -> int:
+    """Print what became of the trials; returns the exit status (1 if running the same
+    command again would continue some trial: unfinished, failed or never started).
+
+    Args:
+        stopped_early: trial folder names the scheduler stopped (:func:`stopped_early_trials`).
+    """
+    statuses = [result_status(result, stopped_early) for result in results_grid]
+    log(f"{name}: {results.status_counts_text(statuses)}")
+    for result, status in zip(results_grid, statuses, strict=True):
+        if status == results.FAILED:
             log(f"  failed: {Path(result.path).name}: {error_line(result)}")
-    if counts.get(TERMINATED, 0) == len(statuses):
+    if not results.resumable(statuses):
         return EXIT_OK
     log("not every trial finished: run the same command again to resume the experiment")
     return EXIT_INCOMPLETE
@@ -713,30 +718,6 @@ def summarize(results: tune.ResultGrid, name: str, log: Callable[[str], None] = 
 
 def command_line(script: str, argv: Sequence[str]) -> str:
     return shlex.join(["python", script, *argv])
-
-
-def finite(value: Any) -> float | None:
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        return None
-    return number if math.isfinite(number) else None
-
-
-def fraction_problem(name: str, value: Any) -> str | None:
-    """``"best_val_accuracy is NaN, not a fraction in [0, 1]"`` when ``value`` is not a
-    finite number in [0, 1] (accuracies are fractions, docs/design.md); else ``None``."""
-    if value is None:
-        shown = "missing"
-    elif isinstance(value, bool) or not isinstance(value, int | float):
-        shown = f"{value!r}"
-    elif math.isnan(value):
-        shown = "NaN"
-    elif not 0.0 <= value <= 1.0:
-        shown = f"{value:g}"
-    else:
-        return None
-    return f"{name} is {shown}, not a fraction in [0, 1]"
 
 
 def with_ray(args: argparse.Namespace, body: Callable[[], int]) -> int:

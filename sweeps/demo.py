@@ -36,19 +36,6 @@ from pathlib import Path
 # Show every trial's progress lines (Ray folds similar lines of different trials together).
 os.environ.setdefault("RAY_DEDUP_LOGS", "0")
 
-
-def _project_root() -> Path:
-    here = Path(__file__).resolve().parents[1]
-    if (here / "sweeps" / "common.py").is_file():
-        return here
-    import dartsrenet
-
-    return Path(dartsrenet.__file__).resolve().parents[1]
-
-
-if __package__ in (None, ""):
-    sys.path.insert(0, str(_project_root()))
-
 import ray
 
 from analysis import draw_cells, make_table, plot_search

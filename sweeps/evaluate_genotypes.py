@@ -19,68 +19,60 @@ Running the same command again resumes the experiment (default name
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 
-def _project_root() -> Path:
-    """The checkout holding ``sweeps/`` — also when this file runs as the lone copy that
-    ``ray submit`` uploads to the head node (then: the editable install of dartsrenet)."""
-    here = Path(__file__).resolve().parents[1]
-    if (here / "sweeps" / "common.py").is_file():
-        return here
-    import dartsrenet
-
-    return Path(dartsrenet.__file__).resolve().parents[1]
-
-
-if __package__ in (None, ""):
-    sys.path.insert(0, str(_project_root()))
-
 from ray import tune
 
-from dartsrenet.genotypes import PAPER_GENOTYPES, Genotype, GenotypeError
+from dartsrenet import results
+from dartsrenet.genotypes import PAPER_GENOTYPES, Genotype
 from dartsrenet.networks import BASELINE_CELLS
 from dartsrenet.paper import MODELS
 from sweeps import common
 
 SCRIPT = "sweeps/evaluate_genotypes.py"
-SELECTION_FILE = "selected_genotypes.json"
 
 
-def load_genotypes(spec: str) -> tuple[str, dict[str, Genotype]]:
-    """``--genotypes``: ``paper``, a ``selected_genotypes.json`` (file, URI, or the search
-    experiment folder holding it). Returns (source tag, genotype per variant).
+@dataclass(frozen=True)
+class GenotypeSource:
+    """Where ``--genotypes`` took the cells from.
 
-    Variants without a selected genotype (no finished seed) are left out.
+    Attributes:
+        tag: ``paper``, or the search experiment's name (for default experiment names).
+        genotypes: the genotype per variant (variants without a selected seed left out).
+        search_experiment: the search experiment's location (recorded in the evaluation's
+            ``sweep.json``, so that the analysis pairs them); ``None`` for ``paper``.
+    """
+
+    tag: str
+    genotypes: dict[str, Genotype]
+    search_experiment: str | None
+
+
+def load_genotypes(spec: str) -> GenotypeSource:
+    """``--genotypes``: ``paper``, or a ``selected_genotypes.json`` (file, URI, or the
+    search experiment folder holding it).
 
     Raises:
         common.SweepError: if the file is missing or malformed.
     """
     if spec == "paper":
-        return "paper", dict(PAPER_GENOTYPES)
-    location = spec if spec.endswith(".json") else common.join_location(spec, SELECTION_FILE)
-    if not common.is_uri(location):
+        return GenotypeSource("paper", dict(PAPER_GENOTYPES), None)
+    location = results.selection_location(spec)
+    if not results.is_uri(location):
         location = str(Path(location).expanduser().resolve())
-    text = common.read_text(location)
-    if text is None:
-        raise common.SweepError(
-            f"--genotypes {spec}: no {location} (a search sweep writes it when it ends), and not 'paper'"
-        )
     try:
-        data = json.loads(text)
-        genotypes = {}
-        for variant, entry in data["variants"].items():
-            selected = (entry or {}).get("selected")
-            if selected:
-                genotypes[variant] = Genotype.from_dict(selected["genotype"])
-    except (ValueError, KeyError, TypeError, GenotypeError) as error:
-        raise common.SweepError(f"--genotypes {location}: not a selected_genotypes.json ({error})") from None
-    source = Path(location.rstrip("/")).parent.name or "selection"
-    return source, genotypes
+        genotypes = results.selected_genotypes(results.read_selection(location))
+    except FileNotFoundError as error:
+        raise common.SweepError(f"--genotypes {spec}: {error}, and not 'paper'") from None
+    except ValueError as error:
+        raise common.SweepError(f"--genotypes {location}: {error}") from None
+    experiment = location.rstrip("/").rsplit("/", 1)[0]
+    return GenotypeSource(results.location_name(experiment) or "selection", genotypes, experiment)
 
 
 def default_name(datasets: Sequence[str], preset: str, overrides: dict[str, Any], source: str) -> str:
@@ -144,8 +136,8 @@ def plan(args: argparse.Namespace) -> dict[str, Any]:
     seeds = list(dict.fromkeys(args.seeds)) if args.seeds else list(range(args.num_seeds))
     if not seeds:
         raise common.SweepError("--num-seeds must be at least 1")
-    source, genotypes = load_genotypes(args.genotypes)
-    cells = model_cells(list(dict.fromkeys(args.models or MODELS)), genotypes, explicit=args.models is not None)
+    source = load_genotypes(args.genotypes)
+    cells = model_cells(list(dict.fromkeys(args.models or MODELS)), source.genotypes, explicit=args.models is not None)
     shared = {"preset": preset, "overrides": overrides}
     planned = [
         {"model": model, **cell, "dataset": dataset, "seed": seed, **shared}
@@ -165,10 +157,11 @@ def plan(args: argparse.Namespace) -> dict[str, Any]:
     return {
         "planned": planned,
         "param_space": param_space,
-        "name": args.name or default_name(datasets, preset, overrides, source),
+        "name": args.name or default_name(datasets, preset, overrides, source.tag),
         "storage": common.storage_location(args.storage),
         "details": {
             "datasets": datasets, "models": list(cells), "seeds": seeds, "genotypes": args.genotypes,
+            results.SEARCH_EXPERIMENT_FIELD: source.search_experiment,
             "preset": preset, "overrides": overrides,
             "configs": common.resolved_configs("train", preset, overrides, datasets),
         },
@@ -177,7 +170,7 @@ def plan(args: argparse.Namespace) -> dict[str, Any]:
 
 def run(args: argparse.Namespace, argv: Sequence[str], sweep: dict[str, Any]) -> int:
     resources = common.trial_resources(args)
-    results = common.run_experiment(
+    results_grid = common.run_experiment(
         trainable=common.eval_trial,
         param_space=sweep["param_space"],
         planned=sweep["planned"],
@@ -190,14 +183,14 @@ def run(args: argparse.Namespace, argv: Sequence[str], sweep: dict[str, Any]) ->
         details={**sweep["details"], "resources": resources},
         verbose=args.verbose,
     )
-    status = common.summarize(results, sweep["name"])
-    started = [result for result in results if result.config]
+    experiment = common.join_location(sweep["storage"], sweep["name"])
+    status = common.summarize(results_grid, sweep["name"], common.stopped_early_trials(experiment))
+    started = [result for result in results_grid if result.config]
     for result in sorted(started, key=lambda r: (r.config["dataset"], r.config["model"], r.config["seed"])):
-        accuracy = common.finite((result.metrics or {}).get("test_accuracy"))
+        accuracy = results.finite((result.metrics or {}).get("test_accuracy"))
         shown = "—" if accuracy is None else f"{100 * accuracy:.2f}%"
         config = result.config
         print(f"  {config['dataset']:<8} {config['model']:<27} seed {config['seed']}  test accuracy {shown}")
-    experiment = common.join_location(sweep["storage"], sweep["name"])
     print(f"evaluation results in {experiment}; table: python analysis/make_table.py --eval {experiment}")
     return status
 

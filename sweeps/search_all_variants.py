@@ -27,29 +27,15 @@ from pathlib import Path
 from typing import Any
 
 
-def _project_root() -> Path:
-    """The checkout holding ``sweeps/`` — also when this file runs as the lone copy that
-    ``ray submit`` uploads to the head node (then: the editable install of dartsrenet)."""
-    here = Path(__file__).resolve().parents[1]
-    if (here / "sweeps" / "common.py").is_file():
-        return here
-    import dartsrenet
-
-    return Path(dartsrenet.__file__).resolve().parents[1]
-
-
-if __package__ in (None, ""):
-    sys.path.insert(0, str(_project_root()))
-
 from ray import tune
 
-from dartsrenet.genotypes import Genotype, GenotypeError
+from dartsrenet import results
+from dartsrenet.genotypes import Genotype
 from dartsrenet.variants import VARIANTS
 from sweeps import common
 
 SCRIPT = "sweeps/search_all_variants.py"
-SELECTION_FILE = "selected_genotypes.json"
-SELECTION_RULE = "best val_cs accuracy over seeds"
+SELECTION_FILE = results.SELECTION_FILE
 
 
 def default_name(dataset: str, preset: str, overrides: dict[str, Any]) -> str:
@@ -103,102 +89,62 @@ def plan(args: argparse.Namespace) -> dict[str, Any]:
     }
 
 
-def seed_entry(result: Any) -> dict[str, Any]:
-    """One seed's line of ``selected_genotypes.json``; ``note`` says why a finished seed's
-    result cannot be selected (``None`` when it can)."""
+def seed_entry(result: Any, stopped_early: Sequence[str] | frozenset[str] = ()) -> dict[str, Any]:
+    """One seed's line of ``selected_genotypes.json`` from its Ray result; ``note`` says
+    why the seed cannot be selected (``None`` when it can;
+    :func:`dartsrenet.results.selection_problem`, on the values as reported)."""
     metrics = result.metrics or {}
-    status = common.result_status(result)
+    status = common.result_status(result, stopped_early)
     genotype_string = metrics.get("best_genotype")
-    note = common.fraction_problem("best_val_accuracy", metrics.get("best_val_accuracy"))
-    try:
-        genotype = Genotype.from_string(genotype_string).to_dict() if genotype_string else None
-    except GenotypeError as error:
-        genotype = None
-        note = note or f"best_genotype {genotype_string!r} is not a genotype ({error})"
-    if genotype is None:
-        note = note or "no best_genotype reported"
+    reported = {"status": status, "best_val_accuracy": metrics.get("best_val_accuracy"),
+                "genotype_string": genotype_string, "error": common.error_line(result)}
+    note = results.selection_problem(reported)
     return {
         "seed": result.config["seed"],
         "status": status,
-        "best_val_accuracy": common.finite(metrics.get("best_val_accuracy")),
+        "best_val_accuracy": results.finite(metrics.get("best_val_accuracy")),
         "best_epoch": metrics.get("best_epoch"),
         "epochs": metrics.get("epoch"),
-        "genotype": genotype,
+        "genotype": None if note else Genotype.from_string(genotype_string).to_dict(),
         "genotype_string": genotype_string,
         "trial": Path(result.path).name,
-        "error": common.error_line(result),
-        "note": note if status == common.TERMINATED else None,
+        "error": reported["error"],
+        "note": note,
     }
-
-
-def selection_problem(entry: dict[str, Any]) -> str | None:
-    """Why a seed cannot be selected (did not finish, no finite best_val_accuracy in
-    [0, 1], no genotype), or ``None``."""
-    if entry["status"] != common.TERMINATED:
-        error = f": {entry['error']}" if entry.get("error") else ""
-        return f"did not finish ({entry['status']}{error})"
-    if entry.get("note"):
-        return entry["note"]
-    problem = common.fraction_problem("best_val_accuracy", entry["best_val_accuracy"])
-    if problem is not None:
-        return problem
-    return None if entry["genotype"] else "no genotype"
 
 
 def select_genotypes(
     seeds_by_variant: dict[str, list[dict[str, Any]]], log: Callable[[str], None] = print
 ) -> dict[str, dict[str, Any]]:
-    """Per variant: the selected seed (finished, best ``best_val_accuracy``, ties → lower
-    seed; ``None`` when no seed can be selected) and all seeds, by seed. Every seed
-    that cannot be selected gets a ``note: …`` line (:func:`selection_problem`)."""
-    variants = {}
-    for variant, seeds in seeds_by_variant.items():
-        seeds = sorted(seeds, key=lambda entry: entry["seed"])
-        candidates = []
-        for entry in seeds:
-            problem = entry["note"] = selection_problem(entry)
-            if problem is None:
-                candidates.append(entry)
-            else:
-                log(f"note: {variant} seed {entry['seed']} not selectable: {problem}")
-        best = min(candidates, key=lambda entry: (-entry["best_val_accuracy"], entry["seed"]), default=None)
-        selected = None
-        if best is not None:
-            selected = {key: best[key] for key in ("seed", "best_val_accuracy", "best_epoch", "genotype",
-                                                   "genotype_string", "trial")}
-        variants[variant] = {"selected": selected, "seeds": seeds}
-    return variants
+    """Per variant: the selected seed and all seeds (:func:`dartsrenet.results.select_genotypes`)."""
+    return results.select_genotypes(seeds_by_variant, log)
 
 
-def selection_document(results: Any, planned: Sequence[dict[str, Any]], dataset: str, experiment: str) -> dict[str, Any]:
-    """The content of ``selected_genotypes.json`` (docs/design.md); planned trials that
-    have no result (never started) are listed as ``PENDING``."""
+def selection_document(
+    results_grid: Any, planned: Sequence[dict[str, Any]], dataset: str, experiment: str,
+    stopped_early: frozenset[str] = frozenset(),
+) -> dict[str, Any]:
+    """The content of ``selected_genotypes.json`` (:func:`dartsrenet.results.selection_document`);
+    planned trials that have no result (never started) are listed as ``missing``."""
     by_variant: dict[str, list[dict[str, Any]]] = {}
     for entry in planned:
         by_variant.setdefault(entry["variant"], [])
-    for result in results:
+    for result in results_grid:
         if result.config:  # a trial that never started may have none
-            by_variant.setdefault(result.config["variant"], []).append(seed_entry(result))
+            by_variant.setdefault(result.config["variant"], []).append(seed_entry(result, stopped_early))
     for entry in planned:
         seeds = by_variant[entry["variant"]]
         if not any(seed["seed"] == entry["seed"] for seed in seeds):
-            seeds.append({"seed": entry["seed"], "status": common.PENDING, "best_val_accuracy": None,
+            seeds.append({"seed": entry["seed"], "status": results.MISSING, "best_val_accuracy": None,
                           "best_epoch": None, "epochs": None, "genotype": None, "genotype_string": None,
-                          "trial": None, "error": None, "note": None})
-    return {
-        "dataset": dataset,
-        "experiment": experiment,
-        "selection": SELECTION_RULE,
-        "tie_break": "lower seed",
-        "written": time.time(),
-        "variants": select_genotypes(by_variant),
-    }
+                          "trial": None, "error": None})
+    return results.selection_document(dataset, experiment, by_variant)
 
 
 def print_selection(document: dict[str, Any]) -> None:
     for variant, entry in document["variants"].items():
         selected = entry["selected"]
-        finished = sum(seed["status"] == common.TERMINATED for seed in entry["seeds"])
+        finished = sum(seed["status"] == results.FINISHED for seed in entry["seeds"])
         if selected is None:
             print(f"  {variant:<27} no finished seed ({finished}/{len(entry['seeds'])})")
         else:
@@ -209,7 +155,7 @@ def print_selection(document: dict[str, Any]) -> None:
 def run(args: argparse.Namespace, argv: Sequence[str], sweep: dict[str, Any]) -> int:
     resources = common.trial_resources(args)
     details = {**sweep["details"], "resources": resources}
-    results = common.run_experiment(
+    results_grid = common.run_experiment(
         trainable=common.search_trial,
         param_space=sweep["param_space"],
         planned=sweep["planned"],
@@ -222,12 +168,13 @@ def run(args: argparse.Namespace, argv: Sequence[str], sweep: dict[str, Any]) ->
         details=details,
         verbose=args.verbose,
     )
-    status = common.summarize(results, sweep["name"])
     experiment = common.join_location(sweep["storage"], sweep["name"])
-    document = selection_document(results, sweep["planned"], sweep["details"]["dataset"], experiment)
+    stopped = common.stopped_early_trials(experiment)
+    status = common.summarize(results_grid, sweep["name"], stopped)
+    document = selection_document(results_grid, sweep["planned"], sweep["details"]["dataset"], experiment, stopped)
     location = common.join_location(experiment, SELECTION_FILE)
     common.write_json(location, document)
-    print("selected genotypes (" + SELECTION_RULE + "):")
+    print("selected genotypes (" + results.SELECTION_RULE + "):")
     print_selection(document)
     print(f"selected genotypes written to {location}")
     return status

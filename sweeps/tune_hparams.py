@@ -28,24 +28,10 @@ from pathlib import Path
 from typing import Any
 
 
-def _project_root() -> Path:
-    """The checkout holding ``sweeps/`` — also when this file runs as the lone copy that
-    ``ray submit`` uploads to the head node (then: the editable install of dartsrenet)."""
-    here = Path(__file__).resolve().parents[1]
-    if (here / "sweeps" / "common.py").is_file():
-        return here
-    import dartsrenet
-
-    return Path(dartsrenet.__file__).resolve().parents[1]
-
-
-if __package__ in (None, ""):
-    sys.path.insert(0, str(_project_root()))
-
 from ray import tune
-from ray.tune.schedulers import ASHAScheduler
 from ray.tune.search.optuna import OptunaSearch
 
+from dartsrenet import results
 from dartsrenet.config import load_preset
 from dartsrenet.paper import MODELS
 from sweeps import common
@@ -125,7 +111,7 @@ def plan(args: argparse.Namespace) -> dict[str, Any]:
     preset = common.preset_argument(args.preset)
     overrides = common.sweep_overrides("train", args.overrides, args.data_root)
     dataset = args.dataset or common.default_dataset("train", preset)
-    genotypes = load_genotypes(args.genotypes)[1] if args.model not in ("gru", "lstm") else {}
+    genotypes = load_genotypes(args.genotypes).genotypes if args.model not in ("gru", "lstm") else {}
     cell = model_cells([args.model], genotypes, explicit=True)[args.model]
     base = {"model": args.model, **cell, "dataset": dataset, "seed": args.seed, "preset": preset, "overrides": overrides}
     # Fail here, before Ray, not in every trial: the base config and every corner of the space.
@@ -174,13 +160,13 @@ def run(args: argparse.Namespace, argv: Sequence[str], sweep: dict[str, Any]) ->
         metric=METRIC,
         mode="max",
         search_alg=OptunaSearch(seed=args.seed),
-        scheduler=ASHAScheduler(
+        scheduler=common.StopRecordingASHAScheduler(
             time_attr="training_iteration", max_t=sweep["epochs"], grace_period=min(args.grace_period, sweep["epochs"]),
             reduction_factor=3,
         ),
         num_samples=args.num_samples,
     )
-    results = common.run_experiment(
+    results_grid = common.run_experiment(
         trainable=common.eval_trial,
         param_space=sweep["param_space"],
         planned=sweep["planned"],
@@ -194,12 +180,13 @@ def run(args: argparse.Namespace, argv: Sequence[str], sweep: dict[str, Any]) ->
         tune_config=tune_config,
         verbose=args.verbose,
     )
-    common.summarize(results, sweep["name"])
+    experiment = common.join_location(sweep["storage"], sweep["name"])
+    common.summarize(results_grid, sweep["name"], common.stopped_early_trials(experiment))
     try:
-        best = results.get_best_result(metric="best_val_accuracy", mode="max", scope="last")
+        best = results_grid.get_best_result(metric="best_val_accuracy", mode="max", scope="last")
     except RuntimeError:
         best = None
-    if best is None or common.finite(best.metrics.get("best_val_accuracy")) is None:
+    if best is None or results.finite(best.metrics.get("best_val_accuracy")) is None:
         print("error: no trial reported a validation accuracy; no preset written", file=sys.stderr)
         return common.EXIT_INCOMPLETE
     values = {name: best.config[name] for name in common.HPARAM_FIELDS}
@@ -211,7 +198,6 @@ def run(args: argparse.Namespace, argv: Sequence[str], sweep: dict[str, Any]) ->
         f"trial {Path(best.path).name})"
     )
     preset = best_preset(details["preset"], details["dataset"], values, comment)
-    experiment = common.join_location(sweep["storage"], sweep["name"])
     location = args.out or common.join_location(experiment, PRESET_FILE)
     common.write_json(location, preset)
     print("best configuration: " + ", ".join(f"{name}={value:.4g}" if isinstance(value, float) else f"{name}={value}"

@@ -25,6 +25,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from dartsrenet import results
 from dartsrenet.activations import PRIMITIVES
 from dartsrenet.config import resolve_config
 from dartsrenet.genotypes import PAPER_GENOTYPES, Genotype, derive_genotype, edge_index, num_edges
@@ -272,30 +273,32 @@ def make_search_experiment(
     planned = [search_config(variant, seed) for variant in SEARCH_VARIANTS for seed in SEARCH_SEEDS]
     write_sweep(experiment_dir, "search", planned, created, dataset=SEARCH_DATASET, preset="demo")
     write_ray_bookkeeping(experiment_dir)
+    seeds_by_variant: dict[str, list[dict[str, Any]]] = {variant: [] for variant in SEARCH_VARIANTS}
     for index, config in enumerate(planned):
         key = (config["variant"], config["seed"])
+        seeds = seeds_by_variant[config["variant"]]
         if key not in SEARCH_VAL_ACCURACIES:
+            seeds.append({"seed": config["seed"], "status": results.MISSING, "best_val_accuracy": None,
+                          "genotype_string": None, "genotype": None, "trial": None})
             continue
         reports = search_reports(*key, SEARCH_VAL_ACCURACIES[key])
-        write_trial(
+        error = "CUDA out of memory (simulated)" if key == ("sigmoid_weighting", 0) else None
+        trial_dir = write_trial(
             experiment_dir,
             index,
             config,
             reports,
-            error="CUDA out of memory (simulated)" if key == ("sigmoid_weighting", 0) else None,
+            error=error,
             truncate_last=key == ("directional_weight_sharing", 0),
         )
-    selection = {"dataset": SEARCH_DATASET, "selection": "best val_cs accuracy over seeds", "variants": {}}
-    for variant, (seed, accuracy) in SEARCH_EXPECTED_SELECTION.items():
-        reports = search_reports(variant, seed, SEARCH_VAL_ACCURACIES[(variant, seed)])
-        genotype_string = reports[-1]["best_genotype"]
-        genotype = Genotype.from_string(genotype_string)
-        selection["variants"][variant] = {
-            "selected": {"seed": seed, "best_val_accuracy": accuracy / 100, "genotype": genotype.to_dict(),
-                         "genotype_string": genotype_string},
-            "seeds": [{"seed": s, "status": "TERMINATED"} for s in SEARCH_SEEDS],
-        }
-    (experiment_dir / "selected_genotypes.json").write_text(json.dumps(selection, indent=2))
+        last = reports[-1]  # what the sweep sees of the trial: its last report to Ray
+        status = results.trial_status(finished=last["finished"], failed=error is not None, reported=True)
+        seeds.append({"seed": config["seed"], "status": status, "best_val_accuracy": last["best_val_accuracy"],
+                      "best_epoch": last["best_epoch"], "epochs": last["epoch"], "genotype": None,
+                      "genotype_string": last["best_genotype"], "trial": trial_dir.name, "error": error})
+    # selected_genotypes.json as the sweep writes it: the contract's selection rule
+    document = results.selection_document(SEARCH_DATASET, str(experiment_dir), seeds_by_variant, log=lambda line: None)
+    results.write_json(experiment_dir / results.SELECTION_FILE, document)
     return experiment_dir
 
 

@@ -342,6 +342,7 @@ def test_select_seed_ignores_unfinished_and_breaks_ties_by_seed():
             "status": [FINISHED, FINISHED, UNFINISHED, FAILED],
             "config/seed": [7, 2, 0, 1],
             "best_val_accuracy": [0.9, 0.9, 0.99, 0.95],
+            "genotype_string": [PAPER_GENOTYPES["vanilla"].to_string()] * 4,
         }
     )
     assert select_seed(trials)["config/seed"] == 2
@@ -582,3 +583,67 @@ def test_selected_genotypes_json_agrees_with_search_summary(results_root, search
     for variant, entry in selection["variants"].items():
         assert entry["selected"]["seed"] == summary.loc[variant, "selected_seed"]
         assert entry["selected"]["genotype_string"] == summary.loc[variant, "genotype"]
+
+
+# --- the evaluation of a search; experiments at storage URIs ---------------------------
+
+
+def test_search_alone_shows_the_evaluation_made_from_it(tmp_path, capsys):
+    """``--search DIR`` without ``--eval``: Table 1 is the evaluation whose sweep.json names
+    that search, not the newest evaluation under the results root."""
+    root = tmp_path / "results"
+    search = make_search_experiment(root)
+    own = [{"dataset": "digits", "model": "vanilla", "seed": 0, "test": 0.42, "params": 1, "status": "finished"}]
+    newer = [{"dataset": "digits", "model": "vanilla", "seed": 0, "test": 0.99, "params": 1, "status": "finished"}]
+    evaluation = make_eval_experiment(root, name="eval_from_search", created=1767330000.0, trials=own)
+    marker = json.loads((evaluation / "sweep.json").read_text())
+    marker["search_experiment"] = str(search)  # as evaluate_genotypes.py records it
+    (evaluation / "sweep.json").write_text(json.dumps(marker))
+    make_eval_experiment(root, name="eval_unrelated_newer", created=1767339999.0, trials=newer)
+
+    assert make_table.main(["--search", str(search), "--results", str(root), "--format", "csv"]) == 0
+    table = pd.read_csv(io.StringIO(capsys.readouterr().out.split("# search")[0].split("\n", 1)[1]))
+    assert table["accuracy_mean"].tolist() == [pytest.approx(42.0)]
+
+    (evaluation / "sweep.json").write_text(json.dumps({**marker, "search_experiment": str(tmp_path / "other")}))
+    assert make_table.main(["--search", str(search), "--results", str(root)]) == 0
+    captured = capsys.readouterr()
+    assert "Table 1" not in captured.out and "Cell search" in captured.out
+    assert f"note: no evaluation experiment made from {search}" in captured.err
+
+
+def test_tables_from_a_storage_uri_equal_those_from_the_folder(results_root, capsys):
+    assert make_table.main(["--results", str(results_root), "--format", "csv"]) == 0
+    local = capsys.readouterr().out
+    assert make_table.main(["--results", results_root.as_uri(), "--format", "csv"]) == 0
+    assert capsys.readouterr().out == local
+    search_uri = (results_root / "search_digits_demo").as_uri()
+    assert make_table.main(["--search", search_uri, "--eval", (results_root / "eval_paper").as_uri()]) == 0
+    assert "Sigmoid Weighting" in capsys.readouterr().out
+
+
+def test_trials_read_from_a_uri_equal_the_local_ones(results_root, search_trials):
+    remote = load_trials(read_experiment((results_root / "search_digits_demo").as_uri()))
+    local_names = search_trials.drop(columns=["trial_dir", "mtime"])
+    pd.testing.assert_frame_equal(remote.drop(columns=["trial_dir", "mtime"]), local_names)
+    assert all(str(path).startswith("file://") for path in remote["trial_dir"].dropna())
+
+
+def test_plots_and_drawings_from_a_uri(results_root, tmp_path, dot_binary):
+    out = tmp_path / "figures"
+    assert plot_search.main(["--results", results_root.as_uri(), "--out", str(out)]) == 0
+    assert sorted(path.name for path in out.iterdir()) == sorted(
+        ["learning_curves.png", *(f"alpha_{variant}.png" for variant in SEARCH_EXPECTED_SELECTION)]
+    )
+    selection_uri = (results_root / "search_digits_demo").as_uri()
+    assert [item.name for item in draw_cells.load_genotypes(selection_uri)] == list(SEARCH_EXPECTED_SELECTION)
+    cells = tmp_path / "cells"
+    assert draw_cells.main(["--results", results_root.as_uri(), "--out", str(cells), "--format", "svg"]) == 0
+    assert sorted(path.stem for path in cells.iterdir()) == sorted(SEARCH_EXPECTED_SELECTION)
+
+
+def test_a_uri_that_is_not_an_experiment_is_one_line(capsys):
+    assert make_table.main(["--search", "file:///nonexistent/search"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == "error: file:///nonexistent/search is not an experiment folder: no readable sweep.json " \
+                  "(sweeps write it; see docs/design.md)"

@@ -24,9 +24,10 @@ import pytest
 pytest.importorskip("ray", reason="ray is not installed (pip install -e '.[sweeps]')")
 pytest.importorskip("optuna", reason="optuna is not installed (pip install -e '.[sweeps]')")
 
-from analysis import make_table, results
+from analysis import make_table
 from analysis.results import FINISHED, load_history, load_trials, read_experiment
 from analysis.tables import results_table, search_summary
+from dartsrenet import results
 from dartsrenet.config import resolve_config
 from dartsrenet.genotypes import Genotype
 from sweeps import common, demo, evaluate_genotypes, search_all_variants, tune_hparams
@@ -100,7 +101,7 @@ def test_search_sweep_writes_marker_and_selection(search_sweep):
     assert set(selection["variants"]) == {"vanilla", "sigmoid_weighting"}
     for variant, entry in selection["variants"].items():
         (seed,) = entry["seeds"]
-        assert seed["status"] == "TERMINATED" and seed["epochs"] == 2
+        assert seed["status"] == results.FINISHED and seed["epochs"] == 2
         selected = entry["selected"]
         assert selected["seed"] == 0
         genotype = Genotype.from_dict(selected["genotype"])
@@ -367,7 +368,7 @@ def test_selection_skips_seeds_that_are_not_results(capsys):
         "note: vanilla seed 1 not selectable: best_val_accuracy is 97.5, not a fraction in [0, 1]",
     ]
     assert notes[2].startswith("note: vanilla seed 2 not selectable: best_genotype 'tanh:0,bogus:1' is not a genotype (")
-    assert notes[3] == "note: vanilla seed 3 not selectable: did not finish (ERROR: loss is NaN)"
+    assert notes[3] == "note: vanilla seed 3 not selectable: did not finish (failed: loss is NaN)"
     assert len(notes) == 4
     assert [entry["note"] is None for entry in variants["vanilla"]["seeds"]] == [False] * 4 + [True]
     json.dumps(variants, allow_nan=False)  # selected_genotypes.json stays strict JSON
@@ -413,6 +414,26 @@ def test_tune_hparams_writes_a_preset_that_resolves(ray_session, tmp_path):
     assert json.loads((tmp_path / "tune" / "sweep.json").read_text())["kind"] == "tune"
 
 
+def test_trials_that_asha_stopped_are_stopped_early_not_unfinished(ray_session, tmp_path, capsys):
+    """6 samples, 2 epochs, ASHA after epoch 1: the trials it stops are "stopped early" —
+    in the summary, in sweep.json and in the analysis — and no resume advice is given."""
+    status = tune_hparams.main(
+        ["--model", "gru", "--num-samples", "6", "--seed", "0", "--storage", str(tmp_path), "--name", "tune",
+         "--gpus-per-trial", "0", *SEARCH, "--set", "limit=480", "--set", "channels=16"]
+    )
+    assert status == 0
+    out = capsys.readouterr().out
+    experiment = read_experiment(tmp_path / "tune")
+    stopped = experiment.stopped_early
+    assert stopped, f"ASHA stopped no trial:\n{out[-2000:]}"
+    summary = next(line for line in out.splitlines() if line.startswith("tune: "))
+    assert summary == f"tune: {6 - len(stopped)} finished, {len(stopped)} stopped early"
+    assert "run the same command again" not in out
+    trials = load_trials(experiment).set_index("trial")
+    assert set(trials.index[trials["status"] == results.STOPPED_EARLY]) == set(stopped)
+    assert (trials.loc[sorted(stopped), "reports"] == 1).all()
+
+
 # --- pieces without Ray ------------------------------------------------------------------
 
 
@@ -434,15 +455,16 @@ def test_check_resources():
 
 
 def test_selection_takes_best_finished_seed_ties_to_lower_seed():
-    genotype = Genotype.from_string("tanh:0,relu:1,tanh:2,relu:3,tanh:4,relu:5,tanh:6,relu:7@1,2,3,4,5,6,7,8").to_dict()
+    text = "tanh:0,relu:1,tanh:2,relu:3,tanh:4,relu:5,tanh:6,relu:7@1,2,3,4,5,6,7,8"
+    genotype = Genotype.from_string(text).to_dict()
 
     def seed(number, status, accuracy):
         return {"seed": number, "status": status, "best_val_accuracy": accuracy, "best_epoch": 1,
-                "genotype": genotype, "genotype_string": "g", "trial": f"t{number}"}
+                "genotype": genotype, "genotype_string": text, "trial": f"t{number}"}
 
     variants = search_all_variants.select_genotypes({
-        "vanilla": [seed(2, "TERMINATED", 0.9), seed(1, "TERMINATED", 0.9), seed(0, "ERROR", 0.95)],
-        "sigmoid_weighting": [seed(0, "UNFINISHED", 0.5)],
+        "vanilla": [seed(2, results.FINISHED, 0.9), seed(1, results.FINISHED, 0.9), seed(0, results.FAILED, 0.95)],
+        "sigmoid_weighting": [seed(0, results.UNFINISHED, 0.5)],
     })
     assert variants["vanilla"]["selected"]["seed"] == 1
     assert [entry["seed"] for entry in variants["vanilla"]["seeds"]] == [0, 1, 2]
