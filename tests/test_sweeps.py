@@ -471,6 +471,22 @@ def test_selection_takes_best_finished_seed_ties_to_lower_seed():
     assert variants["sigmoid_weighting"]["selected"] is None
 
 
+@pytest.mark.parametrize("script", ["search_all_variants.py", "evaluate_genotypes.py", "tune_hparams.py"])
+def test_script_runs_alone_as_ray_submit_uploads_it(tmp_path, script):
+    """`ray submit cluster.yaml sweeps/X.py` copies X.py alone into the head node's home,
+    beside the checkout folder ~/dartsrenet, and runs it there: it imports the installed
+    packages (no sys.path edits) and plans the sweep (here: refuses a bad --set at once)."""
+    home = tmp_path / "home"
+    home.mkdir()
+    (home / "dartsrenet").symlink_to(ROOT, target_is_directory=True)  # the file_mounts checkout
+    (home / script).write_text((ROOT / "sweeps" / script).read_text())
+    result = subprocess.run([sys.executable, script, "--set", "colour=red", "--storage", str(tmp_path / "results")],
+                            check=False, cwd=home, env=subprocess_env(), capture_output=True, text=True, timeout=120)
+    assert result.returncode == common.EXIT_USAGE, result.stderr[-2000:]
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and "colour" in errors[0], result.stderr[-2000:]
+
+
 def test_bad_arguments_fail_before_ray(tmp_path, capsys):
     assert search_all_variants.main(["--set", "seed=3", "--storage", str(tmp_path), *SEARCH]) == common.EXIT_USAGE
     assert "set by the sweep" in capsys.readouterr().err
