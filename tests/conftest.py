@@ -15,6 +15,13 @@ from pathlib import Path
 
 import pytest
 
+# Every Ray a test starts — the session Ray, the sweep scripts' own (--num-cpus), the
+# multi-node test cluster and the drivers connecting to it — takes 127.0.0.1 as its nodes'
+# address (Ray's single-machine mode; read when ray is imported, and inherited by every
+# subprocess): no test traffic goes to another interface of this machine. Without it Ray
+# also rewrites an explicit 127.0.0.1 address to the machine's external one.
+os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
+
 
 @pytest.fixture(scope="session")
 def ray_session():
