@@ -268,10 +268,6 @@ def start_ray(args: argparse.Namespace) -> bool:
     if address == "local":
         # a Ray of this machine only: on the loopback address, reachable from nowhere else
         kwargs.update(num_cpus=args.num_cpus, num_gpus=args.num_gpus, _node_ip_address=LOOPBACK)
-    elif address and address.split(":")[0] in (LOOPBACK, "localhost"):
-        # a cluster listening on loopback (one machine): Ray would otherwise rewrite the address
-        # to this machine's external one, where nothing listens
-        kwargs["_node_ip_address"] = LOOPBACK
     ray.init(**kwargs)
     return True
 
@@ -587,6 +583,67 @@ def prepare_experiment(
     marker.setdefault("runs", []).append({"started": now, "command": command, "resumed": resumable})
     write_json(marker_location, marker)
     return resumable
+
+
+@dataclasses.dataclass(frozen=True)
+class SweepPlan:
+    """A sweep as planned from its arguments, once (presets resolved, every trial config
+    checked), before Ray starts.
+
+    Attributes:
+        kind: the experiment kind (``search``, ``eval``, ``tune``; :data:`dartsrenet.results.KINDS`).
+        planned: the trial configs (recorded in ``sweep.json``).
+        param_space: Ray Tune's parameter space.
+        name: the experiment name.
+        storage: where experiments are stored (absolute path or URI).
+        details: what ``sweep.json`` records besides (dataset, preset, overrides, configs, …).
+        epochs: epochs of each trial, where a scheduler needs them (ASHA's ``max_t``).
+    """
+
+    kind: str
+    planned: list[dict[str, Any]]
+    param_space: dict[str, Any]
+    name: str
+    storage: str
+    details: dict[str, Any]
+    epochs: int | None = None
+
+    @property
+    def experiment(self) -> str:
+        """The experiment's location, ``STORAGE/NAME``."""
+        return join_location(self.storage, self.name)
+
+
+def run_plan(
+    sweep: SweepPlan,
+    args: argparse.Namespace,
+    command: str,
+    trainable: Callable[[dict[str, Any]], None],
+    tune_config: tune.TuneConfig | None = None,
+) -> tuple[tune.ResultGrid, frozenset[str], int]:
+    """Run (or resume) a planned sweep and print what became of its trials.
+
+    Returns:
+        The results, the trial folders the scheduler stopped early, and the exit status
+        of :func:`summarize`.
+    """
+    resources = trial_resources(args)
+    results_grid = run_experiment(
+        trainable=trainable,
+        param_space=sweep.param_space,
+        planned=sweep.planned,
+        kind=sweep.kind,
+        storage=sweep.storage,
+        name=sweep.name,
+        resources=resources,
+        max_failures=args.max_failures,
+        command=command,
+        details={**sweep.details, "resources": resources},
+        tune_config=tune_config,
+        verbose=args.verbose,
+    )
+    stopped = stopped_early_trials(sweep.experiment)
+    return results_grid, stopped, summarize(results_grid, sweep.name, stopped)
 
 
 def run_experiment(

@@ -90,24 +90,30 @@ def check_plans(args: argparse.Namespace, storage: Path) -> None:
 
 
 def run_sweeps(args: argparse.Namespace, storage: Path) -> tuple[int, Path | None, Path | None]:
-    """Search, then evaluation; returns (status, search experiment, eval experiment)."""
-    search_args, shared = sweep_arguments(args, storage)
+    """Search, then evaluation, each planned once and run in this process's Ray; returns
+    (status, search experiment, eval experiment)."""
+    search_argv, shared = sweep_arguments(args, storage)
 
     banner(f"1/3 cell search: 3 variants x {args.search_seeds} seeds on {DATASET}")
-    status = search_all_variants.main(search_args)
-    search_plan = search_all_variants.plan(search_all_variants.parse_args(search_args))
-    search_dir = storage / search_plan["name"]
+    search_args = search_all_variants.parse_args(search_argv)
+    search_plan = search_all_variants.plan(search_args)
+    status = common.with_ray(search_args, lambda: search_all_variants.run(search_args, search_argv, search_plan))
+    search_dir = Path(search_plan.experiment)
     selection = search_dir / search_all_variants.SELECTION_FILE
     if status == common.EXIT_USAGE or not selection.is_file():
         return status or common.EXIT_INCOMPLETE, search_dir, None
 
     banner(f"2/3 evaluation: selected cells + GRU + LSTM, {args.eval_seeds} seed(s) on {DATASET}")
-    eval_args = ["--genotypes", str(selection), "--datasets", DATASET, "--num-seeds", str(args.eval_seeds), *shared]
-    eval_status = evaluate_genotypes.main(eval_args)
+    eval_argv = ["--genotypes", str(selection), "--datasets", DATASET, "--num-seeds", str(args.eval_seeds), *shared]
+    eval_args = evaluate_genotypes.parse_args(eval_argv)
+    try:
+        eval_plan = evaluate_genotypes.plan(eval_args)
+    except common.SweepError as error:
+        return common.usage_error(error), search_dir, None
+    eval_status = common.with_ray(eval_args, lambda: evaluate_genotypes.run(eval_args, eval_argv, eval_plan))
     if eval_status == common.EXIT_USAGE:
         return eval_status, search_dir, None
-    eval_plan = evaluate_genotypes.plan(evaluate_genotypes.parse_args(eval_args))
-    return max(status, eval_status), search_dir, storage / eval_plan["name"]
+    return max(status, eval_status), search_dir, Path(eval_plan.experiment)
 
 
 def side_by_side(ours: Sequence[Path], paper: Sequence[Path], out: Path) -> Path:

@@ -124,7 +124,7 @@ def model_cells(models: Sequence[str], genotypes: dict[str, Genotype], explicit:
     return cells
 
 
-def plan(args: argparse.Namespace) -> dict[str, Any]:
+def plan(args: argparse.Namespace) -> common.SweepPlan:
     """Trial configs, Tune's param space and the experiment name (no Ray needed).
 
     Raises:
@@ -154,37 +154,25 @@ def plan(args: argparse.Namespace) -> dict[str, Any]:
     }
     if args.fail_once_at_epoch is not None:
         param_space["fail_once_at_epoch"] = args.fail_once_at_epoch
-    return {
-        "planned": planned,
-        "param_space": param_space,
-        "name": args.name or default_name(datasets, preset, overrides, source.tag),
-        "storage": common.storage_location(args.storage),
-        "details": {
+    return common.SweepPlan(
+        kind="eval",
+        planned=planned,
+        param_space=param_space,
+        name=args.name or default_name(datasets, preset, overrides, source.tag),
+        storage=common.storage_location(args.storage),
+        details={
             "datasets": datasets, "models": list(cells), "seeds": seeds, "genotypes": args.genotypes,
             results.SEARCH_EXPERIMENT_FIELD: source.search_experiment,
             "preset": preset, "overrides": overrides,
             "configs": common.resolved_configs("train", preset, overrides, datasets),
         },
-    }
-
-
-def run(args: argparse.Namespace, argv: Sequence[str], sweep: dict[str, Any]) -> int:
-    resources = common.trial_resources(args)
-    results_grid = common.run_experiment(
-        trainable=common.eval_trial,
-        param_space=sweep["param_space"],
-        planned=sweep["planned"],
-        kind="eval",
-        storage=sweep["storage"],
-        name=sweep["name"],
-        resources=resources,
-        max_failures=args.max_failures,
-        command=common.command_line(SCRIPT, argv),
-        details={**sweep["details"], "resources": resources},
-        verbose=args.verbose,
     )
-    experiment = common.join_location(sweep["storage"], sweep["name"])
-    status = common.summarize(results_grid, sweep["name"], common.stopped_early_trials(experiment))
+
+
+def run(args: argparse.Namespace, argv: Sequence[str], sweep: common.SweepPlan) -> int:
+    """Run the planned evaluation and print each trial's test accuracy; returns the exit status."""
+    results_grid, _, status = common.run_plan(sweep, args, common.command_line(SCRIPT, argv), common.eval_trial)
+    experiment = sweep.experiment
     started = [result for result in results_grid if result.config]
     for result in sorted(started, key=lambda r: (r.config["dataset"], r.config["model"], r.config["seed"])):
         accuracy = results.finite((result.metrics or {}).get("test_accuracy"))

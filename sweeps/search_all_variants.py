@@ -58,7 +58,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def plan(args: argparse.Namespace) -> dict[str, Any]:
+def plan(args: argparse.Namespace) -> common.SweepPlan:
     """Trial configs, Tune's param space and the experiment name (no Ray needed).
 
     Raises:
@@ -77,16 +77,17 @@ def plan(args: argparse.Namespace) -> dict[str, Any]:
     param_space: dict[str, Any] = {"variant": tune.grid_search(variants), "seed": tune.grid_search(seeds), **shared}
     if args.fail_once_at_epoch is not None:
         param_space["fail_once_at_epoch"] = args.fail_once_at_epoch
-    return {
-        "planned": planned,
-        "param_space": param_space,
-        "name": args.name or default_name(dataset, preset, overrides),
-        "storage": common.storage_location(args.storage),
-        "details": {
+    return common.SweepPlan(
+        kind="search",
+        planned=planned,
+        param_space=param_space,
+        name=args.name or default_name(dataset, preset, overrides),
+        storage=common.storage_location(args.storage),
+        details={
             "dataset": dataset, "preset": preset, "overrides": overrides, "variants": variants, "seeds": seeds,
             "configs": common.resolved_configs("search", preset, overrides, [dataset]),
         },
-    }
+    )
 
 
 def seed_entry(result: Any, stopped_early: Sequence[str] | frozenset[str] = ()) -> dict[str, Any]:
@@ -152,26 +153,13 @@ def print_selection(document: dict[str, Any]) -> None:
                   f"val_cs {100 * selected['best_val_accuracy']:.2f}%  {selected['genotype_string']}")
 
 
-def run(args: argparse.Namespace, argv: Sequence[str], sweep: dict[str, Any]) -> int:
-    resources = common.trial_resources(args)
-    details = {**sweep["details"], "resources": resources}
-    results_grid = common.run_experiment(
-        trainable=common.search_trial,
-        param_space=sweep["param_space"],
-        planned=sweep["planned"],
-        kind="search",
-        storage=sweep["storage"],
-        name=sweep["name"],
-        resources=resources,
-        max_failures=args.max_failures,
-        command=common.command_line(SCRIPT, argv),
-        details=details,
-        verbose=args.verbose,
+def run(args: argparse.Namespace, argv: Sequence[str], sweep: common.SweepPlan) -> int:
+    """Run the planned search and write ``selected_genotypes.json``; returns the exit status."""
+    results_grid, stopped, status = common.run_plan(
+        sweep, args, common.command_line(SCRIPT, argv), common.search_trial
     )
-    experiment = common.join_location(sweep["storage"], sweep["name"])
-    stopped = common.stopped_early_trials(experiment)
-    status = common.summarize(results_grid, sweep["name"], stopped)
-    document = selection_document(results_grid, sweep["planned"], sweep["details"]["dataset"], experiment, stopped)
+    experiment = sweep.experiment
+    document = selection_document(results_grid, sweep.planned, sweep.details["dataset"], experiment, stopped)
     location = common.join_location(experiment, SELECTION_FILE)
     common.write_json(location, document)
     print("selected genotypes (" + results.SELECTION_RULE + "):")

@@ -126,20 +126,20 @@ def plan(args: argparse.Namespace) -> dict[str, Any]:
     param_space: dict[str, Any] = {**base, **search_space()}
     if args.fail_once_at_epoch is not None:
         param_space["fail_once_at_epoch"] = args.fail_once_at_epoch
-    return {
-        "base": base,
-        "epochs": epochs,
-        "planned": [{**base, "sample": index} for index in range(args.num_samples)],
-        "param_space": param_space,
-        "name": args.name or default_name(args.model, dataset, preset, overrides, args.seed),
-        "storage": common.storage_location(args.storage),
-        "details": {
+    return common.SweepPlan(
+        kind="tune",
+        planned=[{**base, "sample": index} for index in range(args.num_samples)],
+        param_space=param_space,
+        name=args.name or default_name(args.model, dataset, preset, overrides, args.seed),
+        storage=common.storage_location(args.storage),
+        details={
             "model": args.model, "dataset": dataset, "preset": preset, "overrides": overrides,
             "num_samples": args.num_samples, "seed": args.seed,
             "configs": common.resolved_configs("train", preset, overrides, [dataset]),
             "search_space": search_space_text(),
         },
-    }
+        epochs=epochs,
+    )
 
 
 def best_preset(preset: str, dataset: str, best: dict[str, Any], comment: str) -> dict[str, Any]:
@@ -154,34 +154,21 @@ def best_preset(preset: str, dataset: str, best: dict[str, Any], comment: str) -
     return {"comment": comment, **data}
 
 
-def run(args: argparse.Namespace, argv: Sequence[str], sweep: dict[str, Any]) -> int:
-    resources = common.trial_resources(args)
+def run(args: argparse.Namespace, argv: Sequence[str], sweep: common.SweepPlan) -> int:
+    """Run the planned tuning and write the best configuration as a preset; returns the exit status."""
     tune_config = tune.TuneConfig(
         metric=METRIC,
         mode="max",
         search_alg=OptunaSearch(seed=args.seed),
         scheduler=common.StopRecordingASHAScheduler(
-            time_attr="training_iteration", max_t=sweep["epochs"], grace_period=min(args.grace_period, sweep["epochs"]),
+            time_attr="training_iteration", max_t=sweep.epochs, grace_period=min(args.grace_period, sweep.epochs),
             reduction_factor=3,
         ),
         num_samples=args.num_samples,
     )
-    results_grid = common.run_experiment(
-        trainable=common.eval_trial,
-        param_space=sweep["param_space"],
-        planned=sweep["planned"],
-        kind="tune",
-        storage=sweep["storage"],
-        name=sweep["name"],
-        resources=resources,
-        max_failures=args.max_failures,
-        command=common.command_line(SCRIPT, argv),
-        details={**sweep["details"], "resources": resources},
-        tune_config=tune_config,
-        verbose=args.verbose,
+    results_grid, _, _ = common.run_plan(
+        sweep, args, common.command_line(SCRIPT, argv), common.eval_trial, tune_config
     )
-    experiment = common.join_location(sweep["storage"], sweep["name"])
-    common.summarize(results_grid, sweep["name"], common.stopped_early_trials(experiment))
     try:
         best = results_grid.get_best_result(metric="best_val_accuracy", mode="max", scope="last")
     except RuntimeError:
@@ -190,7 +177,7 @@ def run(args: argparse.Namespace, argv: Sequence[str], sweep: dict[str, Any]) ->
         print("error: no trial reported a validation accuracy; no preset written", file=sys.stderr)
         return common.EXIT_INCOMPLETE
     values = {name: best.config[name] for name in common.HPARAM_FIELDS}
-    details = sweep["details"]
+    details = sweep.details
     comment = (
         f"tune_hparams.py {time.strftime('%Y-%m-%d %H:%M')}: best of {args.num_samples} samples for "
         f"{details['model']} on {details['dataset']} (preset {common.preset_tag(details['preset'])}, "
@@ -198,7 +185,7 @@ def run(args: argparse.Namespace, argv: Sequence[str], sweep: dict[str, Any]) ->
         f"trial {Path(best.path).name})"
     )
     preset = best_preset(details["preset"], details["dataset"], values, comment)
-    location = args.out or common.join_location(experiment, PRESET_FILE)
+    location = args.out or common.join_location(sweep.experiment, PRESET_FILE)
     common.write_json(location, preset)
     print("best configuration: " + ", ".join(f"{name}={value:.4g}" if isinstance(value, float) else f"{name}={value}"
                                              for name, value in values.items()))

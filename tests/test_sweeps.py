@@ -498,11 +498,11 @@ def test_bad_arguments_fail_before_ray(tmp_path, capsys):
 
 def test_default_names_are_deterministic():
     args = search_all_variants.parse_args(["--preset", "demo"])
-    assert search_all_variants.plan(args)["name"] == "search_digits_demo"
+    assert search_all_variants.plan(args).name == "search_digits_demo"
     args = search_all_variants.parse_args(["--preset", "demo", "--set", "epochs=1"])
-    name = search_all_variants.plan(args)["name"]
-    assert name.startswith("search_digits_demo_set-") and name == search_all_variants.plan(args)["name"]
-    assert search_all_variants.plan(search_all_variants.parse_args([]))["name"] == "search_cifar10_paper"
+    name = search_all_variants.plan(args).name
+    assert name.startswith("search_digits_demo_set-") and name == search_all_variants.plan(args).name
+    assert search_all_variants.plan(search_all_variants.parse_args([])).name == "search_cifar10_paper"
 
 
 def test_resuming_refuses_another_plan_or_changed_config(tmp_path):
