@@ -229,6 +229,25 @@ def render_hint(sources: Sequence[Path], fmt: str, rerun: str) -> str:
     )
 
 
+def draw_all(named: Sequence[NamedGenotype], out: Path, fmt: str) -> tuple[list[Path], bool]:
+    """Render one ``<name>.<fmt>`` per genotype into ``out``. Without graphviz's ``dot``
+    on PATH, ``<name>.dot`` sources are written instead.
+
+    Returns:
+        The files written, and whether they were rendered (``False``: DOT sources).
+    """
+    out.mkdir(parents=True, exist_ok=True)
+    if shutil.which("dot") is None:
+        return [Path(draw_genotype(item.genotype, item.title).save(f"{item.name}.dot", directory=out))
+                for item in named], False
+    return [
+        Path(draw_genotype(item.genotype, item.title).render(
+            filename=item.name, directory=out, format=fmt, cleanup=True, view=False
+        ))
+        for item in named
+    ], True
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Command-line entry: render one file per genotype. Returns the exit status:
     :data:`EXIT_OK`, :data:`EXIT_USAGE` (bad ``--genotypes``) or
@@ -244,18 +263,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"error: {error}", file=sys.stderr)
         return EXIT_USAGE
     print(f"drawing {len(named)} cell(s) from {source}", file=sys.stderr)
-    args.out.mkdir(parents=True, exist_ok=True)
-    if shutil.which("dot") is None:
-        sources = [draw_genotype(item.genotype, item.title).save(f"{item.name}.dot", directory=args.out) for item in named]
-        for path in sources:
-            print(path)
-        print(f"note: {render_hint([Path(path) for path in sources], args.format, shlex.join(['python', SCRIPT, *argv]))}",
-              file=sys.stderr)
-        return EXIT_SOURCES_ONLY
-    for item in named:
-        graph = draw_genotype(item.genotype, item.title)
-        path = graph.render(filename=item.name, directory=args.out, format=args.format, cleanup=True, view=False)
+    paths, rendered = draw_all(named, args.out, args.format)
+    for path in paths:
         print(path)
+    if not rendered:
+        print(f"note: {render_hint(paths, args.format, shlex.join(['python', SCRIPT, *argv]))}", file=sys.stderr)
+        return EXIT_SOURCES_ONLY
     return EXIT_OK
 
 

@@ -111,6 +111,42 @@ def evaluation_of(search: Experiment, root: str) -> Experiment | None:
     return ordered[-1] if ordered else None
 
 
+def table_texts(
+    search: Experiment | None, evaluation: Experiment | None, fmt: str
+) -> tuple[dict[str, str], list[str]]:
+    """Table 1 of ``evaluation`` and the search summary of ``search`` (either may be
+    ``None``) as text in format ``fmt``.
+
+    Returns:
+        ``{"results": …, "search": …}`` (the tables there are), and one line per failed
+        trial saying why the Seeds column counts it as failed.
+    """
+    parts: dict[str, str] = {}
+    failures: list[str] = []
+    if evaluation is not None:
+        trials = load_trials(evaluation)
+        parts["results"] = results_text(evaluation, fmt, trials)
+        failures += [f"{evaluation.name}: {line}" for line in failure_lines(trials, ("dataset", "model", "seed"))]
+    if search is not None:
+        trials = load_trials(search)
+        parts["search"] = search_text(search, fmt, trials)
+        failures += [f"{search.name}: {line}" for line in failure_lines(trials, ("dataset", "variant", "seed"))]
+    return parts, failures
+
+
+def write_tables(parts: dict[str, str], fmt: str, out: Path) -> None:
+    """Write :func:`table_texts` to ``out``; in CSV, Table 1 to ``out`` and the search
+    summary to :func:`search_output_path`."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    if fmt != "csv":
+        out.write_text("\n".join(parts.values()))
+        return
+    if "results" in parts:
+        out.write_text(parts["results"])
+    if "search" in parts:
+        search_output_path(out).write_text(parts["search"])
+
+
 def search_output_path(out: Path) -> Path:
     """Where the search summary goes in CSV mode: ``table1.csv`` → ``table1_search.csv``."""
     return out.with_name(f"{out.stem}_search{out.suffix}")
@@ -157,24 +193,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"error: no search or evaluation experiments under {args.results}/. {HOW_TO_CREATE}", file=sys.stderr)
         return 1
 
-    parts: dict[str, str] = {}
-    failures: list[str] = []
-    if evaluation is not None:
-        trials = load_trials(evaluation)
-        parts["results"] = results_text(evaluation, args.format, trials)
-        failures += [f"{evaluation.name}: {line}" for line in failure_lines(trials, ("dataset", "model", "seed"))]
-    elif args.search is not None:
+    if evaluation is None and args.search is not None:
         print(f"note: no evaluation experiment made from {search.path} under {args.results}/ or beside it; "
               "showing the search only", file=sys.stderr)
-    else:
+    elif evaluation is None:
         print(f"note: no evaluation experiment under {args.results}/; showing the search only", file=sys.stderr)
-    if search is not None:
-        trials = load_trials(search)
-        parts["search"] = search_text(search, args.format, trials)
-        failures += [f"{search.name}: {line}" for line in failure_lines(trials, ("dataset", "variant", "seed"))]
-    else:
+    if search is None:
         print(f"note: no search experiment under {args.results}/; showing Table 1 only", file=sys.stderr)
-
+    parts, failures = table_texts(search, evaluation, args.format)
     for line in failures:  # why the Seeds column counts a trial as failed
         print(f"note: failed trial {line}", file=sys.stderr)
     if args.format == "csv":
@@ -183,14 +209,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         text = "\n".join(parts.values())
         print(text, end="")
     if args.out is not None:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        if args.format == "csv":
-            if "results" in parts:
-                args.out.write_text(parts["results"])
-            if "search" in parts:
-                search_output_path(args.out).write_text(parts["search"])
-        else:
-            args.out.write_text("\n".join(parts.values()))
+        write_tables(parts, args.format, args.out)
     return 0
 
 

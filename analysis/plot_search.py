@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import argparse
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +33,7 @@ from matplotlib.ticker import MaxNLocator
 
 from analysis.results import (
     DEFAULT_RESULTS_ROOT,
+    Experiment,
     ExperimentNotFoundError,
     latest_experiment,
     load_history,
@@ -44,6 +45,10 @@ from dartsrenet.activations import PRIMITIVES
 from dartsrenet.genotypes import NUM_NODES, Genotype, GenotypeError, derive_genotype, edge_index, num_edges
 
 DPI = 150
+
+
+def _note(line: str) -> None:
+    print(line, file=sys.stderr)
 
 
 def alpha_array(alpha_history: Sequence[Any]) -> np.ndarray:
@@ -225,6 +230,53 @@ def _genotype_or_none(text: Any) -> Genotype | None:
         return None
 
 
+def plot_experiment(
+    experiment: Experiment, out: Path, all_trials: bool = False, log: Callable[[str], None] = _note
+) -> list[Path]:
+    """Save ``learning_curves.png`` and one ``alpha_<variant>.png`` per variant (its
+    selected seed; every trial's with ``all_trials``) into ``out``; returns the files.
+    ``log`` gets a note for variants or trials with nothing to plot."""
+    out.mkdir(parents=True, exist_ok=True)
+    history = load_history(experiment)
+    trials = load_trials(experiment)
+    written = []
+
+    figure = plot_learning_curves(history, title=f"Search learning curves ({experiment.name})")
+    figure.savefig(out / "learning_curves.png", dpi=DPI)
+    written.append(out / "learning_curves.png")
+
+    variant_col, seed_col = "config/variant", "config/seed"
+    variants = list(dict.fromkeys(trials[variant_col].dropna())) if variant_col in trials else []
+    for variant in variants:
+        group = trials[trials[variant_col] == variant]
+        if all_trials:
+            chosen = [row for _, row in group.iterrows() if isinstance(row["trial"], str)]
+        else:
+            selected = select_seed(group)
+            if selected is None:
+                log(f"note: {variant}: no finished seed yet (use --all-trials)")
+            chosen = [] if selected is None else [selected]
+        for row in chosen:
+            alpha, epochs = trial_alpha(history, row["trial"])
+            if not alpha:
+                log(f"note: {row['trial']}: no alpha reported")
+                continue
+            seed = row.get(seed_col)
+            title = f"{variant_label(variant)}, seed {seed} ({experiment.name})"
+            best_epoch = pd.to_numeric(row.get("best_epoch"), errors="coerce")
+            figure = plot_alpha(
+                alpha,
+                _genotype_or_none(row.get("genotype_string")),
+                title=title,
+                epochs=epochs,
+                selected_epoch=None if pd.isna(best_epoch) else int(best_epoch),
+            )
+            name = f"alpha_{variant}_seed{seed}.png" if all_trials else f"alpha_{variant}.png"
+            figure.savefig(out / name, dpi=DPI)
+            written.append(out / name)
+    return written
+
+
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--search", metavar="DIR|URI", help="search experiment folder (default: latest under --results)")
@@ -255,45 +307,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
         return 1
     out = args.out or Path("figures") / experiment.name
-    out.mkdir(parents=True, exist_ok=True)
-    history = load_history(experiment)
-    trials = load_trials(experiment)
-    written = []
-
-    figure = plot_learning_curves(history, title=f"Search learning curves ({experiment.name})")
-    figure.savefig(out / "learning_curves.png", dpi=DPI)
-    written.append(out / "learning_curves.png")
-
-    variant_col, seed_col = "config/variant", "config/seed"
-    variants = list(dict.fromkeys(trials[variant_col].dropna())) if variant_col in trials else []
-    for variant in variants:
-        group = trials[trials[variant_col] == variant]
-        if args.all_trials:
-            chosen = [row for _, row in group.iterrows() if isinstance(row["trial"], str)]
-        else:
-            selected = select_seed(group)
-            if selected is None:
-                print(f"note: {variant}: no finished seed yet (use --all-trials)", file=sys.stderr)
-            chosen = [] if selected is None else [selected]
-        for row in chosen:
-            alpha, epochs = trial_alpha(history, row["trial"])
-            if not alpha:
-                print(f"note: {row['trial']}: no alpha reported", file=sys.stderr)
-                continue
-            seed = row.get(seed_col)
-            title = f"{variant_label(variant)}, seed {seed} ({experiment.name})"
-            best_epoch = pd.to_numeric(row.get("best_epoch"), errors="coerce")
-            figure = plot_alpha(
-                alpha,
-                _genotype_or_none(row.get("genotype_string")),
-                title=title,
-                epochs=epochs,
-                selected_epoch=None if pd.isna(best_epoch) else int(best_epoch),
-            )
-            name = f"alpha_{variant}_seed{seed}.png" if args.all_trials else f"alpha_{variant}.png"
-            figure.savefig(out / name, dpi=DPI)
-            written.append(out / name)
-    for path in written:
+    for path in plot_experiment(experiment, out, all_trials=args.all_trials):
         print(path)
     return 0
 

@@ -25,8 +25,6 @@ Usage::
 from __future__ import annotations
 
 import argparse
-import contextlib
-import io
 import os
 import sys
 import time
@@ -39,6 +37,8 @@ os.environ.setdefault("RAY_DEDUP_LOGS", "0")
 import ray
 
 from analysis import draw_cells, make_table, plot_search
+from dartsrenet.genotypes import GenotypeError
+from dartsrenet.results import read_experiment
 from dartsrenet.variants import VARIANTS
 from sweeps import common, evaluate_genotypes, search_all_variants
 
@@ -143,25 +143,33 @@ def run_analysis(storage: Path, search_dir: Path, eval_dir: Path | None) -> tupl
         were written as DOT sources — one line saying how to render them (else ``None``).
     """
     banner("3/3 analysis")
-    table_args = ["--search", str(search_dir)] + (["--eval", str(eval_dir)] if eval_dir else [])
-    status = make_table.main([*table_args, "--format", "markdown", "--out", str(storage / "table1.md")])
-    with contextlib.redirect_stdout(io.StringIO()):  # the same tables as CSV, not printed again
-        status = max(status, make_table.main([*table_args, "--format", "csv", "--out", str(storage / "table1.csv")]))
+    search = read_experiment(search_dir)
+    evaluation = read_experiment(eval_dir) if eval_dir else None
+    for fmt, name in (("markdown", "table1.md"), ("csv", "table1.csv")):
+        parts, failures = make_table.table_texts(search, evaluation, fmt)
+        make_table.write_tables(parts, fmt, storage / name)
+        if fmt == "markdown":  # printed once; the CSV form is only written
+            print("\n".join(parts.values()), end="")
+            for line in failures:
+                print(f"note: failed trial {line}", file=sys.stderr)
 
+    status = common.EXIT_OK
+    try:
+        ours_named = draw_cells.load_genotypes(str(search_dir))
+    except GenotypeError as error:  # no selected cell (e.g. no search seed finished)
+        print(f"note: no cells of this search to draw: {error}", file=sys.stderr)
+        ours_named, status = [], common.EXIT_INCOMPLETE
     cells = storage / "cells"
-    with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
-        drawn = [draw_cells.main(["--genotypes", spec, "--out", str(cells)]) for spec in (str(search_dir), "paper")]
-    status = max([status, *(code for code in drawn if code != draw_cells.EXIT_SOURCES_ONLY)])
+    drawn = [draw_cells.draw_all(named, cells, "png") for named in (ours_named, draw_cells.paper_genotypes())]
     hint = None
-    if draw_cells.EXIT_SOURCES_ONLY in drawn:
+    if not all(rendered for _, rendered in drawn):
         hint = draw_cells.render_hint(sorted(cells.glob("*.dot")), "png", "make demo")
     ours = [cells / f"{variant}.png" for variant in VARIANTS if (cells / f"{variant}.png").is_file()]
     paper = [cells / f"paper_{variant}.png" for variant in VARIANTS if (cells / f"paper_{variant}.png").is_file()]
     if ours or paper:
         side_by_side(ours, paper, cells / "comparison.png")
 
-    with contextlib.redirect_stdout(io.StringIO()):
-        status = max(status, plot_search.main(["--search", str(search_dir), "--out", str(storage / "plots")]))
+    plot_search.plot_experiment(search, storage / "plots")
     return status, hint
 
 
