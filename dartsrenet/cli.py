@@ -7,10 +7,11 @@ import sys
 from collections.abc import Sequence
 
 from dartsrenet import paper
-from dartsrenet.config import PRESETS, SearchConfig, TrainConfig, config_fields, parse_overrides, resolve_config
+from dartsrenet.config import SearchConfig, TrainConfig, parse_overrides, resolve_config
 from dartsrenet.data import DATASET_NAMES
 from dartsrenet.genotypes import PAPER_GENOTYPES
 from dartsrenet.networks import build_eval_model, count_parameters
+from dartsrenet.run_options import add_run_options
 from dartsrenet.variants import VARIANTS
 
 
@@ -29,7 +30,7 @@ def _overrides(args: argparse.Namespace, names: Sequence[str]) -> dict[str, str]
     values = {name: getattr(args, name) for name in names if getattr(args, name, None) is not None}
     if getattr(args, "download", False):
         values["download"] = True
-    values.update(parse_overrides(args.set))
+    values.update(parse_overrides(args.overrides))
     return values
 
 
@@ -63,31 +64,20 @@ def train_command(args: argparse.Namespace) -> int:
     return 0
 
 
-def _field_help(config_class: type) -> str:
-    names = ", ".join(config_fields(config_class))
-    return f"override any config field (repeatable): --set lr=0.05 --set epochs=3. Fields: {names}"
-
-
 def _add_common_run_options(parser: argparse.ArgumentParser, config_class: type) -> None:
     datasets = ", ".join(DATASET_NAMES)
     parser.add_argument("--dataset", help=f"dataset name: {datasets} (default: the preset's, else cifar10)")
-    parser.add_argument(
-        "--preset", default="paper",
-        help=f"configuration preset: {', '.join(PRESETS)} or a preset JSON file (default: paper = the paper's setup; "
-        "demo = small and fast on digits)",
-    )
     parser.add_argument("--seed", type=int, help="seed of init, splits, data order and augmentation (default: 0)")
     parser.add_argument("--epochs", type=int, help="number of epochs (default: the preset's)")
     parser.add_argument(
         "--out", help=f"run folder; a folder holding a checkpoint is resumed (default: {config_class.out})"
     )
     parser.add_argument("--device", help="auto (CUDA, then MPS, then CPU), cpu, cuda, cuda:N or mps (default: auto)")
-    parser.add_argument("--data-root", dest="data_root", help="where datasets are stored (default: data)")
     parser.add_argument(
         "--download", action="store_true",
         help="let torchvision download a missing dataset (needs internet; cifar10, svhn, fashion_mnist)",
     )
-    parser.add_argument("--set", action="append", metavar="FIELD=VALUE", help=_field_help(config_class))
+    add_run_options(parser, config_class)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -66,6 +66,7 @@ from dartsrenet.results import (
     read_text,
     write_json,
 )
+from dartsrenet.run_options import add_run_options
 
 # Trainables and helpers of this module are shipped to Ray workers by value: workers
 # need only `dartsrenet` installed, not this folder on their path (`ray submit`
@@ -93,18 +94,11 @@ class SweepError(RuntimeError):
 
 def add_common_arguments(parser: argparse.ArgumentParser, *, default_name: str) -> None:
     """The flags every sweep script takes (presets, overrides, storage, Ray, resources)."""
-    config = parser.add_argument_group("run configuration")
-    config.add_argument(
-        "--preset", default="paper", metavar="paper|demo|FILE",
-        help="configuration preset: a name, or a preset JSON file such as tune_hparams.py writes (default: paper)",
-    )
-    config.add_argument(
-        "--set", dest="overrides", action="append", default=[], metavar="FIELD=VALUE",
-        help="override a config field in every trial, e.g. --set epochs=10 (repeatable)",
-    )
-    config.add_argument(
-        "--data-root", default="data", metavar="DIR",
-        help="where datasets live (made absolute; must exist on every node; default: ./data)",
+    add_run_options(
+        parser.add_argument_group("run configuration"),
+        data_root_default="data",
+        data_root_help="where datasets live (made absolute; must exist on every node; default: ./data)",
+        set_help="override a config field in every trial, e.g. --set epochs=10 (repeatable)",
     )
 
     experiment = parser.add_argument_group("experiment")
