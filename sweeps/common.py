@@ -391,7 +391,17 @@ def inject_fault(fail_at: int | None, epoch: int, marker_dir: Path) -> None:
     raise RuntimeError(f"injected fault after epoch {epoch} (test hook fail_once_at_epoch)")
 
 
-HPARAM_FIELDS: tuple[str, ...] = ("lr", "weight_decay", "momentum", "batch_size", "cutout")
+TUNING_SPACE: dict[str, tuple[str, tuple[float, ...]]] = {
+    "lr": ("loguniform", (1e-3, 0.3)),
+    "weight_decay": ("loguniform", (1e-6, 1e-2)),
+    "momentum": ("uniform", (0.5, 0.95)),
+    "batch_size": ("choice", (32, 64, 128)),
+    "cutout": ("choice", (0, 8, 12, 16)),
+}
+"""The hyperparameters that tune_hparams.py tunes: (distribution, bounds or choices);
+the paper's values lie inside."""
+
+HPARAM_FIELDS: tuple[str, ...] = tuple(TUNING_SPACE)
 """Training hyperparameters that a trial config may carry at top level (tune_hparams.py)."""
 
 

@@ -42,14 +42,7 @@ METRIC = common.SCHEDULER_SCORE  # ASHA's signal each epoch (val_accuracy; −1 
 PRESET_FILE = "best_preset.json"
 
 
-SEARCH_SPACE: dict[str, tuple[str, tuple[float, ...]]] = {
-    "lr": ("loguniform", (1e-3, 0.3)),
-    "weight_decay": ("loguniform", (1e-6, 1e-2)),
-    "momentum": ("uniform", (0.5, 0.95)),
-    "batch_size": ("choice", (32, 64, 128)),
-    "cutout": ("choice", (0, 8, 12, 16)),
-}
-"""The hyperparameters: (distribution, bounds or choices); the paper's values lie inside."""
+SEARCH_SPACE = common.TUNING_SPACE
 
 
 def search_space() -> dict[str, Any]:
