@@ -13,8 +13,9 @@ Conventions (also stated under the printed tables by :data:`RESULTS_NOTE`):
 * accuracies are in %; the mean and the sample standard deviation (ddof = 1) are over
   *finished* seeds only; with one finished seed the std is undefined: NaN in the numeric
   table, shown as ``(n=1)`` instead of ``± std``;
-* failed, unfinished (running or interrupted) and missing (planned, never started)
-  trials are counted and shown in the Seeds column, never dropped silently; a run whose
+* failed, unfinished (running or interrupted), stopped early (by a scheduler) and missing
+  (planned, never started) trials are counted and shown in the Seeds column, never
+  dropped silently; a run whose
   records are not finite fractions in [0, 1] or whose genotype does not parse is a
   failed trial (:func:`analysis.results.invalid_result`), never a number, and
   :func:`failure_lines` says why each trial failed;
@@ -29,7 +30,7 @@ from collections.abc import Iterable
 
 import pandas as pd
 
-from analysis.results import FAILED, FINISHED, MISSING, UNFINISHED, config_column, unique_trials
+from analysis.results import FAILED, FINISHED, MISSING, STOPPED_EARLY, UNFINISHED, config_column, unique_trials
 from dartsrenet import paper, results
 
 DATASET_ORDER: tuple[str, ...] = ("cifar10", "svhn")
@@ -59,6 +60,7 @@ RESULTS_COLUMNS: tuple[str, ...] = (
     "n_planned",
     "n_failed",
     "n_unfinished",
+    "n_stopped_early",
     "n_missing",
     "paper_params_m",
     "paper_accuracy",
@@ -73,6 +75,7 @@ SEARCH_COLUMNS: tuple[str, ...] = (
     "n_planned",
     "n_failed",
     "n_unfinished",
+    "n_stopped_early",
     "n_missing",
     "selected_seed",
     "selected_val_accuracy",
@@ -96,8 +99,8 @@ RESULTS_NOTE = (
     "Accuracy: test accuracy in %, mean ± sample std (ddof=1) over finished seeds; "
     "(n=1) marks a single finished seed (no std). Best: best finished seed. "
     "Seeds: finished/planned, with failed (the run raised, or its records are not "
-    "accuracies in [0, 1]), unfinished (running or interrupted) and "
-    "not started trials named. Paper: Table 1 of the paper (CIFAR-10 and SVHN only); "
+    "accuracies in [0, 1]), unfinished (running or interrupted), stopped early "
+    "(by a scheduler) and not started trials named. Paper: Table 1 of the paper (CIFAR-10 and SVHN only); "
     "Δ: our mean minus the paper's, in percentage points."
 )
 SEARCH_NOTE = (
@@ -123,6 +126,7 @@ def _status_counts(statuses: pd.Series) -> dict[str, int]:
         "n_planned": int(len(statuses)),
         "n_failed": int((statuses == FAILED).sum()),
         "n_unfinished": int((statuses == UNFINISHED).sum()),
+        "n_stopped_early": int((statuses == STOPPED_EARLY).sum()),
         "n_missing": int((statuses == MISSING).sum()),
     }
 
@@ -217,11 +221,16 @@ def format_accuracy(mean: float, std: float, n_finished: int) -> str:
     return f"{mean:.2f} ± {std:.2f}"
 
 
-def format_seeds(n_finished: int, n_planned: int, n_failed: int, n_unfinished: int, n_missing: int) -> str:
+def format_seeds(
+    n_finished: int, n_planned: int, n_failed: int, n_unfinished: int, n_missing: int, n_stopped_early: int = 0
+) -> str:
     """``"3/5 (1 failed, 1 not started)"``: finished/planned, then what became of the rest."""
     notes = [
         f"{count} {label}"
-        for count, label in ((n_failed, "failed"), (n_unfinished, "unfinished"), (n_missing, "not started"))
+        for count, label in (
+            (n_failed, "failed"), (n_unfinished, "unfinished"), (n_stopped_early, "stopped early"),
+            (n_missing, "not started"),
+        )
         if count
     ]
     text = f"{n_finished}/{n_planned}"
@@ -253,6 +262,7 @@ def display_results_table(table: pd.DataFrame) -> pd.DataFrame:
                     record["n_failed"],
                     record["n_unfinished"],
                     record["n_missing"],
+                    record["n_stopped_early"],
                 ),
                 "Paper [%]": format_number(record["paper_accuracy"], 2),
                 "Δ [pp]": format_number(record["difference"], 2, signed=True),
@@ -368,6 +378,7 @@ def display_search_summary(summary: pd.DataFrame) -> pd.DataFrame:
                     record["n_failed"],
                     record["n_unfinished"],
                     record["n_missing"],
+                    record["n_stopped_early"],
                 ),
                 "Selected seed": MISSING_VALUE if pd.isna(seed) else str(int(seed)),
                 "val_cs acc. [%]": format_number(record["selected_val_accuracy"], 2),

@@ -26,6 +26,7 @@ from analysis.results import (
     FAILED,
     FINISHED,
     MISSING,
+    STOPPED_EARLY,
     UNFINISHED,
     ExperimentNotFoundError,
     find_experiments,
@@ -647,3 +648,20 @@ def test_a_uri_that_is_not_an_experiment_is_one_line(capsys):
     err = capsys.readouterr().err.strip()
     assert err == "error: file:///nonexistent/search is not an experiment folder: no readable sweep.json " \
                   "(sweeps write it; see docs/design.md)"
+
+
+def test_a_trial_the_scheduler_stopped_is_stopped_early(tmp_path):
+    """sweep.json's stopped_early list (written by the sweep when its scheduler stops a
+    trial) makes that trial "stopped early", counted apart from unfinished ones."""
+    experiment_dir = make_eval_experiment(tmp_path)
+    trials = load_trials(read_experiment(experiment_dir))
+    (unfinished,) = trials.loc[trials["status"] == UNFINISHED, "trial"]
+    marker = json.loads((experiment_dir / "sweep.json").read_text())
+    (experiment_dir / "sweep.json").write_text(json.dumps({**marker, "stopped_early": [unfinished]}))
+    trials = load_trials(read_experiment(experiment_dir))
+    assert trials.loc[trials["trial"] == unfinished, "status"].tolist() == [STOPPED_EARLY]
+    assert UNFINISHED not in set(trials["status"])
+    table = results_table(trials).set_index(["dataset", "model"])
+    assert table.loc[("cifar10", "gru"), ["n_unfinished", "n_stopped_early"]].tolist() == [0, 1]
+    display = display_results_table(results_table(trials))
+    assert display.loc[display["Model"] == "Baseline ReNet with GRU", "Seeds"].tolist() == ["1/2 (1 stopped early)"]
