@@ -66,9 +66,13 @@ def load_genotypes(spec: str) -> GenotypeSource:
     if not results.is_uri(location):
         location = str(Path(location).expanduser().resolve())
     try:
-        genotypes = results.selected_genotypes(results.read_selection(location))
+        document = results.read_selection(location)
     except FileNotFoundError as error:
         raise common.SweepError(f"--genotypes {spec}: {error}, and not 'paper'") from None
+    except ValueError as error:  # names the file
+        raise common.SweepError(f"--genotypes {error}") from None
+    try:
+        genotypes = results.selected_genotypes(document)
     except ValueError as error:
         raise common.SweepError(f"--genotypes {location}: {error}") from None
     experiment = location.rstrip("/").rsplit("/", 1)[0]
