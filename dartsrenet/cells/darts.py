@@ -419,13 +419,8 @@ class DartsSearchCell(_DartsCellBase):
         """
         first_slot = t * (self.num_nodes + 1)
         if self.backend != "eager":
-            previous = self.kernel_state(previous)
-            check_kernel_inputs(self.backend, previous, projection, [self.node_norm])
             probabilities = self.edge_probabilities() if probabilities is None else probabilities
-            return fused_search_step(
-                kernels(self.backend), previous, projection, self.kernel_mixing(probabilities),
-                list(self.node_weights), self.node_norm, first_slot,
-            )  # fmt: skip
+            return self._fused_nodes(previous, projection, t, self.kernel_mixing(probabilities))
         mixing = self.mixing_weights(probabilities) if mixing is None else mixing
         mix = compiled(mixed_node)
         states = [self.node_norm(compiled(gated_node)(previous, projection, torch.tanh), first_slot)]
@@ -436,8 +431,20 @@ class DartsSearchCell(_DartsCellBase):
             states.append(self.node_norm(mix(sources, projection, weights, kept, self._primitives), first_slot + node))
         return average_states(states[1:])
 
+    def _fused_nodes(self, previous: Tensor, projection: Tensor, t: int, kernel_mixing: Tensor) -> Tensor:
+        """:meth:`nodes` on a fused backend, with :meth:`kernel_mixing` given."""
+        previous = self.kernel_state(previous)
+        check_kernel_inputs(self.backend, previous, projection, [self.node_norm])
+        return fused_search_step(
+            kernels(self.backend), previous, projection, kernel_mixing, list(self.node_weights), self.node_norm,
+            t * (self.num_nodes + 1),
+        )
+
     def _sweep_nodes(self) -> Callable[[Tensor, Tensor, int], Tensor]:
         probabilities = self.edge_probabilities()  # softmax(α) once per sweep, not per step
+        if self.backend != "eager":  # the kernels' (edges, 4) mixing weights, also once per sweep
+            kernel_mixing = self.kernel_mixing(probabilities)
+            return lambda previous, projection, t: self._fused_nodes(previous, projection, t, kernel_mixing)
         mixing = self.mixing_weights(probabilities)
         return lambda previous, projection, t: self.nodes(previous, projection, t, mixing, probabilities)
 
