@@ -35,6 +35,7 @@ tests can check that Ray retries it from that checkpoint (``--max-failures``).
 from __future__ import annotations
 
 import argparse
+import copy
 import dataclasses
 import hashlib
 import json
@@ -146,6 +147,26 @@ def add_common_arguments(parser: argparse.ArgumentParser, *, default_name: str) 
     )
     # Test-only fault injection (see the module docstring).
     parser.add_argument("--fail-once-at-epoch", type=int, help=argparse.SUPPRESS)
+
+
+def namespace(parser: argparse.ArgumentParser, **values: Any) -> argparse.Namespace:
+    """The arguments a sweep script's ``parser`` would give for ``values`` (by
+    destination, e.g. ``num_seeds=2``), every other option at its default: how
+    ``sweeps/demo.py`` and ``sweeps/study.py`` call a sweep's ``plan``/``run`` without
+    building command lines.
+
+    Raises:
+        TypeError: for a name that is not one of the parser's destinations.
+    """
+    defaults = {
+        action.dest: copy.deepcopy(action.default)
+        for action in parser._actions  # argparse has no public list of its options
+        if action.dest not in (argparse.SUPPRESS, "help")
+    }
+    unknown = sorted(set(values) - set(defaults))
+    if unknown:
+        raise TypeError(f"{parser.prog}: no option with destination {', '.join(unknown)}; valid: {', '.join(sorted(defaults))}")
+    return argparse.Namespace(**{**defaults, **values})
 
 
 def sweep_overrides(kind: str, items: Sequence[str], data_root: str) -> dict[str, Any]:
@@ -463,7 +484,7 @@ def search_trial(config: dict[str, Any]) -> None:
     _run_trial("search", config)
 
 
-def eval_trial(config: dict[str, Any]) -> None:
+def train_trial(config: dict[str, Any]) -> None:
     """Ray Tune trainable: one evaluation training
     (``{"model", "genotype", "variant", "dataset", "seed", "preset", "overrides"}``)."""
     _run_trial("train", config)
@@ -561,7 +582,7 @@ def prepare_experiment(
     if existing is not None:
         old = sorted(planned_key(entry) for entry in existing.get("planned", []))
         new = sorted(planned_key(entry) for entry in planned)
-        if existing.get("kind") != kind or old != new:
+        if results.canonical_kind(existing.get("kind")) != kind or old != new:
             raise SweepError(
                 f"{experiment} holds a {existing.get('kind')} experiment planned differently "
                 f"(by: {existing.get('command')}). Pass --name for a new experiment, "
@@ -595,7 +616,7 @@ class SweepPlan:
     checked), before Ray starts.
 
     Attributes:
-        kind: the experiment kind (``search``, ``eval``, ``tune``; :data:`dartsrenet.results.KINDS`).
+        kind: the experiment kind (``search``, ``train``, ``random``, ``tune``; :data:`dartsrenet.results.KINDS`).
         planned: the trial configs (recorded in ``sweep.json``).
         param_space: Ray Tune's parameter space.
         name: the experiment name.

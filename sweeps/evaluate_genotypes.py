@@ -85,7 +85,7 @@ def default_name(datasets: Sequence[str], preset: str, overrides: dict[str, Any]
     return name if source == "paper" else f"{name}_from_{source}"
 
 
-def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         description=__doc__.split("\n\n")[0], epilog="Run the same command again to resume the experiment."
     )
@@ -104,7 +104,17 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--num-seeds", type=int, default=1, metavar="N", help="seeds 0 … N-1 per model (default: 1)")
     parser.add_argument("--seeds", type=int, nargs="+", metavar="S", help="explicit seeds (instead of --num-seeds)")
     common.add_common_arguments(parser, default_name="eval_<datasets>_<preset>[_from_<search experiment>]")
-    return parser.parse_args(argv)
+    return parser
+
+
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    return build_parser().parse_args(argv)
+
+
+def arguments(**values: Any) -> argparse.Namespace:
+    """Arguments as :func:`parse_args` gives them, from option destinations (e.g.
+    ``num_seeds=2``) instead of a command line (:func:`common.namespace`)."""
+    return common.namespace(build_parser(), **values)
 
 
 def model_cells(models: Sequence[str], genotypes: dict[str, Genotype], explicit: bool) -> dict[str, dict[str, Any]]:
@@ -137,45 +147,111 @@ def plan(args: argparse.Namespace) -> common.SweepPlan:
     preset = common.preset_argument(args.preset)
     overrides = common.sweep_overrides("train", args.overrides, args.data_root)
     datasets = list(dict.fromkeys(args.datasets or [common.default_dataset("train", preset)]))
+    seeds = seeds_argument(args)
+    source = load_genotypes(args.genotypes)
+    cells = model_cells(list(dict.fromkeys(args.models or MODELS)), source.genotypes, explicit=args.models is not None)
+    return plan_cells(
+        kind=results.TRAIN_KIND,
+        cells=cells,
+        datasets=datasets,
+        seeds=seeds,
+        preset=preset,
+        overrides=overrides,
+        name=args.name or default_name(datasets, preset, overrides, source.tag),
+        storage=args.storage,
+        details={
+            "models": list(cells), "genotypes": args.genotypes,
+            results.SEARCH_EXPERIMENT_FIELD: source.search_experiment,
+        },
+        fail_once_at_epoch=args.fail_once_at_epoch,
+    )
+
+
+def seeds_argument(args: argparse.Namespace) -> list[int]:
+    """``--seeds`` (duplicates dropped) or ``0 … --num-seeds - 1``.
+
+    Raises:
+        common.SweepError: if that leaves no seed.
+    """
     seeds = list(dict.fromkeys(args.seeds)) if args.seeds else list(range(args.num_seeds))
     if not seeds:
         raise common.SweepError("--num-seeds must be at least 1")
-    source = load_genotypes(args.genotypes)
-    cells = model_cells(list(dict.fromkeys(args.models or MODELS)), source.genotypes, explicit=args.models is not None)
+    return seeds
+
+
+def plan_cells(
+    *,
+    kind: str,
+    cells: dict[str, dict[str, Any]],
+    datasets: Sequence[str],
+    seeds: Sequence[int],
+    preset: str,
+    overrides: dict[str, Any],
+    name: str,
+    storage: str,
+    details: dict[str, Any],
+    fail_once_at_epoch: int | None = None,
+) -> common.SweepPlan:
+    """The evaluation sweep of some cells: one trial per (cell, dataset, seed), each a
+    :func:`dartsrenet.train.run_train` run of the same preset and overrides.
+
+    Shared by this script (the derived cells and the baselines) and
+    ``sweeps/random_baseline.py`` (random genotypes), so every arm is trained alike.
+
+    Args:
+        kind: the experiment kind (:data:`dartsrenet.results.KINDS`): ``train`` or ``random``.
+        cells: ``{model: {"genotype": string or None, "variant": name or None, …}}``;
+            every field of a model's entry goes into its trial configs.
+        preset: a preset name or an absolute preset file (:func:`common.preset_argument`).
+        overrides: typed ``--set`` overrides (:func:`common.sweep_overrides`).
+        details: what ``sweep.json`` records besides datasets, seeds, preset and configs.
+
+    Raises:
+        common.SweepError: if some trial's config is invalid.
+    """
+    datasets, seeds = list(datasets), list(seeds)
     shared = {"preset": preset, "overrides": overrides}
     planned = [
         {"model": model, **cell, "dataset": dataset, "seed": seed, **shared}
         for dataset in datasets for model, cell in cells.items() for seed in seeds
     ]
     common.check_trial_configs("train", planned)  # fail here, before Ray, not in every trial
+    fields = sorted({field for cell in cells.values() for field in cell})
     param_space: dict[str, Any] = {
         "model": tune.grid_search(list(cells)),
-        "genotype": tune.sample_from(lambda config: cells[config["model"]]["genotype"]),
-        "variant": tune.sample_from(lambda config: cells[config["model"]]["variant"]),
+        **{field: tune.sample_from(_cell_field(cells, field)) for field in fields},
         "dataset": tune.grid_search(datasets),
         "seed": tune.grid_search(seeds),
         **shared,
     }
-    if args.fail_once_at_epoch is not None:
-        param_space["fail_once_at_epoch"] = args.fail_once_at_epoch
+    if fail_once_at_epoch is not None:
+        param_space["fail_once_at_epoch"] = fail_once_at_epoch
     return common.SweepPlan(
-        kind="eval",
+        kind=kind,
         planned=planned,
         param_space=param_space,
-        name=args.name or default_name(datasets, preset, overrides, source.tag),
-        storage=common.storage_location(args.storage),
+        name=name,
+        storage=common.storage_location(storage),
         details={
-            "datasets": datasets, "models": list(cells), "seeds": seeds, "genotypes": args.genotypes,
-            results.SEARCH_EXPERIMENT_FIELD: source.search_experiment,
-            "preset": preset, "overrides": overrides,
+            "datasets": datasets, "seeds": seeds, **details, "preset": preset, "overrides": overrides,
             "configs": common.resolved_configs("train", preset, overrides, datasets),
         },
     )
 
 
-def run(args: argparse.Namespace, argv: Sequence[str], sweep: common.SweepPlan) -> int:
-    """Run the planned evaluation and print each trial's test accuracy; returns the exit status."""
-    results_grid, _, status = common.run_plan(sweep, args, common.command_line(SCRIPT, argv), common.eval_trial)
+def _cell_field(cells: dict[str, dict[str, Any]], field: str) -> Any:
+    """Tune's ``sample_from`` function giving a trial's ``field`` from its model's entry."""
+    return lambda config: cells[config["model"]].get(field)
+
+
+def run(args: argparse.Namespace, command: str, sweep: common.SweepPlan) -> int:
+    """Run the planned evaluation (or random-genotype control) and print each trial's test
+    accuracy; returns the exit status.
+
+    Args:
+        command: the command line recorded in ``sweep.json`` (:func:`common.command_line`).
+    """
+    results_grid, _, status = common.run_plan(sweep, args, command, common.train_trial)
     experiment = sweep.experiment
     started = [result for result in results_grid if result.config]
     for result in sorted(started, key=lambda r: (r.config["dataset"], r.config["model"], r.config["seed"])):
@@ -183,7 +259,8 @@ def run(args: argparse.Namespace, argv: Sequence[str], sweep: common.SweepPlan) 
         shown = "—" if accuracy is None else f"{100 * accuracy:.2f}%"
         config = result.config
         print(f"  {config['dataset']:<8} {config['model']:<27} seed {config['seed']}  test accuracy {shown}")
-    print(f"evaluation results in {experiment}; table: python analysis/make_table.py --eval {experiment}")
+    table = "--random" if sweep.kind == results.RANDOM_KIND else "--eval"
+    print(f"evaluation results in {experiment}; table: python analysis/make_table.py {table} {experiment}")
     return status
 
 
@@ -196,7 +273,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         sweep = plan(args)
     except common.SweepError as error:
         return common.usage_error(error)
-    return common.with_ray(args, lambda: run(args, argv, sweep))
+    return common.with_ray(args, lambda: run(args, common.command_line(SCRIPT, argv), sweep))
 
 
 if __name__ == "__main__":

@@ -43,7 +43,7 @@ def default_name(dataset: str, preset: str, overrides: dict[str, Any]) -> str:
     return f"search_{dataset}_{common.preset_tag(preset)}{common.overrides_tag(overrides)}"
 
 
-def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         description=__doc__.split("\n\n")[0], epilog="Run the same command again to resume the experiment."
     )
@@ -55,7 +55,17 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     )
     parser.add_argument("--dataset", help="dataset (default: the preset's: paper → cifar10, demo → digits)")
     common.add_common_arguments(parser, default_name="search_<dataset>_<preset>")
-    return parser.parse_args(argv)
+    return parser
+
+
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    return build_parser().parse_args(argv)
+
+
+def arguments(**values: Any) -> argparse.Namespace:
+    """Arguments as :func:`parse_args` gives them, from option destinations (e.g.
+    ``num_seeds=2``) instead of a command line (:func:`common.namespace`)."""
+    return common.namespace(build_parser(), **values)
 
 
 def plan(args: argparse.Namespace) -> common.SweepPlan:
@@ -153,10 +163,14 @@ def print_selection(document: dict[str, Any]) -> None:
                   f"val_cs {100 * selected['best_val_accuracy']:.2f}%  {selected['genotype_string']}")
 
 
-def run(args: argparse.Namespace, argv: Sequence[str], sweep: common.SweepPlan) -> int:
-    """Run the planned search and write ``selected_genotypes.json``; returns the exit status."""
+def run(args: argparse.Namespace, command: str, sweep: common.SweepPlan) -> int:
+    """Run the planned search and write ``selected_genotypes.json``; returns the exit status.
+
+    Args:
+        command: the command line recorded in ``sweep.json`` (:func:`common.command_line`).
+    """
     results_grid, stopped, status = common.run_plan(
-        sweep, args, common.command_line(SCRIPT, argv), common.search_trial
+        sweep, args, command, common.search_trial
     )
     experiment = sweep.experiment
     document = selection_document(results_grid, sweep.planned, sweep.details["dataset"], experiment, stopped)
@@ -177,7 +191,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         sweep = plan(args)
     except common.SweepError as error:
         return common.usage_error(error)
-    return common.with_ray(args, lambda: run(args, argv, sweep))
+    return common.with_ray(args, lambda: run(args, common.command_line(SCRIPT, argv), sweep))
 
 
 if __name__ == "__main__":
