@@ -4,7 +4,7 @@ experiment folder. The sweeps write through this module and the analysis reads t
 it, so each rule is written once.
 
 An experiment is a folder ``STORAGE/NAME/`` marked by ``sweep.json``
-(``{"kind": "search"|"eval"|"tune", "created": …, "planned": [{trial config}, …], …}``),
+(``{"kind": "search"|"train"|"random"|"tune", "created": …, "planned": [{trial config}, …], …}``),
 with one folder per trial. Each trial folder holds the library's run folder ``run/``
 (synced from the trial's working directory with every checkpoint) beside Ray Tune's
 files::
@@ -66,8 +66,31 @@ ERROR_FILE, PARAMS_FILE, RAY_RESULT_FILE = "error.txt", "params.json", "result.j
 """Ray's files of a trial folder: the exception of a failed trial, the trial's config,
 its reports."""
 
-KINDS: tuple[str, ...] = ("search", "eval", "tune")
-"""Experiment kinds: cell searches, evaluations (Table 1) and hyperparameter tuning."""
+SEARCH_KIND, TRAIN_KIND, RANDOM_KIND, TUNE_KIND = "search", "train", "random", "tune"
+"""Experiment kinds (``sweep.json``'s ``kind``). The two phases have one name each in
+every layer — the library's commands, configs, presets and ``summary.json``, and the
+sweeps' ``sweep.json``: ``search`` and ``train`` (the evaluation phase: a cell trained
+from scratch and tested; ``sweeps/evaluate_genotypes.py`` runs such experiments).
+``random`` is a random-genotype control (``train`` runs of randomly sampled cells,
+``sweeps/random_baseline.py``), kept apart so Table 1 never mixes them in; ``tune`` is
+hyperparameter tuning."""
+
+KINDS: tuple[str, ...] = (SEARCH_KIND, TRAIN_KIND, RANDOM_KIND, TUNE_KIND)
+"""Experiment kinds: cell searches, evaluations (Table 1), random-genotype controls and
+hyperparameter tuning."""
+
+FORMER_KIND_NAMES: dict[str, str] = {"eval": TRAIN_KIND}
+"""Kinds that experiments written before the names were unified record: read as the
+kind they name now (:func:`canonical_kind`)."""
+
+
+def canonical_kind(kind: Any) -> Any:
+    """``kind`` under its current name (``"eval"`` → ``"train"``); anything else as it is."""
+    return FORMER_KIND_NAMES.get(kind, kind) if isinstance(kind, str) else kind
+
+RANDOM_GENOTYPES_FIELD, SAMPLE_SEED_FIELD = "random_genotypes", "sample_seed"
+"""``sweep.json`` fields of a random-genotype control: the sampled genotype strings (in
+sample order) and the seed they were drawn with."""
 
 DEFAULT_RESULTS_ROOT = "results"
 """Where the sweeps store experiments by default (``--storage``)."""
@@ -244,7 +267,8 @@ def selection_document(
 
 
 def selected_genotypes(document: Mapping[str, Any]) -> dict[str, Genotype]:
-    """The selected genotype per variant of a ``selected_genotypes.json`` document;
+    """The selected genotype per variant of a ``selected_genotypes.json`` document (its
+    ``genotype``, or its ``genotype_string`` where a hand-written file has only that);
     variants without a selected seed are left out.
 
     Raises:
@@ -254,7 +278,11 @@ def selected_genotypes(document: Mapping[str, Any]) -> dict[str, Genotype]:
         genotypes = {}
         for variant, entry in document["variants"].items():
             selected = (entry or {}).get("selected")
-            if selected:
+            if not selected:
+                continue
+            if selected.get("genotype") is None and isinstance(selected.get("genotype_string"), str):
+                genotypes[variant] = Genotype.from_string(selected["genotype_string"])
+            else:
                 genotypes[variant] = Genotype.from_dict(selected["genotype"])
         return genotypes
     except (KeyError, TypeError, AttributeError, GenotypeError) as error:
@@ -461,7 +489,7 @@ def read_experiment(location: str | Path) -> Experiment:
             f"{location} is not an experiment folder: no readable {SWEEP_MARKER} "
             "(sweeps write it; see docs/design.md)"
         )
-    kind = marker.get("kind")
+    kind = canonical_kind(marker.get("kind"))
     if kind not in KINDS:
         raise ValueError(f"{marker_location}: 'kind' must be one of {', '.join(KINDS)}, got {kind!r}")
     return Experiment(path=location, kind=kind, created=_created_time(marker, marker_location), marker=marker)
@@ -486,7 +514,7 @@ def find_experiments(root: str | Path = DEFAULT_RESULTS_ROOT, kind: str | None =
             experiment = read_experiment(folder)
         except (ExperimentNotFoundError, ValueError):
             continue
-        if kind is None or experiment.kind == kind:
+        if kind is None or experiment.kind == canonical_kind(kind):
             experiments.append(experiment)
     return sorted(experiments, key=lambda experiment: (experiment.created, experiment.name))
 
@@ -507,7 +535,7 @@ def evaluations_of(search: Experiment, root: str | Path) -> list[Experiment]:
     ``sweep.json`` names it in :data:`SEARCH_EXPERIMENT_FIELD`), oldest first."""
     wanted = experiment_location(search.path)
     return [
-        experiment for experiment in find_experiments(root, "eval")
+        experiment for experiment in find_experiments(root, TRAIN_KIND)
         if isinstance(experiment.marker.get(SEARCH_EXPERIMENT_FIELD), str)
         and experiment_location(experiment.marker[SEARCH_EXPERIMENT_FIELD]) == wanted
     ]

@@ -160,7 +160,7 @@ def run(args: argparse.Namespace, argv: Sequence[str], sweep: common.SweepPlan) 
         num_samples=args.num_samples,
     )
     results_grid, _, _ = common.run_plan(
-        sweep, args, common.command_line(SCRIPT, argv), common.eval_trial, tune_config
+        sweep, args, common.command_line(SCRIPT, argv), common.train_trial, tune_config
     )
     try:
         best = results_grid.get_best_result(metric="best_val_accuracy", mode="max", scope="last")
