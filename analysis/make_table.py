@@ -6,11 +6,16 @@ Usage::
     python analysis/make_table.py --eval results/eval_cifar10_paper --format latex --out table1.tex
     python analysis/make_table.py --format csv --out table1.csv   # also writes table1_search.csv
     python analysis/make_table.py --results s3://bucket/dartsrenet   # a cluster's storage, read in place
+    python analysis/make_table.py --random results/random_cifar10_paper_k8_s0   # a given random control
 
 Table 1 (paper §4.2) has one row per dataset × model of the latest ``eval`` experiment;
 the search summary one row per variant of the latest ``search`` experiment. With
 ``--search DIR`` alone, Table 1 is the latest evaluation made from that search's
-selection (its ``sweep.json`` names the search), never an unrelated one. Experiments may
+selection (its ``sweep.json`` names the search), never an unrelated one. The
+random-genotype control (``sweeps/random_baseline.py``; the latest ``random`` experiment,
+or ``--random DIR``) adds a table per dataset × variant: the random cells' mean ± std and
+best of K, the DARTS cell's rank and percentile among them, and the compute of each arm
+(:mod:`analysis.control`). Experiments may
 be local folders or storage URIs (``s3://…``, ``gs://…``, ``file://…``). See
 :mod:`analysis.tables` for how numbers are computed and shown.
 """
@@ -24,6 +29,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from analysis.control import CONTROL_DISPLAY_ALIGN, CONTROL_NOTE, control_table, display_control_table
 from analysis.formatting import to_csv, to_latex, to_markdown
 from analysis.results import (
     DEFAULT_RESULTS_ROOT,
@@ -45,6 +51,7 @@ from analysis.tables import (
     results_table,
     search_summary,
 )
+from dartsrenet.results import RANDOM_KIND, SEARCH_EXPERIMENT_FIELD, SEARCH_KIND, TRAIN_KIND
 
 FORMATS: tuple[str, ...] = ("markdown", "latex", "csv")
 
@@ -93,6 +100,39 @@ def search_text(experiment: Experiment, fmt: str, trials: pd.DataFrame | None = 
     return render(summary, display_search_summary(summary), fmt, title, SEARCH_NOTE, SEARCH_DISPLAY_ALIGN)
 
 
+def control_text(
+    random: Experiment, evaluation: Experiment | None, fmt: str, random_trials: pd.DataFrame | None = None,
+    eval_trials: pd.DataFrame | None = None,
+) -> str:
+    """The random-genotype control of a ``random`` experiment against the DARTS cells of
+    ``evaluation`` (and the compute of the search those came from) as text in ``fmt``."""
+    random_trials = load_trials(random) if random_trials is None else random_trials
+    if evaluation is not None and eval_trials is None:
+        eval_trials = load_trials(evaluation)
+    search = search_of(evaluation)
+    resources = {
+        "random": random.marker.get("resources"),
+        "eval": evaluation.marker.get("resources") if evaluation else None,
+        "search": search.marker.get("resources") if search else None,
+    }
+    table = control_table(random_trials, eval_trials, load_trials(search) if search else None, resources)
+    against = f"against {evaluation.name}" if evaluation else "no evaluation of DARTS cells found"
+    title = f"Random-genotype control (experiment {random.name}, {against})"
+    return render(table, display_control_table(table), fmt, title, CONTROL_NOTE, CONTROL_DISPLAY_ALIGN)
+
+
+def search_of(evaluation: Experiment | None) -> Experiment | None:
+    """The search experiment an evaluation's cells came from (its ``sweep.json`` names it),
+    or ``None`` (the paper's cells, or the search is gone)."""
+    location = evaluation.marker.get(SEARCH_EXPERIMENT_FIELD) if evaluation else None
+    if not isinstance(location, str):
+        return None
+    try:
+        return read_experiment(location)
+    except (ExperimentNotFoundError, ValueError):
+        return None
+
+
 def _resolve(path: str | None, root: str, kind: str) -> Experiment | None:
     if path is None:
         return latest_experiment(root, kind)
@@ -112,44 +152,56 @@ def evaluation_of(search: Experiment, root: str) -> Experiment | None:
 
 
 def table_texts(
-    search: Experiment | None, evaluation: Experiment | None, fmt: str
+    search: Experiment | None, evaluation: Experiment | None, fmt: str, random: Experiment | None = None
 ) -> tuple[dict[str, str], list[str]]:
-    """Table 1 of ``evaluation`` and the search summary of ``search`` (either may be
-    ``None``) as text in format ``fmt``.
+    """Table 1 of ``evaluation``, the search summary of ``search`` and the random-genotype
+    control of ``random`` against ``evaluation`` (any may be ``None``) as text in format ``fmt``.
 
     Returns:
-        ``{"results": …, "search": …}`` (the tables there are), and one line per failed
-        trial saying why the Seeds column counts it as failed.
+        ``{"results": …, "search": …, "random": …}`` (the tables there are), and one line
+        per failed trial saying why a Seeds (or K) column counts it as failed.
     """
     parts: dict[str, str] = {}
     failures: list[str] = []
+    eval_trials = None
     if evaluation is not None:
-        trials = load_trials(evaluation)
-        parts["results"] = results_text(evaluation, fmt, trials)
-        failures += [f"{evaluation.name}: {line}" for line in failure_lines(trials, ("dataset", "model", "seed"))]
+        eval_trials = load_trials(evaluation)
+        parts["results"] = results_text(evaluation, fmt, eval_trials)
+        failures += [f"{evaluation.name}: {line}" for line in failure_lines(eval_trials, ("dataset", "model", "seed"))]
     if search is not None:
         trials = load_trials(search)
         parts["search"] = search_text(search, fmt, trials)
         failures += [f"{search.name}: {line}" for line in failure_lines(trials, ("dataset", "variant", "seed"))]
+    if random is not None:
+        trials = load_trials(random)
+        parts["random"] = control_text(random, evaluation, fmt, trials, eval_trials)
+        failures += [f"{random.name}: {line}" for line in failure_lines(trials, ("dataset", "model", "seed"))]
     return parts, failures
 
 
 def write_tables(parts: dict[str, str], fmt: str, out: Path) -> None:
-    """Write :func:`table_texts` to ``out``; in CSV, Table 1 to ``out`` and the search
-    summary to :func:`search_output_path`."""
+    """Write :func:`table_texts` to ``out``; in CSV, Table 1 to ``out``, the search
+    summary and the random control to :func:`part_output_path`."""
     out.parent.mkdir(parents=True, exist_ok=True)
     if fmt != "csv":
         out.write_text("\n".join(parts.values()))
         return
     if "results" in parts:
         out.write_text(parts["results"])
-    if "search" in parts:
-        search_output_path(out).write_text(parts["search"])
+    for part in ("search", "random"):
+        if part in parts:
+            part_output_path(out, part).write_text(parts[part])
+
+
+def part_output_path(out: Path, part: str) -> Path:
+    """Where a table other than Table 1 goes in CSV mode: ``table1.csv`` →
+    ``table1_search.csv``, ``table1_random.csv``."""
+    return out.with_name(f"{out.stem}_{part}{out.suffix}")
 
 
 def search_output_path(out: Path) -> Path:
     """Where the search summary goes in CSV mode: ``table1.csv`` → ``table1_search.csv``."""
-    return out.with_name(f"{out.stem}_search{out.suffix}")
+    return part_output_path(out, "search")
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
@@ -163,6 +215,11 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         "selection; else the latest under --results)",
     )
     parser.add_argument(
+        "--random", metavar="DIR|URI",
+        help="random-genotype control experiment of sweeps/random_baseline.py (default: the latest under --results, "
+        "if any)",
+    )
+    parser.add_argument(
         "--results", metavar="ROOT|URI", default=DEFAULT_RESULTS_ROOT,
         help="results root: a folder or a storage URI such as s3://bucket/prefix (default: ./results)",
     )
@@ -171,8 +228,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         "--out",
         metavar="FILE",
         type=Path,
-        help="also write the output to FILE; with --format csv, FILE gets Table 1 and "
-        "FILE_search.csv (same suffix) the search summary",
+        help="also write the output to FILE; with --format csv, FILE gets Table 1, "
+        "FILE_search.csv (same suffix) the search summary and FILE_random.csv the random control",
     )
     return parser.parse_args(argv)
 
@@ -181,11 +238,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Command-line entry: print the tables and optionally write them. Returns the exit status."""
     args = parse_args(argv)
     try:
-        search = _resolve(args.search, args.results, "search")
+        search = _resolve(args.search, args.results, SEARCH_KIND)
         if args.search is not None and args.eval is None:
             evaluation = evaluation_of(search, args.results)
         else:
-            evaluation = _resolve(args.eval, args.results, "eval")
+            evaluation = _resolve(args.eval, args.results, TRAIN_KIND)
+        random = _resolve(args.random, args.results, RANDOM_KIND)
     except (ExperimentNotFoundError, ValueError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
@@ -200,7 +258,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"note: no evaluation experiment under {args.results}/; showing the search only", file=sys.stderr)
     if search is None:
         print(f"note: no search experiment under {args.results}/; showing Table 1 only", file=sys.stderr)
-    parts, failures = table_texts(search, evaluation, args.format)
+    parts, failures = table_texts(search, evaluation, args.format, random)
     for line in failures:  # why the Seeds column counts a trial as failed
         print(f"note: failed trial {line}", file=sys.stderr)
     if args.format == "csv":

@@ -114,7 +114,8 @@ SEARCH_NOTE = (
 # --- ordering ------------------------------------------------------------------------
 
 
-def _ordered(values: Iterable[str], preferred: Iterable[str]) -> list[str]:
+def ordered_values(values: Iterable[str], preferred: Iterable[str]) -> list[str]:
+    """The distinct strings of ``values``: those in ``preferred`` in its order, then the rest sorted."""
     values = {value for value in values if isinstance(value, str)}
     preferred = [value for value in preferred if value in values]
     return preferred + sorted(values - set(preferred))
@@ -131,7 +132,8 @@ def _status_counts(statuses: pd.Series) -> dict[str, int]:
     }
 
 
-def _numeric(frame: pd.DataFrame, column: str) -> pd.Series:
+def numeric_column(frame: pd.DataFrame, column: str) -> pd.Series:
+    """``frame[column]`` as numbers (NaN where not a number, all NaN where no such column)."""
     if column not in frame:
         return pd.Series(dtype=float, index=frame.index)
     return pd.to_numeric(frame[column], errors="coerce")
@@ -161,12 +163,12 @@ def results_table(trials: pd.DataFrame) -> pd.DataFrame:
         return pd.DataFrame(columns=list(RESULTS_COLUMNS))
     trials = unique_trials(trials, [dataset_col, model_col, config_column("seed")])
     rows = []
-    for dataset in _ordered(trials[dataset_col], DATASET_ORDER):
-        for model in _ordered(trials.loc[trials[dataset_col] == dataset, model_col], paper.MODELS):
+    for dataset in ordered_values(trials[dataset_col], DATASET_ORDER):
+        for model in ordered_values(trials.loc[trials[dataset_col] == dataset, model_col], paper.MODELS):
             group = trials[(trials[dataset_col] == dataset) & (trials[model_col] == model)]
             finished = group[group["status"] == FINISHED]
-            accuracies = _numeric(finished, "test_accuracy").dropna() * 100.0
-            params = _numeric(group, "params").dropna()
+            accuracies = numeric_column(finished, "test_accuracy").dropna() * 100.0
+            params = numeric_column(group, "params").dropna()
             paper_accuracy = paper.ACCURACY_PERCENT.get(dataset, {}).get(model, math.nan)
             mean = float(accuracies.mean()) if len(accuracies) else math.nan
             rows.append(
@@ -288,9 +290,9 @@ def select_seed(trials: pd.DataFrame) -> pd.Series | None:
     seeds = [
         {
             "row": label,
-            "seed": _numeric(trials, config_column("seed"))[label],
+            "seed": numeric_column(trials, config_column("seed"))[label],
             "status": row["status"],
-            "best_val_accuracy": _numeric(trials, "best_val_accuracy")[label],
+            "best_val_accuracy": numeric_column(trials, "best_val_accuracy")[label],
             "genotype_string": row.get("genotype_string"),
         }
         for label, row in trials.iterrows()
@@ -317,9 +319,9 @@ def search_summary(trials: pd.DataFrame) -> pd.DataFrame:
         trials = trials.assign(**{dataset_col: ""})
     trials = unique_trials(trials, [dataset_col, variant_col, seed_col])
     rows = []
-    for dataset in _ordered(trials[dataset_col], DATASET_ORDER):
+    for dataset in ordered_values(trials[dataset_col], DATASET_ORDER):
         variants = trials.loc[trials[dataset_col] == dataset, variant_col]
-        for variant in _ordered(variants, VARIANT_LABELS):
+        for variant in ordered_values(variants, VARIANT_LABELS):
             group = trials[(trials[dataset_col] == dataset) & (trials[variant_col] == variant)]
             selected = select_seed(group)
             rows.append(
