@@ -31,9 +31,10 @@ from typing import Any
 import graphviz
 
 from analysis.results import DEFAULT_RESULTS_ROOT, latest_experiment
-from dartsrenet.results import SELECTION_FILE, exists, is_uri, location_name, read_text, selection_location
 from analysis.tables import variant_label
+from dartsrenet import results
 from dartsrenet.genotypes import PAPER_GENOTYPES, Genotype, GenotypeError, parse_genotype
+from dartsrenet.results import SELECTION_FILE, exists, is_uri, location_name, read_text, selection_location
 
 INPUT_NODES: tuple[tuple[str, str], ...] = (("x_t", "<x<sub>t</sub>>"), ("h_prev", "<h<sub>t−1</sub>>"))
 """Graph node names and (HTML) labels of the cell's inputs."""
@@ -118,18 +119,23 @@ def paper_genotypes() -> list[NamedGenotype]:
 
 
 def selected_genotypes(selection: Mapping[str, Any]) -> list[NamedGenotype]:
-    """The selected cell of every variant in a search sweep's ``selected_genotypes.json``.
+    """The selected cell of every variant in a search sweep's ``selected_genotypes.json``
+    (read by the results contract, :func:`dartsrenet.results.selected_genotypes`), titled
+    with the dataset, seed and val_cs accuracy it was selected with.
 
     Variants without a selection (no finished seed) are left out.
+
+    Raises:
+        GenotypeError: if the document is not a ``selected_genotypes.json``.
     """
+    try:
+        genotypes = results.selected_genotypes(selection)
+    except ValueError as error:
+        raise GenotypeError(str(error)) from None
     named = []
     dataset = selection.get("dataset")
-    for variant, entry in (selection.get("variants") or {}).items():
-        selected = (entry or {}).get("selected") or {}
-        data = selected.get("genotype") or selected.get("genotype_string")
-        if not data:
-            continue
-        genotype = Genotype.from_string(data) if isinstance(data, str) else Genotype.from_dict(data)
+    for variant, genotype in genotypes.items():
+        selected = selection["variants"][variant]["selected"]
         details = [f"seed {selected['seed']}"] if "seed" in selected else []
         if isinstance(selected.get("best_val_accuracy"), int | float):
             details.append(f"val_cs {100 * selected['best_val_accuracy']:.2f}%")
