@@ -3,15 +3,17 @@
 1. The cell search sweep: three variants × 2 seeds (``demo`` preset), as Ray Tune
    trials; the selected genotype per variant goes to ``selected_genotypes.json``.
 2. The evaluation sweep: the three selected cells + the GRU and LSTM baselines, 1 seed.
-3. The analysis: Table 1 and the search summary (printed, and saved as Markdown and
-   CSV), drawings of the selected cells beside the paper's three, α and learning-curve
-   plots.
+3. The random-genotype control: 4 random cells per variant, trained like the selected
+   ones (``sweeps/random_baseline.py``).
+4. The analysis: Table 1, the search summary and the random control (printed, and saved
+   as Markdown and CSV), drawings of the selected cells beside the paper's three, α,
+   learning-curve and random-control plots.
 
 Everything lands in one folder (default ``results/demo``), listed at the end. Running
 the demo again resumes the sweeps (finished trials are reused) and redoes the analysis;
 ``python analysis/make_table.py`` afterwards prints the table with no arguments.
 
-Both sweeps are planned — every trial's config built and checked — before Ray starts,
+Every sweep is planned — every trial's config built and checked — before Ray starts,
 so a bad ``--set`` value is one ``error:`` line. Without graphviz's ``dot`` the cell
 drawings are written as DOT sources and the demo still succeeds, ending with how to
 render them.
@@ -19,32 +21,36 @@ render them.
 Usage::
 
     python sweeps/demo.py                     # what `make demo` runs
-    python sweeps/demo.py --set epochs=1      # extra config overrides for both sweeps
+    python sweeps/demo.py --set epochs=1      # extra config overrides for every sweep
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import shlex
 import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 # Show every trial's progress lines (Ray folds similar lines of different trials together).
 os.environ.setdefault("RAY_DEDUP_LOGS", "0")
 
 import ray
 
-from analysis import draw_cells, make_table, plot_search
+from analysis import draw_cells, make_table, plot_random, plot_search
+from analysis.results import load_trials
 from dartsrenet.genotypes import GenotypeError
-from dartsrenet.results import read_experiment
+from dartsrenet.results import SELECTION_FILE, read_experiment
 from dartsrenet.variants import VARIANTS
-from sweeps import common, evaluate_genotypes, search_all_variants
+from sweeps import common, stages
 
 DATASET = "digits"
 PRESET = "demo"
 DEFAULT_FOLDER = Path("results") / "demo"
+NUM_SAMPLES = 4
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
@@ -56,64 +62,75 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--search-seeds", type=int, default=2, metavar="N", help="search seeds per variant (default: 2)")
     parser.add_argument("--eval-seeds", type=int, default=1, metavar="N", help="evaluation seeds per model (default: 1)")
     parser.add_argument(
+        "--num-samples", type=int, default=NUM_SAMPLES, metavar="K",
+        help=f"random genotypes per variant in the random-genotype control (default: {NUM_SAMPLES})",
+    )
+    parser.add_argument(
         "--set", dest="overrides", action="append", default=[], metavar="FIELD=VALUE",
-        help="config override for both sweeps (repeatable)",
+        help="config override for every sweep (repeatable)",
     )
     parser.add_argument("--num-cpus", type=int, help="CPUs of the local Ray (default: all)")
     return parser.parse_args(argv)
 
 
-def banner(text: str) -> None:
-    print(f"\n=== {text} ===", flush=True)
+def shared_values(args: argparse.Namespace, storage: Path) -> dict[str, Any]:
+    """Option values every stage of the demo shares (by destination)."""
+    return {"preset": PRESET, "storage": str(storage), "gpus_per_trial": 0, "verbose": 0,
+            "overrides": list(args.overrides)}
 
 
-def sweep_arguments(args: argparse.Namespace, storage: Path) -> tuple[list[str], list[str]]:
-    """Command-line arguments of the search sweep, and those both sweeps share."""
-    shared = ["--preset", PRESET, "--storage", str(storage), "--gpus-per-trial", "0", "--verbose", "0"]
-    for item in args.overrides:
-        shared += ["--set", item]
-    return ["--dataset", DATASET, "--num-seeds", str(args.search_seeds), *shared], shared
+def plan_search(args: argparse.Namespace, storage: Path) -> stages.Stage:
+    return stages.search(dataset=DATASET, num_seeds=args.search_seeds, **shared_values(args, storage))
+
+
+def plan_evaluation(args: argparse.Namespace, storage: Path, genotypes: str) -> stages.Stage:
+    return stages.evaluation(
+        genotypes=genotypes, datasets=[DATASET], num_seeds=args.eval_seeds, **shared_values(args, storage)
+    )
+
+
+def plan_random(args: argparse.Namespace, storage: Path) -> stages.Stage:
+    return stages.random_control(num_samples=args.num_samples, datasets=[DATASET], **shared_values(args, storage))
 
 
 def check_plans(args: argparse.Namespace, storage: Path) -> None:
-    """Plan both sweeps without running them, so that bad arguments stop the demo before
+    """Plan every stage without running it, so that bad arguments stop the demo before
     Ray starts. The evaluation is planned with the paper's cells in place of the ones the
     search will select: its trials have the same config fields.
 
     Raises:
         common.SweepError: with the sweep scripts' one-line message.
     """
-    search_args, shared = sweep_arguments(args, storage)
-    search_all_variants.plan(search_all_variants.parse_args(search_args))
-    eval_args = ["--genotypes", "paper", "--datasets", DATASET, "--num-seeds", str(args.eval_seeds), *shared]
-    evaluate_genotypes.plan(evaluate_genotypes.parse_args(eval_args))
+    plan_search(args, storage)
+    plan_evaluation(args, storage, "paper")
+    plan_random(args, storage)
 
 
-def run_sweeps(args: argparse.Namespace, storage: Path) -> tuple[int, Path | None, Path | None]:
-    """Search, then evaluation, each planned once and run in this process's Ray; returns
-    (status, search experiment, eval experiment)."""
-    search_argv, shared = sweep_arguments(args, storage)
+def run_sweeps(
+    args: argparse.Namespace, storage: Path, command: str
+) -> tuple[int, Path | None, Path | None, Path | None]:
+    """Search, evaluation and random control, each planned once and run in this process's
+    Ray; returns (status, search experiment, eval experiment, random experiment)."""
+    stages.banner(f"1/4 cell search: 3 variants x {args.search_seeds} seeds on {DATASET}")
+    search = plan_search(args, storage)
+    status = stages.run_stage(search, command)
+    selection = stages.selection_of(search)
+    if status == common.EXIT_USAGE or selection is None:
+        return status or common.EXIT_INCOMPLETE, search.experiment, None, None
 
-    banner(f"1/3 cell search: 3 variants x {args.search_seeds} seeds on {DATASET}")
-    search_args = search_all_variants.parse_args(search_argv)
-    search_plan = search_all_variants.plan(search_args)
-    status = common.with_ray(search_args, lambda: search_all_variants.run(search_args, search_argv, search_plan))
-    search_dir = Path(search_plan.experiment)
-    selection = search_dir / search_all_variants.SELECTION_FILE
-    if status == common.EXIT_USAGE or not selection.is_file():
-        return status or common.EXIT_INCOMPLETE, search_dir, None
-
-    banner(f"2/3 evaluation: selected cells + GRU + LSTM, {args.eval_seeds} seed(s) on {DATASET}")
-    eval_argv = ["--genotypes", str(selection), "--datasets", DATASET, "--num-seeds", str(args.eval_seeds), *shared]
-    eval_args = evaluate_genotypes.parse_args(eval_argv)
+    stages.banner(f"2/4 evaluation: selected cells + GRU + LSTM, {args.eval_seeds} seed(s) on {DATASET}")
     try:
-        eval_plan = evaluate_genotypes.plan(eval_args)
+        evaluation = plan_evaluation(args, storage, str(selection))
     except common.SweepError as error:
-        return common.usage_error(error), search_dir, None
-    eval_status = common.with_ray(eval_args, lambda: evaluate_genotypes.run(eval_args, eval_argv, eval_plan))
+        return common.usage_error(error), search.experiment, None, None
+    eval_status = stages.run_stage(evaluation, command)
     if eval_status == common.EXIT_USAGE:
-        return eval_status, search_dir, None
-    return max(status, eval_status), search_dir, Path(eval_plan.experiment)
+        return eval_status, search.experiment, None, None
+
+    stages.banner(f"3/4 random-genotype control: {args.num_samples} random cells per variant, trained alike")
+    control = plan_random(args, storage)
+    random_status = stages.run_stage(control, command)
+    return max(status, eval_status, random_status), search.experiment, evaluation.experiment, control.experiment
 
 
 def side_by_side(ours: Sequence[Path], paper: Sequence[Path], out: Path) -> Path:
@@ -135,23 +152,33 @@ def side_by_side(ours: Sequence[Path], paper: Sequence[Path], out: Path) -> Path
     return out
 
 
-def run_analysis(storage: Path, search_dir: Path, eval_dir: Path | None) -> tuple[int, str | None]:
-    """Tables (printed + saved), cell drawings, search plots.
+def run_analysis(
+    storage: Path, search_dir: Path, eval_dir: Path | None, random_dir: Path | None = None
+) -> tuple[int, str | None]:
+    """Tables (printed + saved), cell drawings, search plots, the random-control figure.
 
     Returns:
         The exit status, and — when graphviz's ``dot`` is missing, so that the drawings
         were written as DOT sources — one line saying how to render them (else ``None``).
     """
-    banner("3/3 analysis")
+    stages.banner("4/4 analysis")
     search = read_experiment(search_dir)
     evaluation = read_experiment(eval_dir) if eval_dir else None
+    random = read_experiment(random_dir) if random_dir else None
     for fmt, name in (("markdown", "table1.md"), ("csv", "table1.csv")):
-        parts, failures = make_table.table_texts(search, evaluation, fmt)
+        parts, failures = make_table.table_texts(search, evaluation, fmt, random)
         make_table.write_tables(parts, fmt, storage / name)
         if fmt == "markdown":  # printed once; the CSV form is only written
             print("\n".join(parts.values()), end="")
             for line in failures:
                 print(f"note: failed trial {line}", file=sys.stderr)
+    if random is not None:
+        figure = plot_random.plot_random_control(
+            load_trials(random), load_trials(evaluation) if evaluation else None,
+            title="random-genotype control: test accuracy on digits",
+        )
+        (storage / "plots").mkdir(parents=True, exist_ok=True)
+        figure.savefig(storage / "plots" / "random_control.png", dpi=plot_random.DPI)
 
     status = common.EXIT_OK
     try:
@@ -179,7 +206,7 @@ def list_folder(storage: Path) -> None:
     for path in sorted(storage.iterdir()):
         if (path / common.SWEEP_MARKER).is_file():
             trials = sum(1 for child in path.iterdir() if (child / "params.json").is_file())
-            extra = ", selected_genotypes.json" if (path / search_all_variants.SELECTION_FILE).is_file() else ""
+            extra = ", selected_genotypes.json" if (path / SELECTION_FILE).is_file() else ""
             print(f"  {path.name}/  (experiment: {trials} trial folders, sweep.json{extra})")
         elif path.is_dir():
             print(f"  {path.name}/")
@@ -191,7 +218,9 @@ def list_folder(storage: Path) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
     args = parse_args(argv)
+    command = shlex.join(["python", "sweeps/demo.py", *argv])  # recorded in each experiment's sweep.json
     started = time.perf_counter()
     storage = args.out.expanduser().resolve()
     try:
@@ -199,18 +228,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     except common.SweepError as error:
         return common.usage_error(error)
     storage.mkdir(parents=True, exist_ok=True)
-    # One local CPU-only Ray for both sweeps (never a cluster: RAY_ADDRESS is ignored).
+    # One local CPU-only Ray for every stage (never a cluster: RAY_ADDRESS is ignored).
     ray.init(
         address="local", num_cpus=args.num_cpus, num_gpus=0, include_dashboard=False, _node_ip_address=common.LOOPBACK
     )
     try:
-        status, search_dir, eval_dir = run_sweeps(args, storage)
+        status, search_dir, eval_dir, random_dir = run_sweeps(args, storage, command)
     finally:
         ray.shutdown()
     if status == common.EXIT_USAGE or search_dir is None or not search_dir.is_dir():
         print("error: the search sweep did not run; see the messages above", file=sys.stderr)
         return common.EXIT_USAGE
-    analysis_status, render_hint = run_analysis(storage, search_dir, eval_dir)
+    analysis_status, render_hint = run_analysis(storage, search_dir, eval_dir, random_dir)
     status = max(status, analysis_status)
     list_folder(storage)
     minutes, seconds = divmod(time.perf_counter() - started, 60)
