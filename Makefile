@@ -1,10 +1,12 @@
 # Development tasks for dartsrenet. `make test` is the command CI runs (.ci/run).
 #
 #   make setup   create .venv and install the project with its [all,test] extras, and
-#                Graphviz where it can (see `graphviz` below)
+#                Graphviz and Fashion-MNIST where it can (see `graphviz` below)
 #   make graphviz install Graphviz's `dot` (renders the cell drawings) if missing
+#   make fashion-mnist install Debian's dataset-fashion-mnist (the study's data) if missing
 #   make test    run the test suite (extra pytest options: make test PYTEST_ARGS="-k cells")
 #   make demo    run the small end-to-end sweep demo (sweeps/demo.py)
+#   make study   DARTS cells against random cells on Fashion-MNIST, ~1 h on 2 cores (sweeps/study.py)
 #   make bench   quick speed benchmark of the recurrent cells
 #   make clean   remove build artefacts and caches (keeps .venv, results/ and data/)
 
@@ -23,7 +25,7 @@ export OMP_WAIT_POLICY ?= PASSIVE
 
 STAMP = $(VENV)/.installed
 
-.PHONY: setup graphviz test demo bench clean
+.PHONY: setup graphviz fashion-mnist test demo study bench clean
 
 setup: $(STAMP)
 
@@ -34,6 +36,7 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install $(TORCH_PINS)
 	$(PY) -m pip install -e ".[all,test]"
 	@$(MAKE) --no-print-directory graphviz
+	@$(MAKE) --no-print-directory fashion-mnist
 	touch $@
 
 # Graphviz's `dot` renders the cell drawings of analysis/draw_cells.py. It is optional:
@@ -62,11 +65,30 @@ graphviz:
 	    echo "note: graphviz's dot is not installed (cell drawings will be DOT sources); install Graphviz from https://graphviz.org/download/"; \
 	fi
 
+# Fashion-MNIST for `make study`, offline from Debian's package (its gzip IDX files in
+# /usr/share/datasets/fashion-mnist; dartsrenet.data unpacks them into data/). Installed
+# as root with apt-get where it can; otherwise says how. Never fails: only the study needs it.
+FASHION_MNIST_DIR = /usr/share/datasets/fashion-mnist
+fashion-mnist:
+	@if [ -f $(FASHION_MNIST_DIR)/train-images-idx3-ubyte.gz ]; then \
+	    echo "fashion-mnist: $(FASHION_MNIST_DIR) is installed"; \
+	elif [ "$$(id -u)" -eq 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    echo "fashion-mnist: installing Debian's dataset-fashion-mnist with apt-get"; \
+	    { DEBIAN_FRONTEND=noninteractive apt-get update -qq \
+	      && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq dataset-fashion-mnist >/dev/null; } \
+	    || echo "note: apt-get could not install dataset-fashion-mnist; make study needs it"; \
+	else \
+	    echo "note: Fashion-MNIST is not installed (only make study needs it): sudo apt-get install dataset-fashion-mnist, or put the four unzipped IDX files into data/FashionMNIST/raw/"; \
+	fi
+
 test: setup
 	$(PY) -m pytest -q $(PYTEST_ARGS)
 
 demo: setup
 	$(PY) sweeps/demo.py
+
+study: setup
+	$(PY) sweeps/study.py
 
 bench: setup
 	$(PY) benchmarks/bench_cells.py --quick

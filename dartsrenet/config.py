@@ -9,8 +9,9 @@ line as ``--set field=value``. Every config that :func:`resolve_config` builds i
 checked by :func:`validate_config`: each field against its valid range, and no
 field given that the chosen model or dataset would ignore.
 
-Presets: ``paper`` (the setup of docs/architecture.md) and ``demo`` (small widths, few epochs: a
-search or an evaluation on ``digits`` in well under a minute on 2 CPU cores). A
+Presets: ``paper`` (the setup of docs/architecture.md), ``demo`` (small widths, few epochs: a
+search or an evaluation on ``digits`` in well under a minute on 2 CPU cores) and ``study``
+(Fashion-MNIST subsets for ``sweeps/study.py``: a few minutes a trial on one core). A
 JSON file with the same shape (``{"search": {...}, "train": {...}, "datasets":
 {"svhn": {"train": {...}}}}``) is accepted wherever a preset name is, e.g. the best
 configuration written by ``sweeps/tune_hparams.py``.
@@ -121,9 +122,27 @@ PRESETS: dict[str, dict[str, Any]] = {
     },
     "demo": {
         # Small enough for 2 CPU cores, large enough to learn for real on digits.
-        "search": {"dataset": "digits", "channels": 16, "epochs": 4, "patience": None, "batch_size": 32},
+        # α: 30× the paper's learning rate and no weight decay, so that the ~90 α steps of
+        # the demo's search visibly choose a cell (docs/architecture.md §8).
+        "search": {
+            "dataset": "digits", "channels": 16, "epochs": 4, "patience": None, "batch_size": 32,
+            "arch_lr": 0.1, "arch_weight_decay": 0.0,
+        },
         "train": {
             "dataset": "digits", "channels": 32, "epochs": 8, "patience": None, "batch_size": 32, "lr": 0.05, "cutout": 0,
+        },
+    },
+    "study": {
+        # Fashion-MNIST on 2 CPU cores in about an hour (sweeps/study.py, docs/study-fashion-mnist.md):
+        # training subsets and narrow networks; α: ~7× the paper's learning rate and no weight
+        # decay, as the search takes ~25× fewer α steps than the paper's (docs/architecture.md §8).
+        "search": {
+            "dataset": "fashion_mnist", "channels": 16, "epochs": 6, "patience": None, "batch_size": 32,
+            "limit": 4000, "arch_lr": 0.02, "arch_weight_decay": 0.0,
+        },
+        "train": {
+            "dataset": "fashion_mnist", "channels": 32, "epochs": 5, "patience": None, "batch_size": 32, "lr": 0.05,
+            "cutout": 0, "limit": 5000,
         },
     },
 }

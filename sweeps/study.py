@@ -1,0 +1,207 @@
+"""``make study``: the searched cells against random ones on Fashion-MNIST, on a CPU, in
+about an hour (docs/study-fashion-mnist.md).
+
+Fashion-MNIST (60,000/10,000 real 28×28 images; offline from Debian's
+``dataset-fashion-mnist``) at the ``study`` preset (training subsets, narrow networks:
+``dartsrenet/config.py``), every run a Ray Tune trial:
+
+1. cell search, first-order DARTS: the three variants × 2 seeds;
+2. cell search, second-order DARTS (``arch_order=2``): vanilla × 2 seeds;
+3. evaluation of the cells selected by 1, and the GRU and LSTM baselines: 3 seeds each;
+4. evaluation of the vanilla cell selected by 2: 3 seeds;
+5. random-genotype control: K = 8 random genotypes per variant, one seed each;
+6. analysis: the tables (Table 1 of both evaluations, both searches, the random control),
+   the distribution of random cells' accuracies with the DARTS cells and baselines marked,
+   drawings of the found cells, and ``report.md`` with all of them, the wall time of each
+   stage, the command and the machine.
+
+Everything lands in ``--out`` (default ``results/study``). Running the command again
+resumes the sweeps (finished trials are reused) and redoes the analysis; the wall time
+of a stage is the longest run recorded for it (a resumed stage that had nothing left
+to do does not replace it).
+
+Usage::
+
+    python sweeps/study.py                    # what `make study` runs
+    python sweeps/study.py --num-samples 4 --set epochs=2    # smaller (a test, a trial run)
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shlex
+import sys
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+# Show every trial's progress lines (Ray folds similar lines of different trials together).
+os.environ.setdefault("RAY_DEDUP_LOGS", "0")
+
+import ray
+
+from sweeps import common, stages
+
+DATASET = "fashion_mnist"
+PRESET = "study"
+DEFAULT_FOLDER = Path("results") / "study"
+TIMINGS_FILE = "timings.json"
+EXPERIMENTS = {
+    "search": "search_first_order",
+    "search_order2": "search_second_order",
+    "eval": "eval_first_order",
+    "eval_order2": "eval_second_order",
+    "random": "random_control",
+}
+"""Stage → experiment name inside ``--out``."""
+
+
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument(
+        "--out", type=Path, default=DEFAULT_FOLDER, metavar="DIR",
+        help=f"results folder: experiments, tables, figures, report.md (default: {DEFAULT_FOLDER})",
+    )
+    parser.add_argument("--search-seeds", type=int, default=2, metavar="N", help="search seeds per variant (default: 2)")
+    parser.add_argument("--eval-seeds", type=int, default=3, metavar="N", help="evaluation seeds per model (default: 3)")
+    parser.add_argument(
+        "--num-samples", type=int, default=8, metavar="K", help="random genotypes per variant (default: 8)"
+    )
+    parser.add_argument(
+        "--set", dest="overrides", action="append", default=[], metavar="FIELD=VALUE",
+        help="config override for every sweep (repeatable)",
+    )
+    parser.add_argument("--data-root", default="data", metavar="DIR", help="where datasets live (default: ./data)")
+    parser.add_argument("--num-cpus", type=int, help="CPUs of the local Ray (default: all)")
+    return parser.parse_args(argv)
+
+
+def shared_values(args: argparse.Namespace, storage: Path) -> dict:
+    return {
+        "preset": PRESET, "storage": str(storage), "gpus_per_trial": 0, "verbose": 0,
+        "overrides": list(args.overrides), "data_root": args.data_root,
+    }
+
+
+def plan_searches(args: argparse.Namespace, storage: Path) -> list[stages.Stage]:
+    """Stages 1 and 2 (raises :class:`common.SweepError` for bad arguments)."""
+    shared = shared_values(args, storage)
+    return [
+        stages.search(dataset=DATASET, num_seeds=args.search_seeds, name=EXPERIMENTS["search"], **shared),
+        stages.search(
+            dataset=DATASET, num_seeds=args.search_seeds, variants=["vanilla"], name=EXPERIMENTS["search_order2"],
+            **{**shared, "overrides": [*shared["overrides"], "arch_order=2"]},
+        ),
+    ]
+
+
+def plan_evaluation(args: argparse.Namespace, storage: Path, genotypes: str, order2: bool) -> stages.Stage:
+    """Stage 3 (``order2`` False) or 4; ``genotypes``: a selection file, or ``paper`` to check the plan early."""
+    models = {"models": ["vanilla"]} if order2 else {}
+    return stages.evaluation(
+        genotypes=genotypes, datasets=[DATASET], num_seeds=args.eval_seeds,
+        name=EXPERIMENTS["eval_order2" if order2 else "eval"], **models, **shared_values(args, storage),
+    )
+
+
+def plan_random(args: argparse.Namespace, storage: Path) -> stages.Stage:
+    """Stage 5."""
+    return stages.random_control(
+        num_samples=args.num_samples, datasets=[DATASET], num_seeds=1, name=EXPERIMENTS["random"],
+        **shared_values(args, storage),
+    )
+
+
+def timed(name: str, storage: Path, body: Callable[[], int]) -> int:
+    """Run a stage and record its wall time in ``timings.json`` (the longest run kept)."""
+    started = time.perf_counter()
+    status = body()
+    seconds = time.perf_counter() - started
+    path = storage / TIMINGS_FILE
+    timings = json.loads(path.read_text()) if path.is_file() else {}
+    timings[name] = max(seconds, float(timings.get(name, 0.0)))
+    common.write_json(str(path), timings)
+    return status
+
+
+def run_sweeps(args: argparse.Namespace, storage: Path, command: str) -> int:
+    """Stages 1–5 in this process's Ray; returns the worst exit status."""
+    status = common.EXIT_OK
+    searches = plan_searches(args, storage)
+    for number, (key, search) in enumerate(zip(("search", "search_order2"), searches, strict=True), start=1):
+        order = "second" if key == "search_order2" else "first"
+        stages.banner(f"{number}/6 cell search, {order}-order DARTS: {', '.join(search.plan.details['variants'])} "
+                      f"x {args.search_seeds} seeds on {DATASET}")
+        status = max(status, timed(key, storage, lambda search=search: stages.run_stage(search, command)))
+
+    for number, (key, search) in enumerate(zip(("eval", "eval_order2"), searches, strict=True), start=3):
+        selection = stages.selection_of(search)
+        stages.banner(f"{number}/6 evaluation of the cells of {search.plan.name}, {args.eval_seeds} seeds each")
+        if selection is None:
+            print(f"note: {search.plan.name} selected no cell (no search seed finished); not evaluated")
+            status = max(status, common.EXIT_INCOMPLETE)
+            continue
+        evaluation = plan_evaluation(args, storage, str(selection), order2=key == "eval_order2")
+        status = max(status, timed(key, storage, lambda evaluation=evaluation: stages.run_stage(evaluation, command)))
+
+    stages.banner(f"5/6 random-genotype control: K = {args.num_samples} per variant, 1 seed each")
+    control = plan_random(args, storage)
+    return max(status, timed("random", storage, lambda: stages.run_stage(control, command)))
+
+
+def machine() -> str:
+    """One line: CPU model, cores, memory, OS, Python and torch."""
+    import torch
+
+    model = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    try:
+        memory = f"{os.sysconf('SC_PAGE_SIZE') * os.sysconf('SC_PHYS_PAGES') / 2**30:.0f} GiB RAM"
+    except (ValueError, OSError, AttributeError):
+        memory = "RAM unknown"
+    return (f"{model}, {os.cpu_count()} cores, {memory}; {platform.system()} {platform.release()}; "
+            f"Python {platform.python_version()}, torch {torch.__version__}")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    args = parse_args(argv)
+    command = shlex.join(["python", "sweeps/study.py", *argv])
+    storage = args.out.expanduser().resolve()
+    try:  # every stage planned before Ray starts (the evaluations with the paper's cells as stand-ins)
+        plan_searches(args, storage)
+        plan_evaluation(args, storage, "paper", order2=False)
+        plan_random(args, storage)
+    except common.SweepError as error:
+        return common.usage_error(error)
+    storage.mkdir(parents=True, exist_ok=True)
+    ray.init(
+        address="local", num_cpus=args.num_cpus, num_gpus=0, include_dashboard=False, _node_ip_address=common.LOOPBACK
+    )
+    try:
+        status = run_sweeps(args, storage, command)
+    finally:
+        ray.shutdown()
+    from analysis import report  # after the sweeps: the analysis needs no Ray
+
+    stages.banner("6/6 analysis")
+    experiments = {key: storage / name for key, name in EXPERIMENTS.items()}
+    timings = json.loads((storage / TIMINGS_FILE).read_text())
+    report_path = report.write_study_report(
+        storage, experiments, timings=timings, command=command, machine=machine(), dataset=DATASET
+    )
+    print(f"\nreport: {report_path}")
+    return status
+
+
+if __name__ == "__main__":
+    sys.exit(main())
