@@ -820,6 +820,25 @@ def with_ray(args: argparse.Namespace, body: Callable[[], int]) -> int:
             ray.shutdown()
 
 
+def run_script(
+    script: str,
+    argv: Sequence[str] | None,
+    parse_args: Callable[[Sequence[str]], argparse.Namespace],
+    plan: Callable[[argparse.Namespace], SweepPlan],
+    run: Callable[[argparse.Namespace, str, SweepPlan], int],
+) -> int:
+    """A sweep script's command-line entry: parse ``argv`` (default: ``sys.argv``), plan
+    (a bad argument is one ``error:`` line and exit status 2, before Ray starts), then
+    run in Ray with the command line recorded. Returns the exit status."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    args = parse_args(argv)
+    try:
+        sweep = plan(args)
+    except SweepError as error:
+        return usage_error(error)
+    return with_ray(args, lambda: run(args, command_line(script, argv), sweep))
+
+
 def usage_error(error: Exception) -> int:
     """Report an argument error found before Ray starts; returns exit status 2."""
     print(f"error: {error}", file=sys.stderr)

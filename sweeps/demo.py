@@ -38,7 +38,6 @@ from typing import Any
 # Show every trial's progress lines (Ray folds similar lines of different trials together).
 os.environ.setdefault("RAY_DEDUP_LOGS", "0")
 
-import ray
 
 from analysis import draw_cells, make_table, plot_random, plot_search
 from analysis.results import load_trials
@@ -55,28 +54,16 @@ NUM_SAMPLES = 4
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument(
-        "--out", type=Path, default=DEFAULT_FOLDER, metavar="DIR",
-        help=f"results folder: experiments, tables, drawings, plots (default: {DEFAULT_FOLDER})",
+    stages.add_driver_arguments(
+        parser, out=DEFAULT_FOLDER, out_help="results folder: experiments, tables, drawings, plots",
+        search_seeds=2, eval_seeds=1, num_samples=NUM_SAMPLES,
     )
-    parser.add_argument("--search-seeds", type=int, default=2, metavar="N", help="search seeds per variant (default: 2)")
-    parser.add_argument("--eval-seeds", type=int, default=1, metavar="N", help="evaluation seeds per model (default: 1)")
-    parser.add_argument(
-        "--num-samples", type=int, default=NUM_SAMPLES, metavar="K",
-        help=f"random genotypes per variant in the random-genotype control (default: {NUM_SAMPLES})",
-    )
-    parser.add_argument(
-        "--set", dest="overrides", action="append", default=[], metavar="FIELD=VALUE",
-        help="config override for every sweep (repeatable)",
-    )
-    parser.add_argument("--num-cpus", type=int, help="CPUs of the local Ray (default: all)")
     return parser.parse_args(argv)
 
 
 def shared_values(args: argparse.Namespace, storage: Path) -> dict[str, Any]:
     """Option values every stage of the demo shares (by destination)."""
-    return {"preset": PRESET, "storage": str(storage), "gpus_per_trial": 0, "verbose": 0,
-            "overrides": list(args.overrides)}
+    return stages.shared_values(args, PRESET, storage)
 
 
 def plan_search(args: argparse.Namespace, storage: Path) -> stages.Stage:
@@ -228,14 +215,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except common.SweepError as error:
         return common.usage_error(error)
     storage.mkdir(parents=True, exist_ok=True)
-    # One local CPU-only Ray for every stage (never a cluster: RAY_ADDRESS is ignored).
-    ray.init(
-        address="local", num_cpus=args.num_cpus, num_gpus=0, include_dashboard=False, _node_ip_address=common.LOOPBACK
-    )
-    try:
+    with stages.local_ray(args.num_cpus):
         status, search_dir, eval_dir, random_dir = run_sweeps(args, storage, command)
-    finally:
-        ray.shutdown()
     if status == common.EXIT_USAGE or search_dir is None or not search_dir.is_dir():
         print("error: the search sweep did not run; see the messages above", file=sys.stderr)
         return common.EXIT_USAGE

@@ -111,12 +111,6 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     return build_parser().parse_args(argv)
 
 
-def arguments(**values: Any) -> argparse.Namespace:
-    """Arguments as :func:`parse_args` gives them, from option destinations (e.g.
-    ``num_seeds=2``) instead of a command line (:func:`common.namespace`)."""
-    return common.namespace(build_parser(), **values)
-
-
 def model_cells(models: Sequence[str], genotypes: dict[str, Genotype], explicit: bool) -> dict[str, dict[str, Any]]:
     """``{model: {"genotype": string or None, "variant": name or None}}``.
 
@@ -267,13 +261,7 @@ def run(args: argparse.Namespace, command: str, sweep: common.SweepPlan) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     """Command-line entry; returns the exit status (0 all trials finished, 1 some did
     not, 2 usage or resource error)."""
-    argv = list(sys.argv[1:] if argv is None else argv)
-    args = parse_args(argv)
-    try:
-        sweep = plan(args)
-    except common.SweepError as error:
-        return common.usage_error(error)
-    return common.with_ray(args, lambda: run(args, common.command_line(SCRIPT, argv), sweep))
+    return common.run_script(SCRIPT, argv, parse_args, plan, run)
 
 
 if __name__ == "__main__":

@@ -44,7 +44,7 @@ def build_parser() -> argparse.ArgumentParser:
         description=__doc__.split("\n\n")[0], epilog="Run the same command again to resume the experiment."
     )
     parser.add_argument(
-        "--num-samples", type=int, required=True, metavar="K", help="random genotypes to evaluate (per variant)"
+        "--num-samples", type=int, default=8, metavar="K", help="random genotypes per variant (default: 8)"
     )
     parser.add_argument(
         "--sample-seed", type=int, default=0, metavar="S", help="seed of the genotype draws (default: 0)"
@@ -67,12 +67,6 @@ def build_parser() -> argparse.ArgumentParser:
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     return build_parser().parse_args(argv)
-
-
-def arguments(**values: Any) -> argparse.Namespace:
-    """Arguments as :func:`parse_args` gives them, from option destinations (e.g.
-    ``num_seeds=2``) instead of a command line (:func:`common.namespace`)."""
-    return common.namespace(build_parser(), **values)
 
 
 def sample(num_samples: int, sample_seed: int) -> list[Genotype]:
@@ -153,13 +147,7 @@ def run(args: argparse.Namespace, command: str, sweep: common.SweepPlan) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     """Command-line entry; returns the exit status (0 all trials finished, 1 some did
     not, 2 usage or resource error)."""
-    argv = list(sys.argv[1:] if argv is None else argv)
-    args = parse_args(argv)
-    try:
-        sweep = plan(args)
-    except common.SweepError as error:
-        return common.usage_error(error)
-    return common.with_ray(args, lambda: run(args, common.command_line(SCRIPT, argv), sweep))
+    return common.run_script(SCRIPT, argv, parse_args, plan, run)
 
 
 if __name__ == "__main__":

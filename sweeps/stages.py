@@ -11,10 +11,14 @@ experiments record the caller's own command line in ``sweep.json``.
 from __future__ import annotations
 
 import argparse
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
 from typing import Any
+
+import ray
 
 from sweeps import common, evaluate_genotypes, random_baseline, search_all_variants
 
@@ -39,13 +43,19 @@ class Stage:
         return Path(self.plan.experiment)
 
 
+def arguments(script: ModuleType, **values: Any) -> argparse.Namespace:
+    """``script``'s arguments as its command line would give them, from option
+    destinations (e.g. ``num_seeds=2``) instead (:func:`common.namespace`)."""
+    return common.namespace(script.build_parser(), **values)
+
+
 def plan_stage(script: ModuleType, **values: Any) -> Stage:
     """Plan ``script``'s sweep for option values ``values`` (option destinations).
 
     Raises:
         common.SweepError: with the sweep's one-line message.
     """
-    args = script.arguments(**values)
+    args = arguments(script, **values)
     return Stage(script, args, script.plan(args))
 
 
@@ -77,3 +87,45 @@ def selection_of(stage: Stage) -> Path | None:
 
 def banner(text: str) -> None:
     print(f"\n=== {text} ===", flush=True)
+
+
+def add_driver_arguments(
+    parser: argparse.ArgumentParser, *, out: Path, out_help: str, search_seeds: int, eval_seeds: int, num_samples: int
+) -> None:
+    """The options of a driver (demo, study): its folder, how many seeds and random
+    genotypes, config overrides, and the local Ray's CPUs."""
+    parser.add_argument("--out", type=Path, default=out, metavar="DIR", help=f"{out_help} (default: {out})")
+    parser.add_argument(
+        "--search-seeds", type=int, default=search_seeds, metavar="N",
+        help=f"search seeds per variant (default: {search_seeds})",
+    )
+    parser.add_argument(
+        "--eval-seeds", type=int, default=eval_seeds, metavar="N", help=f"evaluation seeds per model (default: {eval_seeds})"
+    )
+    parser.add_argument(
+        "--num-samples", type=int, default=num_samples, metavar="K",
+        help=f"random genotypes per variant in the random-genotype control (default: {num_samples})",
+    )
+    parser.add_argument(
+        "--set", dest="overrides", action="append", default=[], metavar="FIELD=VALUE",
+        help="config override for every sweep (repeatable)",
+    )
+    parser.add_argument("--num-cpus", type=int, help="CPUs of the local Ray (default: all)")
+
+
+def shared_values(args: argparse.Namespace, preset: str, storage: Path, **extra: Any) -> dict[str, Any]:
+    """Option values every stage of a driver shares: the preset, the storage, CPU-only
+    trials, quiet Tune output, the driver's ``--set`` overrides, and ``extra``."""
+    return {"preset": preset, "storage": str(storage), "gpus_per_trial": 0, "verbose": 0,
+            "overrides": list(args.overrides), **extra}
+
+
+@contextmanager
+def local_ray(num_cpus: int | None) -> Iterator[None]:
+    """One local CPU-only Ray for every stage of a driver (never a cluster: RAY_ADDRESS
+    is ignored), on the loopback address; shut down on the way out."""
+    ray.init(address="local", num_cpus=num_cpus, num_gpus=0, include_dashboard=False, _node_ip_address=common.LOOPBACK)
+    try:
+        yield
+    finally:
+        ray.shutdown()

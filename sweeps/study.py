@@ -41,7 +41,6 @@ from pathlib import Path
 # Show every trial's progress lines (Ray folds similar lines of different trials together).
 os.environ.setdefault("RAY_DEDUP_LOGS", "0")
 
-import ray
 
 from sweeps import common, stages
 
@@ -61,29 +60,17 @@ EXPERIMENTS = {
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument(
-        "--out", type=Path, default=DEFAULT_FOLDER, metavar="DIR",
-        help=f"results folder: experiments, tables, figures, report.md (default: {DEFAULT_FOLDER})",
-    )
-    parser.add_argument("--search-seeds", type=int, default=2, metavar="N", help="search seeds per variant (default: 2)")
-    parser.add_argument("--eval-seeds", type=int, default=3, metavar="N", help="evaluation seeds per model (default: 3)")
-    parser.add_argument(
-        "--num-samples", type=int, default=8, metavar="K", help="random genotypes per variant (default: 8)"
-    )
-    parser.add_argument(
-        "--set", dest="overrides", action="append", default=[], metavar="FIELD=VALUE",
-        help="config override for every sweep (repeatable)",
+    stages.add_driver_arguments(
+        parser, out=DEFAULT_FOLDER, out_help="results folder: experiments, tables, figures, report.md",
+        search_seeds=2, eval_seeds=3, num_samples=8,
     )
     parser.add_argument("--data-root", default="data", metavar="DIR", help="where datasets live (default: ./data)")
-    parser.add_argument("--num-cpus", type=int, help="CPUs of the local Ray (default: all)")
     return parser.parse_args(argv)
 
 
 def shared_values(args: argparse.Namespace, storage: Path) -> dict:
-    return {
-        "preset": PRESET, "storage": str(storage), "gpus_per_trial": 0, "verbose": 0,
-        "overrides": list(args.overrides), "data_root": args.data_root,
-    }
+    """Option values every stage of the study shares (by destination)."""
+    return stages.shared_values(args, PRESET, storage, data_root=args.data_root)
 
 
 def plan_searches(args: argparse.Namespace, storage: Path) -> list[stages.Stage]:
@@ -184,13 +171,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except common.SweepError as error:
         return common.usage_error(error)
     storage.mkdir(parents=True, exist_ok=True)
-    ray.init(
-        address="local", num_cpus=args.num_cpus, num_gpus=0, include_dashboard=False, _node_ip_address=common.LOOPBACK
-    )
-    try:
+    with stages.local_ray(args.num_cpus):
         status = run_sweeps(args, storage, command)
-    finally:
-        ray.shutdown()
     from analysis import report  # after the sweeps: the analysis needs no Ray
 
     stages.banner("6/6 analysis")

@@ -147,7 +147,7 @@ def best_preset(preset: str, dataset: str, best: dict[str, Any], comment: str) -
     return {"comment": comment, **data}
 
 
-def run(args: argparse.Namespace, argv: Sequence[str], sweep: common.SweepPlan) -> int:
+def run(args: argparse.Namespace, command: str, sweep: common.SweepPlan) -> int:
     """Run the planned tuning and write the best configuration as a preset; returns the exit status."""
     tune_config = tune.TuneConfig(
         metric=METRIC,
@@ -160,7 +160,7 @@ def run(args: argparse.Namespace, argv: Sequence[str], sweep: common.SweepPlan) 
         num_samples=args.num_samples,
     )
     results_grid, _, _ = common.run_plan(
-        sweep, args, common.command_line(SCRIPT, argv), common.train_trial, tune_config
+        sweep, args, command, common.train_trial, tune_config
     )
     try:
         best = results_grid.get_best_result(metric="best_val_accuracy", mode="max", scope="last")
@@ -191,13 +191,7 @@ def run(args: argparse.Namespace, argv: Sequence[str], sweep: common.SweepPlan) 
 def main(argv: Sequence[str] | None = None) -> int:
     """Command-line entry; returns the exit status (0 a preset was written, 1 no trial
     reported, 2 usage or resource error)."""
-    argv = list(sys.argv[1:] if argv is None else argv)
-    args = parse_args(argv)
-    try:
-        sweep = plan(args)
-    except common.SweepError as error:
-        return common.usage_error(error)
-    return common.with_ray(args, lambda: run(args, argv, sweep))
+    return common.run_script(SCRIPT, argv, parse_args, plan, run)
 
 
 if __name__ == "__main__":

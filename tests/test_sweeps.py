@@ -471,7 +471,7 @@ def test_selection_takes_best_finished_seed_ties_to_lower_seed():
     assert variants["sigmoid_weighting"]["selected"] is None
 
 
-@pytest.mark.parametrize("script", ["search_all_variants.py", "evaluate_genotypes.py", "tune_hparams.py"])
+@pytest.mark.parametrize("script", ["search_all_variants.py", "evaluate_genotypes.py", "tune_hparams.py", "random_baseline.py"])
 def test_script_runs_alone_as_ray_submit_uploads_it(tmp_path, script):
     """`ray submit cluster.yaml sweeps/X.py` copies X.py alone into the head node's home,
     beside the checkout folder ~/dartsrenet, and runs it there: it imports the installed
