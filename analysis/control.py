@@ -1,7 +1,7 @@
 """The random-genotype control against the searched cells (docs/architecture.md §8).
 
 Built from trial DataFrames (:func:`analysis.results.load_trials`) of three experiments:
-the ``random`` experiment of ``sweeps/random_baseline.py``, the ``eval`` experiment of
+the ``random`` experiment of ``sweeps/random_baseline.py``, the ``train`` experiment of
 the DARTS-selected cells (Table 1) and, for the compute each arm used, the ``search``
 experiment those cells came from.
 
@@ -21,7 +21,7 @@ Conventions (also stated under the printed table by :data:`CONTROL_NOTE`):
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import pandas as pd
@@ -124,16 +124,19 @@ def control_table(
     eval_trials: pd.DataFrame | None = None,
     search_trials: pd.DataFrame | None = None,
     resources: Mapping[str, Mapping[str, Any] | None] | None = None,
+    variants: Sequence[str] | None = None,
 ) -> pd.DataFrame:
     """The random-genotype control: one row per dataset × variant of the ``random`` experiment.
 
     Args:
         random_trials: :func:`analysis.results.load_trials` of a ``random`` experiment.
-        eval_trials: the same of the ``eval`` experiment of the DARTS-selected cells
+        eval_trials: the same of the ``train`` experiment of the DARTS-selected cells
             (their ``model`` is the variant's name); ``None`` leaves the DARTS columns NaN.
         search_trials: the same of the search those cells came from (compute only).
         resources: the ``resources`` record of each experiment's ``sweep.json`` under
             ``"random"``, ``"eval"`` and ``"search"``.
+        variants: only these variants (e.g. those an evaluation has a DARTS cell of);
+            ``None``: every variant of the random experiment.
 
     Returns:
         A DataFrame with :data:`CONTROL_COLUMNS`.
@@ -151,6 +154,8 @@ def control_table(
     for dataset in ordered_values(random_trials[dataset_col], DATASET_ORDER):
         in_dataset = random_trials[random_trials[dataset_col] == dataset]
         for variant in ordered_values(in_dataset[variant_col], VARIANT_LABELS):
+            if variants is not None and variant not in variants:
+                continue
             group = in_dataset[in_dataset[variant_col] == variant]
             accuracies = genotype_accuracies(group)
             darts = None

@@ -8,7 +8,7 @@ Usage::
     python analysis/make_table.py --results s3://bucket/dartsrenet   # a cluster's storage, read in place
     python analysis/make_table.py --random results/random_cifar10_paper_k8_s0   # a given random control
 
-Table 1 (paper §4.2) has one row per dataset × model of the latest ``eval`` experiment;
+Table 1 (paper §4.2) has one row per dataset × model of the latest ``train`` experiment (an evaluation sweep);
 the search summary one row per variant of the latest ``search`` experiment. With
 ``--search DIR`` alone, Table 1 is the latest evaluation made from that search's
 selection (its ``sweep.json`` names the search), never an unrelated one. The
@@ -85,7 +85,7 @@ def render(
 
 
 def results_text(experiment: Experiment, fmt: str, trials: pd.DataFrame | None = None) -> str:
-    """Table 1 of an ``eval`` experiment as text in format ``fmt`` (``trials``: its
+    """Table 1 of a ``train`` experiment as text in format ``fmt`` (``trials``: its
     :func:`load_trials`, read here when not given)."""
     table = results_table(load_trials(experiment) if trials is None else trials)
     title = f"Table 1: test accuracy per data set and model (experiment {experiment.name})"
@@ -102,10 +102,11 @@ def search_text(experiment: Experiment, fmt: str, trials: pd.DataFrame | None = 
 
 def control_text(
     random: Experiment, evaluation: Experiment | None, fmt: str, random_trials: pd.DataFrame | None = None,
-    eval_trials: pd.DataFrame | None = None,
+    eval_trials: pd.DataFrame | None = None, variants: Sequence[str] | None = None,
 ) -> str:
     """The random-genotype control of a ``random`` experiment against the DARTS cells of
-    ``evaluation`` (and the compute of the search those came from) as text in ``fmt``."""
+    ``evaluation`` (and the compute of the search those came from) as text in ``fmt``;
+    ``variants`` limits the rows (:func:`analysis.control.control_table`)."""
     random_trials = load_trials(random) if random_trials is None else random_trials
     if evaluation is not None and eval_trials is None:
         eval_trials = load_trials(evaluation)
@@ -115,7 +116,7 @@ def control_text(
         "eval": evaluation.marker.get("resources") if evaluation else None,
         "search": search.marker.get("resources") if search else None,
     }
-    table = control_table(random_trials, eval_trials, load_trials(search) if search else None, resources)
+    table = control_table(random_trials, eval_trials, load_trials(search) if search else None, resources, variants)
     against = f"against {evaluation.name}" if evaluation else "no evaluation of DARTS cells found"
     title = f"Random-genotype control (experiment {random.name}, {against})"
     return render(table, display_control_table(table), fmt, title, CONTROL_NOTE, CONTROL_DISPLAY_ALIGN)

@@ -68,7 +68,7 @@ def plot_random_control(
 
     Args:
         random_trials: :func:`analysis.results.load_trials` of a ``random`` experiment.
-        eval_trials: the same of the ``eval`` experiment of the DARTS cells and baselines.
+        eval_trials: the same of the ``train`` experiment of the DARTS cells and baselines.
         extra_cells: more evaluations of searched cells to mark, by label (e.g.
             ``{"2nd-order DARTS": trials}``); their ``model`` is the variant's name.
         title: the figure's title.

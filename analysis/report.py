@@ -101,7 +101,10 @@ def write_study_report(
     if random is not None:
         for experiment in (evaluation, evaluation2):
             if experiment is not None:
-                tables.append(_demote(make_table.control_text(random, experiment, "markdown")))
+                models = experiment.marker.get("models")
+                tables.append(_demote(make_table.control_text(
+                    random, experiment, "markdown", variants=models if isinstance(models, list) else None
+                )))
     sections.append(_section("Tables", "\n".join(tables) or "no experiment to tabulate"))
 
     figure_lines = []

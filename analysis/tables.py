@@ -36,7 +36,7 @@ from dartsrenet import paper, results
 DATASET_ORDER: tuple[str, ...] = ("cifar10", "svhn")
 """The paper's datasets first, in its order; other datasets follow alphabetically."""
 
-DATASET_LABELS: dict[str, str] = {"cifar10": "CIFAR-10", "svhn": "SVHN"}
+DATASET_LABELS: dict[str, str] = {"cifar10": "CIFAR-10", "svhn": "SVHN", "fashion_mnist": "Fashion-MNIST"}
 """Printed dataset names; others are printed as they are named."""
 
 VARIANT_LABELS: dict[str, str] = {
@@ -146,7 +146,7 @@ def results_table(trials: pd.DataFrame) -> pd.DataFrame:
     """Table 1: one row per dataset × model of an evaluation experiment.
 
     Args:
-        trials: :func:`analysis.results.load_trials` of an ``eval`` experiment (columns
+        trials: :func:`analysis.results.load_trials` of a ``train`` experiment (columns
             ``status``, ``config/dataset``, ``config/model``, ``config/seed``, and the
             metrics ``test_accuracy`` and ``params`` where reported).
 

@@ -155,3 +155,25 @@ def test_rank_and_percentile_count_ties_half():
     assert rank_and_percentile(90.0, others) == (1.0, 100.0)
     assert rank_and_percentile(50.0, others) == (5.0, 0.0)
     assert all(math.isnan(value) for value in rank_and_percentile(math.nan, others))
+
+
+def test_study_report_holds_every_table_figure_and_the_missing_stages(control, tmp_path):
+    from analysis.report import write_study_report
+
+    random = results.latest_experiment(control, results.RANDOM_KIND)
+    path = write_study_report(
+        tmp_path,
+        {"eval": control / "eval", "random": Path(random.path), "search": tmp_path / "no-such-search"},
+        timings={"eval": 60.0, "random": 120.0},
+        command="python sweeps/study.py",
+        machine="a test machine",
+        dataset="digits",
+    )
+    text = path.read_text()
+    assert "`python sweeps/study.py`" in text and "Machine: a test machine" in text
+    assert "| **all sweeps** | **3.0 min** |" in text
+    assert "- cell search, first-order DARTS: no experiment" in text
+    assert "### Table 1: test accuracy per data set and model (experiment eval)" in text
+    assert "### Random-genotype control" in text and "| Vanilla " in text
+    assert (tmp_path / "figures" / "random_control.png").stat().st_size > 10_000
+    assert "![random-genotype control](figures/random_control.png)" in text
