@@ -60,8 +60,6 @@ from dartsrenet.config import CONFIG_CLASSES, coerce_value, load_preset, parse_o
 from dartsrenet.results import (
     RUN_FOLDER,
     SWEEP_MARKER,
-    finite,
-    fraction_problem,
     is_uri,
     join_location,
     read_text,
