@@ -1,4 +1,4 @@
-"""DARTS nodes with their BatchNorms as Triton kernels: the GPU backend of the fused steps (paper eq. 5–8).
+"""DARTS nodes with their BatchNorms as Triton kernels: the GPU backend of the fused sweeps (paper eq. 5–8).
 
 The same operations, with the same signatures and semantics, as the C kernels' wrappers
 in :mod:`dartsrenet.fused_nodes` (``csrc/node_kernels_body.h`` spells out the maths both
@@ -12,6 +12,11 @@ implement):
   mixing weights;
 * :func:`mean_of_states` — h_t, the mean of the averaged nodes (eq. 6).
 
+A fused sweep (:func:`~dartsrenet.fused_nodes.fused_search_sweep`) runs every time step in
+one autograd node, so the backward kernels can add dγ, dβ and the mixing weights'
+gradient to one buffer for the whole sweep (``affine_grads``, ``weight_grads``;
+:func:`mixing_gradients`) instead of returning them step by step.
+
 How the work is laid out. A node's BatchNorm normalises each of its 2h features
 [forward ‖ backward] over the whole batch, so a program owns a block of feature columns
 of one direction for *all* B rows: its statistics are local, and every node is ONE launch
@@ -23,8 +28,9 @@ float32 sums match PyTorch to round-off even for states of size 1e3 with a small
 spread); pass 2 normalises ``out`` in place. The backward pass likewise: pass 1 the
 reductions Σdy and Σdy·x̂, pass 2 the gradients, recomputing σ(c), f(ĥ) and x̂ from the
 projection and the state as the C kernels do (nothing else is saved). The search node's
-backward pass writes the mixing weights' gradient as per-program partial sums that one
-``torch.sum`` adds up (deterministic: no atomics).
+backward pass writes (or adds to) the mixing weights' gradient as per-program partial sums
+that one ``torch.sum`` adds up — once per step, or once per sweep when accumulated
+(deterministic: no atomics).
 
 Maths. σ(x) = 1/(1 + e) for x ≥ 0 and e/(1 + e) below, with e = exp(−|x|) ≤ 1: it never
 overflows, is exact at ±inf and keeps NaN. tanh(x) = ±(1 − 2/(exp(2|x|) + 1)) for
@@ -38,7 +44,9 @@ tests check.
 
 Each operation is a PyTorch custom op, ``torch.ops.dartsrenet.triton_*`` (registered with
 :func:`torch.library.triton_op`), so ``torch.compile`` and CUDA-graph capture see one op
-per kernel; the functions below are the fused steps' interface to them. Triton is
+per kernel (the accumulating backward passes are ``triton_node_backward_accumulate`` and
+``triton_mixed_backward_accumulate``); the functions below are the fused sweeps' interface
+to them. Triton is
 optional: importing this module never imports it, the first call does
 (:func:`triton_available` says whether it is installed). The kernels are compiled for CUDA
 tensors, or run on the CPU by Triton's interpreter when ``TRITON_INTERPRET=1`` is set
@@ -298,7 +306,7 @@ def _node_backward_kernel(
     projection, projection_dir, projection_row, source, source_dir, source_row,
     weight, statistics, statistics_stride,
     grad_state, grad_state_dir, grad_state_row, grad_projection, grad_projection_dir, grad_projection_row,
-    grad_weight, grad_bias, rows, hidden,
+    grad_weight, grad_bias, add_affine, rows, hidden,
     ACTIVATION: tl.constexpr, HAS_GRAD: tl.constexpr, HAS_EXTRA: tl.constexpr, HAS_WEIGHT: tl.constexpr,
     BATCH_STATS: tl.constexpr, ACCUMULATE: tl.constexpr, BLOCK_ROWS: tl.constexpr, BLOCK_COLUMNS: tl.constexpr,
 ):  # fmt: skip
@@ -306,6 +314,9 @@ def _node_backward_kernel(
 
         dγ = Σdy·x̂,  dβ = Σdy,  du = γ/σ · (dy − Σdy/N − x̂·Σdy·x̂/N)   (running statistics: γ/σ·dy),
         ds = du ⊙ (1 − g),  dc = du ⊙ (a − s) ⊙ g(1 − g),  dĥ = du ⊙ g ⊙ f'(ĥ).
+
+    dγ and dβ are written to ``grad_weight``/``grad_bias``, or added to them when ``add_affine``
+    is non-zero (a sweep's steps accumulate there).
     """
     direction = tl.program_id(0)
     columns = tl.program_id(1) * BLOCK_COLUMNS + tl.arange(0, BLOCK_COLUMNS)
@@ -329,8 +340,9 @@ def _node_backward_kernel(
                           mask, HAS_GRAD, HAS_EXTRA)  # fmt: skip
         grad_sum += _sum(tl.where(mask, dy, 0.0), axis=0)
         grad_dot += _sum(tl.where(mask, dy * normalised, 0.0), axis=0)
-    tl.store(grad_bias + feature, grad_sum, mask=in_columns)
-    tl.store(grad_weight + feature, grad_dot, mask=in_columns)
+    adding = in_columns & (add_affine != 0)
+    tl.store(grad_bias + feature, tl.load(grad_bias + feature, mask=adding, other=0.0) + grad_sum, mask=in_columns)
+    tl.store(grad_weight + feature, tl.load(grad_weight + feature, mask=adding, other=0.0) + grad_dot, mask=in_columns)
     scale = inverse
     if HAS_WEIGHT:
         scale = scale * tl.load(weight + feature, mask=in_columns, other=1.0)
@@ -422,7 +434,8 @@ def _mixed_backward_kernel(
     source, source_dir, source_source, source_row, weights, weights_stride, sources, statistics, statistics_stride,
     grad_source, grad_source_dir, grad_source_source, grad_source_row,
     grad_projection, grad_projection_dir, grad_projection_source, grad_projection_row,
-    partial, rows, hidden, BATCH_STATS: tl.constexpr, BLOCK_ROWS: tl.constexpr, BLOCK_COLUMNS: tl.constexpr,
+    partial, partial_program, add_partial, rows, hidden,
+    BATCH_STATS: tl.constexpr, BLOCK_ROWS: tl.constexpr, BLOCK_COLUMNS: tl.constexpr,
 ):  # fmt: skip
     """Program (direction, column block). Without affine parameters x̂ = y, the output itself; with
     du = (1/σ)(dy − Σdy/N − y·Σdy·y/N) (running statistics: dy/σ), per predecessor j:
@@ -430,7 +443,9 @@ def _mixed_backward_kernel(
         ds_j += du ⊙ K_j (1 − g_j),   dc_j = du ⊙ (m_j − K_j s_j) ⊙ g_j (1 − g_j),
         dĥ_j = du ⊙ g_j ⊙ Σ_f w_jf f'(ĥ_j),   dw_jf = Σ du ⊙ (s_j (1 − g_j) + g_j f(ĥ_j)),
 
-    the last summed over this program's rows and columns into ``partial[program, j, f]``.
+    the last summed over this program's rows and columns into ``partial[program, j, f]`` (at
+    ``partial + program·partial_program + 4j + f``), or added there when ``add_partial`` is
+    non-zero (a sweep's steps accumulate there).
     """
     direction = tl.program_id(0)
     program = direction * tl.num_programs(1) + tl.program_id(1)
@@ -496,11 +511,12 @@ def _mixed_backward_kernel(
             d_relu += _sum(tl.where(mask, common + ug * r, 0.0), axis=0)
             d_sigmoid += _sum(tl.where(mask, common + ug * q, 0.0), axis=0)
             d_identity += _sum(tl.where(mask, common + ug * candidate, 0.0), axis=0)
-        at = partial + (program * sources + j) * 4
-        tl.store(at, _sum(d_tanh, axis=0))
-        tl.store(at + 1, _sum(d_relu, axis=0))
-        tl.store(at + 2, _sum(d_sigmoid, axis=0))
-        tl.store(at + 3, _sum(d_identity, axis=0))
+        at = partial + program * partial_program + j * 4
+        adding = add_partial != 0
+        tl.store(at, tl.load(at, mask=adding, other=0.0) + _sum(d_tanh, axis=0))
+        tl.store(at + 1, tl.load(at + 1, mask=adding, other=0.0) + _sum(d_relu, axis=0))
+        tl.store(at + 2, tl.load(at + 2, mask=adding, other=0.0) + _sum(d_sigmoid, axis=0))
+        tl.store(at + 3, tl.load(at + 3, mask=adding, other=0.0) + _sum(d_identity, axis=0))
 
 
 def _mean_of_states_kernel(
@@ -571,17 +587,30 @@ def _triton_node_backward(
 ) -> tuple[Tensor, Tensor]:  # fmt: skip
     _, rows, hidden = source.shape
     grad_weight, grad_bias = source.new_empty(2 * hidden), source.new_empty(2 * hidden)
+    _triton_node_backward_accumulate(
+        grad, grad_scale, extra, source, projection, code, weight, batch_stats, statistics, grad_state, accumulate,
+        grad_projection, grad_weight, grad_bias, False, block_rows, block_columns,
+    )  # fmt: skip
+    return grad_weight, grad_bias
+
+
+def _triton_node_backward_accumulate(
+    grad: Tensor | None, grad_scale: float, extra: Tensor | None, source: Tensor, projection: Tensor, code: int,
+    weight: Tensor | None, batch_stats: bool, statistics: Tensor, grad_state: Tensor, accumulate: bool,
+    grad_projection: Tensor, grad_weight: Tensor, grad_bias: Tensor, add_affine: bool, block_rows: int,
+    block_columns: int,
+) -> None:  # fmt: skip
+    _, rows, hidden = source.shape
     torch.library.wrap_triton(_node_backward_kernel)[_grid(hidden, block_columns)](
         grad, *_row_strides(grad), grad_scale, extra, *_row_strides(extra),
         projection, projection.stride(0), projection.stride(1), source, source.stride(0), source.stride(1),
         weight, statistics, statistics.stride(0),
         grad_state, grad_state.stride(0), grad_state.stride(1),
         grad_projection, grad_projection.stride(0), grad_projection.stride(1),
-        grad_weight, grad_bias, rows, hidden,
+        grad_weight, grad_bias, int(add_affine), rows, hidden,
         ACTIVATION=code, HAS_GRAD=grad is not None, HAS_EXTRA=extra is not None, HAS_WEIGHT=weight is not None,
         BATCH_STATS=batch_stats, ACCUMULATE=accumulate, BLOCK_ROWS=block_rows, BLOCK_COLUMNS=block_columns,
     )  # fmt: skip
-    return grad_weight, grad_bias
 
 
 def _row_strides(tensor: Tensor | None) -> tuple[int, int]:
@@ -607,14 +636,27 @@ def _triton_mixed_backward(
     _, count, rows, hidden = sources.shape
     grid = _grid(hidden, block_columns)
     partial = sources.new_empty(grid[0] * grid[1], count, 4)  # dw_jf per program
-    torch.library.wrap_triton(_mixed_backward_kernel)[grid](
+    _triton_mixed_backward_accumulate(
+        grad, out, sources, projection, weights, batch_stats, statistics, grad_sources, grad_projection, partial,
+        False, block_rows, block_columns,
+    )  # fmt: skip
+    return partial.sum(0)
+
+
+def _triton_mixed_backward_accumulate(
+    grad: Tensor, out: Tensor, sources: Tensor, projection: Tensor, weights: Tensor, batch_stats: bool,
+    statistics: Tensor, grad_sources: Tensor, grad_projection: Tensor, partial: Tensor, add_partial: bool,
+    block_rows: int, block_columns: int,
+) -> None:  # fmt: skip
+    _, count, rows, hidden = sources.shape
+    torch.library.wrap_triton(_mixed_backward_kernel)[_grid(hidden, block_columns)](
         grad, grad.stride(0), grad.stride(1), out, out.stride(0), out.stride(1),
         projection, *projection.stride()[:3], sources, *sources.stride()[:3], weights, weights.stride(0), count,
         statistics, statistics.stride(0),
         grad_sources, *grad_sources.stride()[:3], grad_projection, *grad_projection.stride()[:3],
-        partial, rows, hidden, BATCH_STATS=batch_stats, BLOCK_ROWS=block_rows, BLOCK_COLUMNS=block_columns,
+        partial, partial.stride(0), int(add_partial), rows, hidden,
+        BATCH_STATS=batch_stats, BLOCK_ROWS=block_rows, BLOCK_COLUMNS=block_columns,
     )  # fmt: skip
-    return partial.sum(0)
 
 
 def _triton_mean_of_states(states: list[Tensor], block: int) -> Tensor:
@@ -634,8 +676,14 @@ def _triton_mean_of_states(states: list[Tensor], block: int) -> Tensor:
 _OPS = {  # op name: (implementation, the arguments it writes)
     "triton_node_forward": (_triton_node_forward, ("statistics", "out")),
     "triton_node_backward": (_triton_node_backward, ("grad_state", "grad_projection")),
+    "triton_node_backward_accumulate": (
+        _triton_node_backward_accumulate, ("grad_state", "grad_projection", "grad_weight", "grad_bias")
+    ),
     "triton_mixed_forward": (_triton_mixed_forward, ("statistics", "out")),
     "triton_mixed_backward": (_triton_mixed_backward, ("grad_sources", "grad_projection")),
+    "triton_mixed_backward_accumulate": (
+        _triton_mixed_backward_accumulate, ("grad_sources", "grad_projection", "partial")
+    ),
     "triton_mean_of_states": (_triton_mean_of_states, ()),
 }
 
@@ -754,10 +802,12 @@ def node_backward(
     grad_state: Tensor,
     accumulate: bool,
     grad_projection: Tensor,
+    affine_grads: tuple[Tensor, Tensor] | None = None,
 ) -> tuple[Tensor, Tensor]:
     """Backward of :func:`node_forward` for dy = grad_scale·grad + extra (either may be ``None``).
 
-    Writes (or adds to) ``grad_state``, writes ``grad_projection``; returns (dγ, dβ).
+    Writes (or adds to) ``grad_state``, writes ``grad_projection``; returns (dγ, dβ) — or, with
+    ``affine_grads`` (two (2h,) tensors), adds them there in the kernel and returns ``affine_grads``.
     """
     _check_source(source, 3)
     _check_code(code)
@@ -770,9 +820,17 @@ def node_backward(
         ("grad", grad, source.shape), ("extra", extra, source.shape), ("projection", projection, (2, rows, 2 * hidden)),
         ("statistics", statistics, (3, 2 * hidden)), ("γ", weight, (2 * hidden,)), ("grad_state", grad_state, source.shape),
         ("grad_projection", grad_projection, (2, rows, 2 * hidden)),
+        *(() if affine_grads is None else (("dγ", affine_grads[0], (2 * hidden,)), ("dβ", affine_grads[1], (2 * hidden,)))),
     ):  # fmt: skip
         if tensor is not None:
             _check(what, tensor, tuple(shape), dtype, device)
+    if affine_grads is not None:
+        torch.ops.dartsrenet.triton_node_backward_accumulate(
+            grad, float(grad_scale), extra, source, projection, code, weight, bool(batch_stats), statistics,
+            grad_state, bool(accumulate), grad_projection, affine_grads[0], affine_grads[1], True,
+            *tile_shape(rows, hidden),
+        )  # fmt: skip
+        return affine_grads
     return torch.ops.dartsrenet.triton_node_backward(
         grad, float(grad_scale), extra, source, projection, code, weight, bool(batch_stats), statistics,
         grad_state, bool(accumulate), grad_projection, *tile_shape(rows, hidden),
@@ -828,9 +886,13 @@ def mixed_forward(
 def mixed_backward(
     grad: Tensor, out: Tensor, sources: Tensor, projection: Tensor, weights: Tensor, batch_stats: bool,
     statistics: Tensor, scratch: Tensor | None, grad_sources: Tensor, grad_projection: Tensor,
+    weight_grads: Tensor | None = None,
 ) -> Tensor:  # fmt: skip
     """Backward of :func:`mixed_forward`: adds to ``grad_sources``, writes ``grad_projection``;
-    returns the gradient of the mixing weights (i, 4). ``scratch`` is not needed (it may be ``None``)."""
+    returns the gradient of the mixing weights (i, 4) — or, with ``weight_grads`` (node i's rows
+    ``[..., first_edge : first_edge + i, :]`` of a :func:`mixing_gradients` accumulator), adds
+    each program's partial sums there in the kernel and returns ``weight_grads``. ``scratch``
+    is not needed (it may be ``None``)."""
     _check_source(sources, 4)
     _, count, rows, hidden = sources.shape
     dtype, device = sources.dtype, sources.device
@@ -842,7 +904,37 @@ def mixed_backward(
         ("grad_projection", grad_projection, (2, count, rows, 2 * hidden)),
     ):  # fmt: skip
         _check(what, tensor, shape, dtype, device)
+    if weight_grads is not None:
+        programs = _programs(rows, hidden)
+        _check("weight_grads", weight_grads, (programs, count, 4), dtype, device)
+        if weight_grads.stride(1) != 4:
+            raise ValueError(
+                f"triton kernels: weight_grads needs rows of 4 contiguous values, got strides {weight_grads.stride()}"
+            )
+        torch.ops.dartsrenet.triton_mixed_backward_accumulate(
+            grad, out, sources, projection, weights, bool(batch_stats), statistics, grad_sources, grad_projection,
+            weight_grads, True, *tile_shape(rows, hidden),
+        )  # fmt: skip
+        return weight_grads
     return torch.ops.dartsrenet.triton_mixed_backward(
         grad, out, sources, projection, weights, bool(batch_stats), statistics, grad_sources, grad_projection,
         *tile_shape(rows, hidden),
     )  # fmt: skip
+
+
+def _programs(rows: int, hidden: int) -> int:
+    """How many programs a node kernel of (2, ``rows``, ``hidden``) states runs."""
+    directions, blocks = _grid(hidden, tile_shape(rows, hidden)[1])
+    return directions * blocks
+
+
+def mixing_gradients(rows: int, hidden: int, edges: int, like: Tensor) -> Tensor:
+    """A zeroed accumulator for the mixing weights' gradient over many :func:`mixed_backward` calls
+    on (2, ``rows``, ``hidden``) states: (programs, edges, 4), each program's partial sums (no
+    atomics: deterministic); the rows of node i's edges are ``[..., first_edge : first_edge + i, :]``."""
+    return like.new_zeros(_programs(rows, hidden), edges, 4)
+
+
+def total_mixing_gradient(accumulator: Tensor) -> Tensor:
+    """The (edges, 4) gradient a :func:`mixing_gradients` accumulator holds: its programs' partial sums added."""
+    return accumulator.sum(0)
