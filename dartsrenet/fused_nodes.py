@@ -1,5 +1,5 @@
 """DARTS nodes with their BatchNorms as fused operations (paper eq. 3–8): the ``native`` backend's
-C kernels, and the one-autograd-node time steps that the ``native`` and ``triton`` backends share.
+C kernels, and the one-autograd-node sweeps that the ``native`` and ``triton`` backends share.
 
 A node and its BatchNorm, ``norm(s + σ(c) ⊙ (f(ĥ) − s), slot)`` with [c, ĥ] = s·W, is
 one kernel forward and one backward (here ``csrc/node_kernels.c``, built by
@@ -8,27 +8,37 @@ signatures): two passes over memory each way where eager PyTorch makes a dozen f
 and two dozen backward, and nothing is saved for the backward pass but the projection,
 which it recomputes g, f(ĥ) and the normalised state from.
 
-Each cell runs one time step as one autograd node, so no per-node autograd bookkeeping,
-gradient sums or stacks remain: its backward pass accumulates every state's gradient in
-place (the node matmuls' input gradients with ``baddbmm_``). The matmuls stay in
-PyTorch (oneDNN/MKL on the CPU, cuBLAS on CUDA).
+Each cell runs a whole sweep — all T time steps of both directions — as ONE autograd
+node: no per-node or per-step autograd bookkeeping. Its backward pass runs the steps in
+reverse and accumulates in place: every state's gradient (the node matmuls' input
+gradients with ``baddbmm_``), every weight's gradient over all steps in one buffer, the
+BatchNorm parameters' and the mixing weights' gradients in one buffer each, and each
+h_{t−1}'s gradient into the running sum that already holds the output's. The matmuls stay
+in PyTorch (oneDNN/MKL on the CPU, cuBLAS on CUDA).
 
-* :func:`fused_derived_step` — a derived cell: the input node, the eight nodes with their
-  BatchNorms and the average h_t (eq. 3–6).
-* :func:`fused_search_step` — the search cell: the input node and the eight mixed nodes of
+* :func:`fused_derived_sweep` — a derived cell: per step the input node, the eight nodes
+  with their BatchNorms and the average h_t (eq. 3–6).
+* :func:`fused_search_sweep` — the search cell: the input node and the eight mixed nodes of
   eq. 8 with the shared affine-free BatchNorm (a second kernel, ``mixed_forward``, computes
   a node's whole mixture over predecessors and primitives, and α's gradient).
+* :func:`fused_derived_step`, :func:`fused_search_step` — one step from a given h_{t−1}
+  (the sweeps of one step), for cells that cannot hoist the input node.
 
-Both take the backend's kernel module as their first argument; the cells call them when
+The sweeps take the input node's x-part of every step, computed before the recurrence
+(docs/architecture.md §4), and add h_{t−1}'s part inside (:class:`HiddenInput`).
+
+All take the backend's kernel module as their first argument; the cells call them when
 their backend (:mod:`dartsrenet.cells.backends`) is ``native`` or ``triton``, which
 covers float32/float64 and the activations tanh, relu, sigmoid and identity; under
-autocast the steps' matmuls run in bf16 (or fp16 on CUDA) and the kernels in float32
+autocast the matmuls run in bf16 (or fp16 on CUDA) and the kernels in float32
 (:func:`autocast_matmul_dtype`). ``tests/test_fused_nodes.py``,
-``tests/test_kernel_extremes.py`` and ``tests/test_reference_oracle.py`` check them against
-the eager backend and the oracle: values, gradients and running statistics.
+``tests/test_kernel_extremes.py``, ``tests/test_triton_kernels.py`` and
+``tests/test_reference_oracle.py`` check them against the eager backend and the oracle:
+values, gradients and running statistics.
 
-States inside the fused step are (2, B, h) direction-major and contiguous, projections
-(2, B, 2h): the layouts the batched matmuls run fastest on.
+Node states inside a step are (2, B, h) direction-major, projections (2, B, 2h): the
+layouts the batched matmuls run fastest on. The h_t are stored batch-major, (B, 2, h), so
+that the input BatchNorm sees each as (B, 2h) without a copy.
 """
 
 from __future__ import annotations
@@ -124,10 +134,12 @@ def node_backward(
     grad_state: Tensor,
     accumulate: bool,
     grad_projection: Tensor,
+    affine_grads: tuple[Tensor, Tensor] | None = None,
 ) -> tuple[Tensor, Tensor]:
     """Backward of :func:`node_forward` for dy = grad_scale·grad + extra (either may be ``None``).
 
-    Writes (or adds to) ``grad_state``, writes ``grad_projection``; returns (dγ, dβ).
+    Writes (or adds to) ``grad_state``, writes ``grad_projection``; returns (dγ, dβ) — or, with
+    ``affine_grads`` (two (2h,) tensors), adds them there and returns ``affine_grads``.
     """
     _, rows, hidden = source.shape
     grad, extra = _inner_contiguous(grad), _inner_contiguous(extra)
@@ -145,7 +157,11 @@ def node_backward(
         grad_weight.data_ptr(), grad_bias.data_ptr(), torch.get_num_threads(),
     )  # fmt: skip
     _check(status, "node_backward")
-    return grad_weight, grad_bias
+    if affine_grads is None:
+        return grad_weight, grad_bias
+    affine_grads[0].add_(grad_weight)
+    affine_grads[1].add_(grad_bias)
+    return affine_grads
 
 
 def mean_of_states(states: Sequence[Tensor]) -> Tensor:
@@ -166,20 +182,81 @@ def _record(norm, first_slot: int, statistics: Tensor, batch_size: int) -> None:
         norm.record(first_slot, statistics[:, 0], statistics[:, 1], batch_size, biased=True)
 
 
-# --- one step of a derived cell --------------------------------------------------------
-@dataclass
-class _StepPlan:
-    """The constants of one derived-cell step: the genotype as codes, the norms at slot t."""
-
-    kernels: ModuleType  # node_forward, node_backward, mean_of_states of the backend
-    codes: list[int]  # node 0 (tanh) … node n
-    predecessors: list[int]  # of nodes 1 … n
-    concat: list[int]
-    norms: list[NormArguments]
-    statistics: Tensor  # (n + 1, 3, 2h), filled by the forward pass
-    matmul_dtype: torch.dtype | None  # bf16 under CPU autocast
+# --- the search cell's mixed nodes ---------------------------------------------------------
+SEARCH_PRIMITIVES = ("tanh", "relu", "sigmoid", "identity")
+"""The non-``none`` primitives the mixed-node kernel knows, in the order of its mixing weights."""
 
 
+def mixed_forward(
+    sources: Tensor, projection: Tensor, weights: Tensor, norm: NormArguments, statistics: Tensor, out: Tensor
+) -> None:
+    """out = BN(Σ_j Σ_f w_jf · node_update(s_j, σ(c_j), f(ĥ_j))) (eq. 8), BatchNorm without affine parameters.
+
+    Args:
+        sources: s_0 … s_{i−1}, (2, i, B, h).
+        projection: [c_j, ĥ_j] = s_j·W_i, (2, i, B, 2h).
+        weights: w_jf = softmax(α)[j→i, f] for f in :data:`SEARCH_PRIMITIVES`, (i, 4), contiguous.
+        norm: the shared node norm at this node's slot.
+        statistics: (3, 2h), receives mean, biased variance, 1/σ.
+        out: (2, B, h), written.
+    """
+    _, count, rows, hidden = sources.shape
+    mean, var, invstd = statistics.unbind(0)
+    status = _kernel("mixed_forward", sources.dtype)(
+        projection.data_ptr(), *projection.stride()[:3],
+        sources.data_ptr(), *sources.stride()[:3],
+        count, rows, hidden, weights.data_ptr(),
+        int(norm.batch_stats), _pointer(norm.running_mean), _pointer(norm.running_var), norm.eps,
+        out.data_ptr(), out.stride(0), out.stride(1),
+        mean.data_ptr(), var.data_ptr(), invstd.data_ptr(), torch.get_num_threads(),
+    )  # fmt: skip
+    _check(status, "mixed_forward")
+
+
+def mixed_backward(
+    grad: Tensor, out: Tensor, sources: Tensor, projection: Tensor, weights: Tensor, batch_stats: bool,
+    statistics: Tensor, scratch: Tensor, grad_sources: Tensor, grad_projection: Tensor,
+    weight_grads: Tensor | None = None,
+) -> Tensor:  # fmt: skip
+    """Backward of :func:`mixed_forward`: adds to ``grad_sources``, writes ``grad_projection``;
+    returns the gradient of the mixing weights (i, 4) — or, with ``weight_grads`` (rows of a
+    :func:`mixing_gradients` accumulator), adds it there and returns ``weight_grads``."""
+    _, count, rows, hidden = sources.shape
+    grad_weights = torch.empty_like(weights)
+    status = _kernel("mixed_backward", sources.dtype)(
+        grad.data_ptr(), grad.stride(0), grad.stride(1),
+        out.data_ptr(), out.stride(0), out.stride(1),
+        projection.data_ptr(), *projection.stride()[:3],
+        sources.data_ptr(), *sources.stride()[:3],
+        count, rows, hidden, weights.data_ptr(),
+        statistics[2].data_ptr(), int(batch_stats), scratch.data_ptr(),
+        grad_sources.data_ptr(), *grad_sources.stride()[:3],
+        grad_projection.data_ptr(), *grad_projection.stride()[:3],
+        grad_weights.data_ptr(), torch.get_num_threads(),
+    )  # fmt: skip
+    _check(status, "mixed_backward")
+    if weight_grads is None:
+        return grad_weights
+    return weight_grads.add_(grad_weights)
+
+
+def mixing_gradients(rows: int, hidden: int, edges: int, like: Tensor) -> Tensor:
+    """A zeroed accumulator for the mixing weights' gradient over many :func:`mixed_backward` calls:
+    (edges, 4); the rows of node i's edges are ``[..., first_edge : first_edge + i, :]``."""
+    return like.new_zeros(edges, len(SEARCH_PRIMITIVES))
+
+
+def total_mixing_gradient(accumulator: Tensor) -> Tensor:
+    """The (edges, 4) gradient a :func:`mixing_gradients` accumulator holds."""
+    return accumulator
+
+
+def _directions(weight: Tensor) -> Tensor:
+    """W as (2, h, 2h): a weight shared by both directions (D = 1) expanded without a copy."""
+    return weight.expand(2, *weight.shape[1:])
+
+
+# --- the matmuls around the kernels ----------------------------------------------------------
 def autocast_matmul_dtype(device_type: str = "cpu") -> torch.dtype | None:
     """The autocast dtype for matmuls on ``device_type`` (bf16 on the CPU; bf16 or fp16 on CUDA), else None.
 
@@ -219,86 +296,319 @@ def _project(state: Tensor, weight: Tensor, dtype: torch.dtype | None) -> Tensor
     return _matmul(state, weight, dtype)
 
 
-class _FusedDerivedStep(torch.autograd.Function):
-    """h_t of a derived cell from h_{t−1} and the input node's projection (paper eq. 3–6)."""
+
+
+def _add_matmul(base: Tensor, a: Tensor, b: Tensor, dtype: torch.dtype | None) -> Tensor:
+    """base + a·b, a new tensor (the product in ``dtype`` when given)."""
+    if dtype is None:
+        return torch.baddbmm(base, a, b)
+    return base + _matmul(a, b, dtype)
+
+
+# --- whole sweeps: every time step of a cell's sweep in one autograd node ---------------------
+@dataclass
+class HiddenInput:
+    """How h_{t−1} enters the input node of a sweep whose x-part was computed beforehand (the
+    cell's hoisted input node, docs/architecture.md §4): step t's projection is
+
+        [c_0, ĥ_0] = x_part_t + N_t(h_{t−1})·W_h,t,
+
+    with N_t the input BatchNorm's normalisation of the h-channels: the batch's statistics in
+    training mode (``batch_stats``; their mean and unbiased variance are written to row t of
+    ``means`` and ``variances``, (T, 2h)), the identity in eval mode (its scale is folded
+    into W_h,t there)."""
+
+    batch_stats: bool
+    means: Tensor | None
+    variances: Tensor | None
+    eps: float
+
+
+@dataclass
+class _SweepPlan:
+    """What the derived and search sweeps share: the kernels and the input node."""
+
+    kernels: ModuleType  # node_forward, node_backward, mixed_forward, mixed_backward, … of the backend
+    hidden: HiddenInput | None  # None: x_parts are the whole projections (one step from a given state)
+    aligned: bool  # output (T, B, 2h) as BidirectionalCell.sweep returns it, else h_t as (T, B, 2, h)
+    matmul_dtype: torch.dtype | None  # bf16 under CPU autocast
+    norms: list[list[NormArguments]]  # per step, per node
+    statistics: Tensor  # (T, n + 1, 3, 2h), filled by the forward pass
+
+
+def _previous(initial: Tensor, outputs: Tensor, t: int) -> Tensor:
+    """h_{t−1} as (2, B, h): the initial state, or step t − 1's output (stored batch-major)."""
+    return initial if t == 0 else outputs[t - 1].transpose(0, 1)
+
+
+def _input_forward(plan: _SweepPlan, t: int, x_parts: Tensor, previous: Tensor, hidden_weight: Tensor | None):
+    """Step t's input projection (:class:`HiddenInput`) and what its backward pass needs."""
+    if plan.hidden is None:
+        return x_parts[t], None
+    hidden = plan.hidden
+    directions, batch, size = previous.shape
+    flat = previous.transpose(0, 1).reshape(batch, directions * size)  # a view: states are batch-major
+    if hidden.batch_stats:  # momentum 1 leaves the batch mean and unbiased variance in row t
+        normalised_flat, mean, invstd = torch.native_batch_norm(
+            flat, None, None, hidden.means[t], hidden.variances[t], True, 1.0, hidden.eps
+        )
+        normalised = normalised_flat.view(batch, directions, size).transpose(0, 1)
+        saved = (normalised, flat, mean, invstd)
+    else:
+        normalised = previous
+        saved = (normalised, None, None, None)
+    weight = hidden_weight if hidden_weight.dim() == 3 else hidden_weight[t]
+    return _add_matmul(x_parts[t], normalised, weight, plan.matmul_dtype), saved
+
+
+def _input_backward(
+    plan: _SweepPlan, t: int, saved, hidden_weight: Tensor, grad_projection: Tensor, grad_previous: Tensor | None,
+    grad_hidden: Tensor | None,
+) -> None:  # fmt: skip
+    """Backward of :func:`_input_forward` at step t: adds W_h,t's gradient to ``grad_hidden`` and
+    the gradient of h_{t−1} to ``grad_previous`` (either may be ``None``: not needed)."""
+    normalised, flat, mean, invstd = saved
+    dtype = plan.matmul_dtype
+    weight = hidden_weight if hidden_weight.dim() == 3 else hidden_weight[t]
+    if grad_hidden is not None:
+        target = grad_hidden if grad_hidden.dim() == 3 else grad_hidden[t]
+        _add_matmul_(target, normalised.transpose(1, 2), grad_projection, dtype)
+    if grad_previous is None:
+        return
+    if not plan.hidden.batch_stats:
+        _add_matmul_(grad_previous, grad_projection, weight.transpose(1, 2), dtype)
+        return
+    directions, batch, size = grad_previous.shape
+    if dtype is None:
+        grad_normalised = grad_previous.new_empty(batch, directions, size)  # batch-major, as the BatchNorm takes it
+        torch.bmm(grad_projection, weight.transpose(1, 2), out=grad_normalised.transpose(0, 1))
+    else:
+        grad_normalised = _matmul(grad_projection, weight.transpose(1, 2), dtype).transpose(0, 1).contiguous()
+    grad_flat = torch.ops.aten.native_batch_norm_backward(
+        grad_normalised.view(batch, directions * size), flat, None, None, None, mean, invstd, True,
+        plan.hidden.eps, [True, False, False],
+    )[0]  # fmt: skip
+    grad_previous.add_(grad_flat.view(batch, directions, size).transpose(0, 1))
+
+
+def _sweep_output(plan: _SweepPlan, outputs: Tensor) -> Tensor:
+    """The Function's output from the h_t (T, B, 2, h): ``[forward ‖ backward]`` re-aligned (the
+    backward direction's step t at position T−1−t, as ``align_directions``), or as they are."""
+    if not plan.aligned:
+        return outputs
+    return torch.cat([outputs[:, :, 0], outputs[:, :, 1].flip(0)], dim=-1)
+
+
+def _output_gradients(plan: _SweepPlan, grad_output: Tensor) -> Tensor:
+    """The output's gradient as the h_t's, (T, B, 2, h), in a new tensor the backward pass adds to."""
+    if not plan.aligned:
+        return grad_output.clone(memory_format=torch.contiguous_format)
+    hidden = grad_output.shape[-1] // 2
+    return torch.stack([grad_output[..., :hidden], grad_output[..., hidden:].flip(0)], dim=2)
+
+
+def _grad_of_previous(t: int, gradients: Tensor, grad_initial: Tensor | None, scratch: Tensor) -> Tensor:
+    """Where step t's backward pass puts h_{t−1}'s gradient: the running sum for step t − 1 (it
+    holds the output's gradient already), ``grad_initial`` at t = 0, or ``scratch`` (not needed)."""
+    if t > 0:
+        return gradients[t - 1].transpose(0, 1)
+    return scratch if grad_initial is None else grad_initial
+
+
+def _plan(kernels: ModuleType, initial: Tensor, steps: int, hidden: HiddenInput | None, aligned: bool,
+          norms: list[list[NormArguments]], features: int, nodes: int) -> _SweepPlan:  # fmt: skip
+    return _SweepPlan(
+        kernels=kernels, hidden=hidden, aligned=aligned, matmul_dtype=autocast_matmul_dtype(initial.device.type),
+        norms=norms, statistics=initial.new_empty(steps, nodes + 1, 3, features),
+    )  # fmt: skip
+
+
+# --- the derived cell -------------------------------------------------------------------------
+@dataclass
+class _DerivedGraph:
+    """A derived cell's genotype as the sweep uses it."""
+
+    codes: list[int]  # node 0 (tanh) … node n
+    predecessors: list[int]  # of nodes 1 … n
+    averaged: list[int]  # the concat nodes
+    slots: list[int]  # where node k's state lives in a step's (n + 1, 2, B, h) buffer: averaged nodes last, in a row
+
+
+class _FusedDerivedSweep(torch.autograd.Function):
+    """All T steps of a derived cell (paper eq. 3–6) from h_{−1} and the input node's x-parts."""
 
     @staticmethod
     @torch.autocast("cpu", enabled=False)  # the matmuls' dtype is explicit (plan.matmul_dtype)
     @torch.autocast("cuda", enabled=False)
-    def forward(ctx, plan: _StepPlan, previous: Tensor, projection: Tensor, *parameters: Tensor) -> Tensor:
-        count = len(plan.predecessors)
+    def forward(ctx, plan: _SweepPlan, graph: _DerivedGraph, initial: Tensor, x_parts: Tensor,
+                hidden_weight: Tensor | None, *parameters: Tensor) -> Tensor:  # fmt: skip
+        count = len(graph.predecessors)
         weights = parameters[:count]
-        statistics, kernels = plan.statistics, plan.kernels
-        states = [kernels.node_forward(previous, projection, plan.codes[0], plan.norms[0], statistics[0])]
-        projections = [projection]
-        for node, predecessor in enumerate(plan.predecessors, start=1):
-            projections.append(_project(states[predecessor], weights[node - 1], plan.matmul_dtype))  # [c_i, ĥ_i]
-            states.append(
-                kernels.node_forward(states[predecessor], projections[-1], plan.codes[node], plan.norms[node], statistics[node])
-            )
-        output = kernels.mean_of_states([states[node] for node in plan.concat])  # h_t (eq. 6)
-        ctx.plan = plan
-        ctx.save_for_backward(previous, *states, *projections, *weights, *(norm.weight for norm in plan.norms))
-        return output
+        steps, kernels, dtype = x_parts.shape[0], plan.kernels, plan.matmul_dtype
+        _, batch, size = initial.shape
+        outputs = initial.new_empty(steps, batch, 2, size)  # h_t, batch-major
+        states = initial.new_empty(steps, count + 1, 2, batch, size)  # every node's state, at graph.slots
+        averaged = slice(graph.slots[graph.averaged[0]], graph.slots[graph.averaged[0]] + len(graph.averaged))
+        projections, saved_inputs = [], []
+        for t in range(steps):
+            previous = _previous(initial, outputs, t)
+            projection, saved = _input_forward(plan, t, x_parts, previous, hidden_weight)
+            step_states, step_projections = states[t], [projection]
+            kernels.node_forward(
+                previous, projection, graph.codes[0], plan.norms[t][0], plan.statistics[t, 0], step_states[graph.slots[0]]
+            )  # fmt: skip
+            for node, predecessor in enumerate(graph.predecessors, start=1):
+                source = step_states[graph.slots[predecessor]]
+                step_projections.append(_project(source, weights[node - 1], dtype))  # [c_i, ĥ_i]
+                kernels.node_forward(
+                    source, step_projections[-1], graph.codes[node], plan.norms[t][node], plan.statistics[t, node],
+                    step_states[graph.slots[node]],
+                )  # fmt: skip
+            torch.mean(step_states[averaged], dim=0, out=outputs[t].transpose(0, 1))  # h_t (eq. 6)
+            projections.append(step_projections)
+            saved_inputs.append(saved)
+        ctx.plan, ctx.graph = plan, graph
+        ctx.internals = (outputs, states, projections, saved_inputs)
+        ctx.save_for_backward(initial, hidden_weight, *parameters)
+        return _sweep_output(plan, outputs)
 
     @staticmethod
     @once_differentiable  # first-order DARTS needs no second derivatives; asking for one raises
     def backward(ctx, grad_output: Tensor):
-        plan = ctx.plan
-        count = len(plan.predecessors)
-        saved = ctx.saved_tensors
-        previous, states = saved[0], saved[1 : count + 2]
-        projections = saved[count + 2 : 2 * count + 3]
-        weights, norm_weights = saved[2 * count + 3 : 3 * count + 3], saved[3 * count + 3 :]
-        sources = [previous, *(states[predecessor] for predecessor in plan.predecessors)]
-        # a state's gradient: grad_output/len(concat) if it is averaged, plus what its successors add to grads[i]
-        averaged, share = set(plan.concat), 1.0 / len(plan.concat)
-        grads: list[Tensor | None] = [None] * (count + 1)
-        grad_projection = torch.empty_like(projections[1]) if count else None
-        grad_weights: list[Tensor | None] = [None] * count
-        grad_gammas: list[Tensor | None] = [None] * (count + 1)
-        grad_betas: list[Tensor | None] = [None] * (count + 1)
-        for node in range(count, 0, -1):
-            direct = grad_output if node in averaged else None
-            if direct is None and grads[node] is None:  # the node feeds nothing: no gradients (None = zero)
-                continue
-            predecessor, weight = plan.predecessors[node - 1], weights[node - 1]
-            accumulate = grads[predecessor] is not None
-            if not accumulate:
-                grads[predecessor] = torch.empty_like(states[predecessor])
-            grad_gammas[node], grad_betas[node] = plan.kernels.node_backward(
-                direct, share, grads[node], sources[node], projections[node], plan.codes[node], norm_weights[node],
-                plan.norms[node].batch_stats, plan.statistics[node],
-                grads[predecessor], accumulate, grad_projection,
-            )  # fmt: skip
-            source, dtype = sources[node], plan.matmul_dtype
-            if weight.shape[0] == 1:
-                rows = grad_projection.view(-1, grad_projection.shape[-1])
-                _add_matmul_(grads[predecessor].view(-1, source.shape[-1]), rows, weight[0].t(), dtype)
-                grad_weights[node - 1] = _matmul(source.view(-1, source.shape[-1]).t(), rows, dtype).unsqueeze(0)
+        plan, graph = ctx.plan, ctx.graph
+        outputs, states, projections, saved_inputs = ctx.internals
+        initial, hidden_weight, *parameters = ctx.saved_tensors
+        count = len(graph.predecessors)
+        weights, gammas = parameters[:count], parameters[count : 2 * count + 1]
+        needs = ctx.needs_input_grad  # plan, graph, initial, x_parts, hidden_weight, *weights, *gammas, *betas
+        kernels, dtype = plan.kernels, plan.matmul_dtype
+        steps, (_, batch, size) = len(projections), initial.shape
+        gradients = _output_gradients(plan, grad_output)  # h_t's gradients, then each h_{t−1}'s added as found
+        grads = initial.new_empty(count + 1, 2, batch, size)  # one step's node-state gradients
+        written = [False] * (count + 1)
+        grad_projection = initial.new_empty(2, batch, 2 * size)
+        grad_x_parts = initial.new_empty(steps, 2, batch, 2 * size)  # = the input projections' gradients
+        grad_hidden = torch.zeros_like(hidden_weight) if needs[4] else None
+        grad_weights = initial.new_zeros(count, *weights[0].shape) if count and any(needs[5 : 5 + count]) else None
+        affine = [gamma is not None for gamma in gammas]
+        affine_grads = initial.new_zeros(2, count + 1, 2 * size) if any(affine) else None  # dγ, dβ per node
+        grad_initial = torch.empty_like(initial) if needs[2] else None
+        scratch = torch.empty_like(initial)
+        averaged, share = set(graph.averaged), 1.0 / len(graph.averaged)
+        for t in range(steps - 1, -1, -1):
+            grad_output_t = gradients[t].transpose(0, 1)
+            step_states, step_projections = states[t], projections[t]
+            written[:] = [False] * (count + 1)
+            for node in range(count, 0, -1):
+                direct = grad_output_t if node in averaged else None
+                if direct is None and not written[node]:  # the node feeds nothing: no gradients (zero)
+                    continue
+                predecessor, weight = graph.predecessors[node - 1], weights[node - 1]
+                source = step_states[graph.slots[predecessor]]
+                kernels.node_backward(
+                    direct, share, grads[node] if written[node] else None, source, step_projections[node],
+                    graph.codes[node], gammas[node], plan.norms[t][node].batch_stats, plan.statistics[t, node],
+                    grads[predecessor], written[predecessor], grad_projection,
+                    affine_grads=(affine_grads[0, node], affine_grads[1, node]) if affine[node] else None,
+                )  # fmt: skip
+                written[predecessor] = True
+                if weight.shape[0] == 1:  # shared by both directions: one matmul over the 2B rows
+                    rows = grad_projection.view(-1, grad_projection.shape[-1])
+                    _add_matmul_(grads[predecessor].view(-1, size), rows, weight[0].t(), dtype)
+                    if grad_weights is not None:
+                        _add_matmul_(grad_weights[node - 1, 0], source.reshape(-1, size).t(), rows, dtype)
+                else:
+                    _add_matmul_(grads[predecessor], grad_projection, weight.transpose(1, 2), dtype)
+                    if grad_weights is not None:
+                        _add_matmul_(grad_weights[node - 1], source.transpose(1, 2), grad_projection, dtype)
+            previous = _previous(initial, outputs, t)
+            grad_previous = _grad_of_previous(t, gradients, grad_initial, scratch)
+            direct = grad_output_t if 0 in averaged else None
+            if direct is None and not written[0]:  # node 0 feeds nothing
+                grad_x_parts[t].zero_()
+                if t == 0 and grad_initial is not None:
+                    grad_initial.zero_()
             else:
-                _add_matmul_(grads[predecessor], grad_projection, weight.transpose(1, 2), dtype)
-                grad_weights[node - 1] = _matmul(source.transpose(1, 2), grad_projection, dtype)
-        direct = grad_output if 0 in averaged else None
-        grad_previous = torch.empty_like(previous)
-        grad_input_projection = torch.empty_like(projections[0])
-        if direct is None and grads[0] is None:
-            grad_previous.zero_()
-            grad_input_projection.zero_()
-        else:
-            grad_gammas[0], grad_betas[0] = plan.kernels.node_backward(
-                direct, share, grads[0], previous, projections[0], plan.codes[0], norm_weights[0], plan.norms[0].batch_stats,
-                plan.statistics[0], grad_previous, False, grad_input_projection,
-            )  # fmt: skip
-        affine = [norm.weight is not None for norm in plan.norms]
+                kernels.node_backward(
+                    direct, share, grads[0] if written[0] else None, previous, step_projections[0], graph.codes[0],
+                    gammas[0], plan.norms[t][0].batch_stats, plan.statistics[t, 0], grad_previous, t > 0,
+                    grad_x_parts[t], affine_grads=(affine_grads[0, 0], affine_grads[1, 0]) if affine[0] else None,
+                )  # fmt: skip
+            if plan.hidden is not None:
+                wanted = grad_previous if (t > 0 or grad_initial is not None) else None
+                _input_backward(plan, t, saved_inputs[t], hidden_weight, grad_x_parts[t], wanted, grad_hidden)
+        grad_gammas = [affine_grads[0, node] if keep else None for node, keep in enumerate(affine)]
+        grad_betas = [affine_grads[1, node] if keep else None for node, keep in enumerate(affine)]
         return (
-            None,
-            grad_previous,
-            grad_input_projection,
-            *grad_weights,
-            *(grad if keep else None for grad, keep in zip(grad_gammas, affine, strict=True)),
-            *(grad if keep else None for grad, keep in zip(grad_betas, affine, strict=True)),
-        )
+            None, None, grad_initial, grad_x_parts if needs[3] else None, grad_hidden,
+            *(None if grad_weights is None else grad_weights[node] for node in range(count)),
+            *grad_gammas, *grad_betas,
+        )  # fmt: skip
+
+
+def _derived_graph(activations: Sequence[str], predecessors: Sequence[int], concat: Sequence[int]) -> _DerivedGraph:
+    nodes = len(predecessors) + 1
+    averaged = sorted(concat)
+    order = [node for node in range(nodes) if node not in set(averaged)] + averaged
+    slots = [order.index(node) for node in range(nodes)]
+    codes = [ACTIVATION_CODES["tanh"], *(ACTIVATION_CODES[name] for name in activations)]
+    return _DerivedGraph(codes=codes, predecessors=list(predecessors), averaged=averaged, slots=slots)
+
+
+def fused_derived_sweep(
+    kernels: ModuleType,
+    initial: Tensor,
+    x_parts: Tensor,
+    hidden_weight: Tensor | None,
+    hidden: HiddenInput | None,
+    activations: Sequence[str],
+    predecessors: Sequence[int],
+    concat: Sequence[int],
+    node_weights: Sequence[Tensor],
+    norms: Sequence,
+    first_slot: int = 0,
+    aligned: bool = True,
+) -> Tensor:
+    """T steps of a derived DARTS cell as ONE autograd node over a backend's kernels (paper eq. 3–6).
+
+    The backward pass runs the steps in reverse and accumulates in place: every weight's and
+    BatchNorm parameter's gradient in one buffer, each h_{t−1}'s gradient into the running sum
+    that already holds the output's — no per-step gradient sums, stacks or copies.
+
+    Args:
+        kernels: the backend's kernel module (this module for ``native``, see
+            :func:`dartsrenet.cells.backends.kernels`).
+        initial: h_{−1}, (2, B, h).
+        x_parts: (T, 2, B, 2h): with ``hidden``, x_t's share of the input node's projection;
+            without, the whole projection [c_0, ĥ_0] of each step.
+        hidden_weight: W_h, (2, h, 2h) or per step (T, 2, h, 2h); ``None`` without ``hidden``.
+        hidden: how h_{t−1} enters the input node (:class:`HiddenInput`).
+        activations: f_1 … f_n by name.
+        predecessors: p_1 … p_n.
+        concat: the averaged nodes.
+        node_weights: W_1 … W_n, each (D, h, 2h) (D = 1: shared by both directions).
+        norms: the n + 1 node BatchNorms (:class:`~dartsrenet.cells.DirectionalBatchNorm`).
+        first_slot: the statistics slot of step 0 (step t uses first_slot + t).
+        aligned: return (T, B, 2h) ``[forward ‖ backward]`` re-aligned as
+            :meth:`~dartsrenet.cells.base.BidirectionalCell.sweep` does; else the h_t, (T, B, 2, h).
+
+    Returns:
+        The sweep's output; in training mode the norms' running statistics of the steps'
+        slots are updated.
+    """
+    steps, count = x_parts.shape[0], len(predecessors)
+    plan = _plan(
+        kernels, initial, steps, hidden, aligned,
+        [[NormArguments.of(norm, first_slot + t) for norm in norms] for t in range(steps)], norms[0].num_features, count,
+    )  # fmt: skip
+    graph = _derived_graph(activations, predecessors, concat)
+    gammas, betas = [norm.weight for norm in norms], [norm.bias for norm in norms]
+    output = _FusedDerivedSweep.apply(
+        plan, graph, initial, x_parts.to(initial.dtype), hidden_weight, *node_weights, *gammas, *betas
+    )
+    statistics = plan.statistics.transpose(0, 1)  # (n + 1, T, 3, 2h)
+    record_together(norms, first_slot, statistics[:, :, 0], statistics[:, :, 1], initial.shape[1], biased=True)
+    return output
 
 
 def fused_derived_step(
@@ -312,197 +622,173 @@ def fused_derived_step(
     norms: Sequence,
     slot: int,
 ) -> Tensor:
-    """One step of a derived DARTS cell as one autograd node over a backend's kernels.
+    """One step of a derived DARTS cell (:func:`fused_derived_sweep` of one step from h_{t−1}).
 
     Args:
-        kernels: the backend's kernel module (this module for ``native``, see
-            :func:`dartsrenet.cells.backends.kernels`).
         previous: h_{t−1}, (2, B, h).
         projection: the input node's [c_0, ĥ_0], (2, B, 2h).
-        activations: f_1 … f_n by name.
-        predecessors: p_1 … p_n.
-        concat: the averaged nodes.
-        node_weights: W_1 … W_n, each (D, h, 2h) (D = 1: shared by both directions).
-        norms: the n + 1 node BatchNorms (:class:`~dartsrenet.cells.DirectionalBatchNorm`).
         slot: the step t (statistics slot).
+        The others: as :func:`fused_derived_sweep`.
 
     Returns:
-        h_t, (2, B, h), contiguous; in training mode the norms' running statistics of
-        ``slot`` are updated.
+        h_t, (2, B, h), stored batch-major; in training mode the norms' running statistics
+        of ``slot`` are updated.
     """
-    count = len(predecessors)
-    plan = _StepPlan(
-        kernels=kernels,
-        codes=[ACTIVATION_CODES["tanh"], *(ACTIVATION_CODES[name] for name in activations)],
-        predecessors=list(predecessors),
-        concat=list(concat),
-        norms=[NormArguments.of(norm, slot) for norm in norms],
-        statistics=previous.new_empty(count + 1, 3, norms[0].num_features),
-        matmul_dtype=autocast_matmul_dtype(previous.device.type),
-    )
-    projection = projection.to(previous.dtype)  # a bf16 projection under autocast
-    gammas, betas = [norm.weight for norm in norms], [norm.bias for norm in norms]
-    output = _FusedDerivedStep.apply(plan, previous, projection, *node_weights, *gammas, *betas)
-    record_together(norms, slot, plan.statistics[:, 0], plan.statistics[:, 1], previous.shape[1], biased=True)
-    return output
-
-
-# --- one step of the search cell ---------------------------------------------------------
-SEARCH_PRIMITIVES = ("tanh", "relu", "sigmoid", "identity")
-"""The non-``none`` primitives the mixed-node kernel knows, in the order of its mixing weights."""
-
-
-def mixed_forward(
-    sources: Tensor, projection: Tensor, weights: Tensor, norm: NormArguments, statistics: Tensor, out: Tensor
-) -> None:
-    """out = BN(Σ_j Σ_f w_jf · node_update(s_j, σ(c_j), f(ĥ_j))) (eq. 8), BatchNorm without affine parameters.
-
-    Args:
-        sources: s_0 … s_{i−1}, (2, i, B, h).
-        projection: [c_j, ĥ_j] = s_j·W_i, (2, i, B, 2h).
-        weights: w_jf = softmax(α)[j→i, f] for f in :data:`SEARCH_PRIMITIVES`, (i, 4), contiguous.
-        norm: the shared node norm at this node's slot.
-        statistics: (3, 2h), receives mean, biased variance, 1/σ.
-        out: (2, B, h), written.
-    """
-    _, count, rows, hidden = sources.shape
-    mean, var, invstd = statistics.unbind(0)
-    status = _kernel("mixed_forward", sources.dtype)(
-        projection.data_ptr(), *projection.stride()[:3],
-        sources.data_ptr(), *sources.stride()[:3],
-        count, rows, hidden, weights.data_ptr(),
-        int(norm.batch_stats), _pointer(norm.running_mean), _pointer(norm.running_var), norm.eps,
-        out.data_ptr(), out.stride(0), out.stride(1),
-        mean.data_ptr(), var.data_ptr(), invstd.data_ptr(), torch.get_num_threads(),
+    output = fused_derived_sweep(
+        kernels, previous, projection.unsqueeze(0), None, None, activations, predecessors, concat, node_weights, norms,
+        slot, aligned=False,
     )  # fmt: skip
-    _check(status, "mixed_forward")
+    return output[0].transpose(0, 1)
 
 
-def mixed_backward(
-    grad: Tensor, out: Tensor, sources: Tensor, projection: Tensor, weights: Tensor, batch_stats: bool,
-    statistics: Tensor, scratch: Tensor, grad_sources: Tensor, grad_projection: Tensor,
-) -> Tensor:  # fmt: skip
-    """Backward of :func:`mixed_forward`: adds to ``grad_sources``, writes ``grad_projection``;
-    returns the gradient of the mixing weights (i, 4)."""
-    _, count, rows, hidden = sources.shape
-    grad_weights = torch.empty_like(weights)
-    status = _kernel("mixed_backward", sources.dtype)(
-        grad.data_ptr(), grad.stride(0), grad.stride(1),
-        out.data_ptr(), out.stride(0), out.stride(1),
-        projection.data_ptr(), *projection.stride()[:3],
-        sources.data_ptr(), *sources.stride()[:3],
-        count, rows, hidden, weights.data_ptr(),
-        statistics[2].data_ptr(), int(batch_stats), scratch.data_ptr(),
-        grad_sources.data_ptr(), *grad_sources.stride()[:3],
-        grad_projection.data_ptr(), *grad_projection.stride()[:3],
-        grad_weights.data_ptr(), torch.get_num_threads(),
-    )  # fmt: skip
-    _check(status, "mixed_backward")
-    return grad_weights
-
-
-def _directions(weight: Tensor) -> Tensor:
-    """W as (2, h, 2h): a weight shared by both directions (D = 1) expanded without a copy."""
-    return weight.expand(2, *weight.shape[1:])
-
-
-@dataclass
-class _SearchPlan:
-    """The constants of one search-cell step: the shared node norm at slots t·(n+1) … t·(n+1)+n."""
-
-    kernels: ModuleType  # node_forward, node_backward, mixed_forward, mixed_backward of the backend
-    nodes: int
-    norms: list[NormArguments]
-    statistics: Tensor  # (n + 1, 3, 2h), filled by the forward pass
-    matmul_dtype: torch.dtype | None  # bf16 under CPU autocast
-
-
-class _FusedSearchStep(torch.autograd.Function):
-    """h_t of the search cell from h_{t−1} and the input node's projection (paper eq. 7–8)."""
+# --- the search cell --------------------------------------------------------------------------
+class _FusedSearchSweep(torch.autograd.Function):
+    """All T steps of the search cell (paper eq. 7–8) from h_{−1} and the input node's x-parts."""
 
     @staticmethod
     @torch.autocast("cpu", enabled=False)  # the matmuls' dtype is explicit (plan.matmul_dtype)
     @torch.autocast("cuda", enabled=False)
-    def forward(ctx, plan: _SearchPlan, previous: Tensor, projection: Tensor, mixing: Tensor, *weights: Tensor):
-        _, rows, hidden = previous.shape
-        states = previous.new_empty(2, plan.nodes + 1, rows, hidden)  # s_0 … s_n, after their BatchNorms
-        kernels = plan.kernels
-        kernels.node_forward(previous, projection, ACTIVATION_CODES["tanh"], plan.norms[0], plan.statistics[0], states[:, 0])
-        projections, first_edge = [], 0
-        for node in range(1, plan.nodes + 1):
-            sources = states[:, :node]  # (2, i, B, h), a view
-            flat = sources.view(2, node * rows, hidden)  # a view: (i, B) are contiguous within a direction
-            projected = _matmul(flat, _directions(weights[node - 1]), plan.matmul_dtype)
-            projections.append(projected.view(2, node, rows, 2 * hidden))
-            edges = mixing[first_edge : first_edge + node]
-            kernels.mixed_forward(sources, projections[-1], edges, plan.norms[node], plan.statistics[node], states[:, node])
-            first_edge += node
+    def forward(ctx, plan: _SweepPlan, initial: Tensor, x_parts: Tensor, hidden_weight: Tensor | None, mixing: Tensor,
+                *weights: Tensor) -> Tensor:  # fmt: skip
+        nodes, steps, kernels, dtype = len(weights), x_parts.shape[0], plan.kernels, plan.matmul_dtype
+        _, batch, size = initial.shape
+        outputs = initial.new_empty(steps, batch, 2, size)  # h_t, batch-major
+        states = initial.new_empty(steps, 2, nodes + 1, batch, size)  # s_0 … s_n of every step, after their BatchNorms
+        projections, saved_inputs = [], []
+        for t in range(steps):
+            previous = _previous(initial, outputs, t)
+            projection, saved = _input_forward(plan, t, x_parts, previous, hidden_weight)
+            step_states, step_projections, first_edge = states[t], [projection], 0
+            kernels.node_forward(
+                previous, projection, ACTIVATION_CODES["tanh"], plan.norms[t][0], plan.statistics[t, 0], step_states[:, 0]
+            )  # fmt: skip
+            for node in range(1, nodes + 1):
+                sources = step_states[:, :node]  # (2, i, B, h), a view
+                flat = sources.view(2, node * batch, size)  # a view: (i, B) are contiguous within a direction
+                step_projections.append(_matmul(flat, _directions(weights[node - 1]), dtype).view(2, node, batch, 2 * size))
+                kernels.mixed_forward(
+                    sources, step_projections[-1], mixing[first_edge : first_edge + node], plan.norms[t][node],
+                    plan.statistics[t, node], step_states[:, node],
+                )  # fmt: skip
+                first_edge += node
+            torch.mean(step_states[:, 1:], dim=1, out=outputs[t].transpose(0, 1))  # h_t = mean of s_1 … s_n
+            projections.append(step_projections)
+            saved_inputs.append(saved)
         ctx.plan = plan
-        ctx.save_for_backward(previous, projection, mixing, states, *projections, *weights)
-        return states[:, 1:].mean(dim=1)  # h_t = mean of s_1 … s_n
+        ctx.internals = (outputs, states, projections, saved_inputs)
+        ctx.save_for_backward(initial, hidden_weight, mixing, *weights)
+        return _sweep_output(plan, outputs)
 
     @staticmethod
     @once_differentiable  # first-order DARTS needs no second derivatives; asking for one raises
     def backward(ctx, grad_output: Tensor):
         plan = ctx.plan
-        previous, projection, mixing, states, *rest = ctx.saved_tensors
-        projections, weights = rest[: plan.nodes], rest[plan.nodes :]
-        _, rows, hidden = previous.shape
-        grads = torch.zeros_like(states)  # each state's gradient, accumulated as later nodes are visited
-        grads[:, 1:] = grad_output.unsqueeze(1) / plan.nodes
-        grad_mixing = torch.zeros_like(mixing)
-        grad_weights: list[Tensor] = [None] * plan.nodes  # type: ignore[list-item]
-        scratch = previous.new_empty(rows * 2 * hidden)  # du, row by row
-        for node in range(plan.nodes, 0, -1):
-            first_edge = node * (node - 1) // 2
-            sources, grad_sources = states[:, :node], grads[:, :node]
-            grad_projection = torch.empty_like(projections[node - 1])
-            grad_mixing[first_edge : first_edge + node] = plan.kernels.mixed_backward(
-                grads[:, node], states[:, node], sources, projections[node - 1], mixing[first_edge : first_edge + node],
-                plan.norms[node].batch_stats, plan.statistics[node], scratch, grad_sources, grad_projection,
+        outputs, states, projections, saved_inputs = ctx.internals
+        initial, hidden_weight, mixing, *weights = ctx.saved_tensors
+        needs = ctx.needs_input_grad  # plan, initial, x_parts, hidden_weight, mixing, *weights
+        nodes, kernels, dtype = len(weights), plan.kernels, plan.matmul_dtype
+        steps, (_, batch, size) = len(projections), initial.shape
+        gradients = _output_gradients(plan, grad_output)  # h_t's gradients, then each h_{t−1}'s added as found
+        grads = initial.new_empty(2, nodes + 1, batch, size)  # one step's node-state gradients
+        grad_projections = initial.new_empty(2, nodes, batch, 2 * size)  # node i's in [:, :i]
+        grad_x_parts = initial.new_empty(steps, 2, batch, 2 * size)  # = the input projections' gradients
+        grad_hidden = torch.zeros_like(hidden_weight) if needs[3] else None
+        grad_weights = initial.new_zeros(nodes, 2, size, 2 * size) if any(needs[5:]) else None  # per direction
+        mixing_grads = kernels.mixing_gradients(batch, size, len(mixing), initial) if needs[4] else None
+        grad_initial = torch.empty_like(initial) if needs[1] else None
+        scratch, rows_scratch = torch.empty_like(initial), initial.new_empty(batch * 2 * size)
+        for t in range(steps - 1, -1, -1):
+            step_states, step_projections = states[t], projections[t]
+            grads[:, 0].zero_()
+            torch.div(gradients[t].transpose(0, 1).unsqueeze(1).expand(2, nodes, batch, size), nodes, out=grads[:, 1:])
+            for node in range(nodes, 0, -1):
+                first_edge = node * (node - 1) // 2
+                edges = slice(first_edge, first_edge + node)
+                sources, grad_sources = step_states[:, :node], grads[:, :node]
+                grad_projection = grad_projections[:, :node]
+                kernels.mixed_backward(
+                    grads[:, node], step_states[:, node], sources, step_projections[node], mixing[edges],
+                    plan.norms[t][node].batch_stats, plan.statistics[t, node], rows_scratch, grad_sources,
+                    grad_projection, weight_grads=None if mixing_grads is None else mixing_grads[..., edges, :],
+                )  # fmt: skip
+                flat_projection = grad_projection.view(2, node * batch, 2 * size)
+                weight = _directions(weights[node - 1])
+                _add_matmul_(grad_sources.view(2, node * batch, size), flat_projection, weight.transpose(1, 2), dtype)
+                if grad_weights is not None:
+                    flat_sources = sources.view(2, node * batch, size)
+                    _add_matmul_(grad_weights[node - 1], flat_sources.transpose(1, 2), flat_projection, dtype)
+            previous = _previous(initial, outputs, t)
+            grad_previous = _grad_of_previous(t, gradients, grad_initial, scratch)
+            kernels.node_backward(
+                grads[:, 0], 1.0, None, previous, step_projections[0], ACTIVATION_CODES["tanh"], None,
+                plan.norms[t][0].batch_stats, plan.statistics[t, 0], grad_previous, t > 0, grad_x_parts[t],
             )  # fmt: skip
-            weight = _directions(weights[node - 1])
-            flat_projection = grad_projection.view(2, node * rows, 2 * hidden)
-            flat_sources = sources.view(2, node * rows, hidden)
-            _add_matmul_(grad_sources.view(2, node * rows, hidden), flat_projection, weight.transpose(1, 2), plan.matmul_dtype)
-            grad_weight = _matmul(flat_sources.transpose(1, 2), flat_projection, plan.matmul_dtype)
-            grad_weights[node - 1] = grad_weight.sum(0, keepdim=True) if weights[node - 1].shape[0] == 1 else grad_weight
-        grad_previous, grad_input_projection = torch.empty_like(previous), torch.empty_like(projection)
-        plan.kernels.node_backward(
-            grads[:, 0], 1.0, None, previous, projection, ACTIVATION_CODES["tanh"], None, plan.norms[0].batch_stats,
-            plan.statistics[0], grad_previous, False, grad_input_projection,
-        )  # fmt: skip
-        return None, grad_previous, grad_input_projection, grad_mixing, *grad_weights
+            if plan.hidden is not None:
+                wanted = grad_previous if (t > 0 or grad_initial is not None) else None
+                _input_backward(plan, t, saved_inputs[t], hidden_weight, grad_x_parts[t], wanted, grad_hidden)
+        grad_mixing = None if mixing_grads is None else kernels.total_mixing_gradient(mixing_grads)
+        grad_node_weights = [None] * nodes
+        if grad_weights is not None:
+            grad_node_weights = [
+                grad.sum(0, keepdim=True) if weight.shape[0] == 1 else grad for grad, weight in zip(grad_weights, weights)
+            ]
+        return None, grad_initial, grad_x_parts if needs[2] else None, grad_hidden, grad_mixing, *grad_node_weights
+
+
+def fused_search_sweep(
+    kernels: ModuleType,
+    initial: Tensor,
+    x_parts: Tensor,
+    hidden_weight: Tensor | None,
+    hidden: HiddenInput | None,
+    mixing: Tensor,
+    node_weights: Sequence[Tensor],
+    norm,
+    first_slot: int = 0,
+    aligned: bool = True,
+) -> Tensor:
+    """T steps of the search cell as ONE autograd node over a backend's kernels (paper eq. 7–8).
+
+    As :func:`fused_derived_sweep`; the mixing weights' gradient, too, is accumulated in one
+    buffer over all steps and nodes.
+
+    Args:
+        mixing: softmax(α) over all primitives without the ``none`` column, (edges, 4),
+            columns in the order of :data:`SEARCH_PRIMITIVES`.
+        node_weights: W_1 … W_n, each (D, h, 2h).
+        norm: the shared affine-free node BatchNorm.
+        first_slot: the first statistics slot of step 0; step t uses first_slot + t·(n + 1) + node.
+        The others: as :func:`fused_derived_sweep`.
+    """
+    steps, nodes = x_parts.shape[0], len(node_weights)
+    plan = _plan(
+        kernels, initial, steps, hidden, aligned,
+        [[NormArguments.of(norm, first_slot + t * (nodes + 1) + node) for node in range(nodes + 1)] for t in range(steps)],
+        norm.num_features, nodes,
+    )  # fmt: skip
+    output = _FusedSearchSweep.apply(
+        plan, initial, x_parts.to(initial.dtype), hidden_weight, mixing.to(initial.dtype).contiguous(), *node_weights
+    )
+    _record(norm, first_slot, plan.statistics.view(steps * (nodes + 1), 3, -1), initial.shape[1])
+    return output
 
 
 def fused_search_step(
     kernels: ModuleType, previous: Tensor, projection: Tensor, mixing: Tensor, node_weights: Sequence[Tensor], norm, slot: int
 ) -> Tensor:
-    """One step of the search cell as one autograd node over a backend's kernels.
+    """One step of the search cell (:func:`fused_search_sweep` of one step from h_{t−1}).
 
     Args:
-        kernels: the backend's kernel module (see :func:`fused_derived_step`).
         previous: h_{t−1}, (2, B, h).
         projection: the input node's [c_0, ĥ_0], (2, B, 2h).
-        mixing: softmax(α) over all primitives without the ``none`` column, (edges, 4),
-            columns in the order of :data:`SEARCH_PRIMITIVES`.
-        node_weights: W_1 … W_n, each (D, h, 2h).
-        norm: the shared affine-free node BatchNorm.
         slot: the first of the step's n + 1 statistics slots, t·(n + 1).
+        The others: as :func:`fused_search_sweep`.
 
     Returns:
-        h_t, (2, B, h), contiguous; in training mode the norm's running statistics of the
-        step's slots are updated.
+        h_t, (2, B, h), stored batch-major; in training mode the norm's running statistics of
+        the step's slots are updated.
     """
-    nodes = len(node_weights)
-    plan = _SearchPlan(
-        kernels=kernels,
-        nodes=nodes,
-        norms=[NormArguments.of(norm, slot + node) for node in range(nodes + 1)],
-        statistics=previous.new_empty(nodes + 1, 3, norm.num_features),
-        matmul_dtype=autocast_matmul_dtype(previous.device.type),
+    output = fused_search_sweep(
+        kernels, previous, projection.unsqueeze(0), None, None, mixing, node_weights, norm, slot, aligned=False
     )
-    projection = projection.to(previous.dtype)  # a bf16 projection under autocast
-    output = _FusedSearchStep.apply(plan, previous, projection, mixing.to(previous.dtype).contiguous(), *node_weights)
-    _record(norm, slot, plan.statistics, previous.shape[1])
-    return output
+    return output[0].transpose(0, 1)

@@ -353,6 +353,116 @@ def test_triton_activations_over_the_whole_float32_range():
         torch.testing.assert_close(out, truth, rtol=4e-7, atol=3e-45, equal_nan=True, msg=lambda m, a=activation: f"{a}: {m}")
 
 
+def test_triton_backward_kernels_accumulate_where_a_sweep_sums_its_steps():
+    """node_backward's dγ, dβ and mixed_backward's mixing-weight gradient added to accumulators
+    (as a sweep sums its steps) instead of returned: two calls leave the sum of the two returned
+    values, also with 2 × 4 blocks (several programs' partial sums, rows at an edge offset)."""
+    source, projection, norm, running, upstream = node_case("relu", True, True, torch.float64, seed=5)
+    code, statistics = ACTIVATION_CODES["relu"], source.new_empty(3, 2 * HIDDEN)
+    triton_nodes.node_forward(source, projection, code, norm, statistics, torch.empty_like(source))
+
+    def node_grads(scale, affine_grads=None):
+        return triton_nodes.node_backward(
+            upstream, scale, None, source, projection, code, norm.weight, True, statistics, torch.empty_like(source),
+            False, torch.empty_like(projection), affine_grads=affine_grads,
+        )  # fmt: skip
+
+    first, second = node_grads(1.0), node_grads(0.5)
+    accumulators = (torch.full_like(first[0], 0.25), torch.full_like(first[1], -0.25))
+    assert node_grads(1.0, accumulators) is accumulators
+    node_grads(0.5, accumulators)
+    torch.testing.assert_close(accumulators[0], 0.25 + first[0] + second[0], **TOLERANCE[torch.float64])
+    torch.testing.assert_close(accumulators[1], -0.25 + first[1] + second[1], **TOLERANCE[torch.float64])
+
+    states, projection, alpha, running, grads = mixed_case(True, torch.float64, seed=6)
+    sources, out = states[:, :3], states[:, 3]
+    weights = torch.softmax(alpha, dim=-1)[:, 1:].contiguous()
+    statistics = states.new_empty(3, 2 * HIDDEN)
+    triton_nodes.mixed_forward(sources, projection, weights, NormArguments(None, None, True, None, None, EPS), statistics, out)
+
+    def mixed_grads(upstream, weight_grads=None):
+        return triton_nodes.mixed_backward(
+            upstream, out, sources, projection, weights, True, statistics, None, torch.zeros_like(sources),
+            torch.empty_like(projection), weight_grads=weight_grads,
+        )  # fmt: skip
+
+    first, second = mixed_grads(grads[:, 3]), mixed_grads(grads[:, 4])
+    accumulator = triton_nodes.mixing_gradients(BATCH, HIDDEN, 5, states)  # 5 edges; this node's are 2 … 4
+    assert accumulator.shape == (2, 5, 4) and not accumulator.any()
+    mixed_grads(grads[:, 3], accumulator[:, 2:])
+    mixed_grads(grads[:, 4], accumulator[:, 2:])
+    total = triton_nodes.total_mixing_gradient(accumulator)
+    torch.testing.assert_close(total[2:], first + second, **TOLERANCE[torch.float64])
+    assert not total[:2].any()
+    tiled = states.new_zeros(2 * 2, 3, 4)  # SMALL_TILE: 2 column blocks per direction
+    for upstream in (grads[:, 3], grads[:, 4]):
+        torch.ops.dartsrenet.triton_mixed_backward_accumulate(
+            upstream, out, sources, projection, weights, True, statistics, torch.zeros_like(sources),
+            torch.empty_like(projection), tiled, True, *SMALL_TILE,
+        )  # fmt: skip
+    torch.testing.assert_close(tiled.sum(0), first + second, **TOLERANCE[torch.float64])
+
+
+def triton_cell_sweeps(backend, make_cell, steps=2):
+    """Training sweeps, then one in eval mode, float64: outputs, gradients of x and every parameter,
+    and the final state dict."""
+    cell = make_cell()
+    cell.use_backend(backend)
+    generator = torch.Generator().manual_seed(7)
+    results = []
+    for training in [True] * steps + [False]:
+        cell.train(training)
+        cell.zero_grad(set_to_none=True)
+        x = torch.randn(3, 4, 5, generator=generator, dtype=torch.float64).requires_grad_()
+        out = cell.sweep(x)
+        out.backward(torch.randn(out.shape, generator=generator, dtype=torch.float64))
+        results.append((out.detach(), x.grad, {name: p.grad for name, p in cell.named_parameters()}))
+    return results, cell.state_dict()
+
+
+def make_triton_cell(kind, variant):
+    from dartsrenet.cells import ArchitectureWeights, DartsCell, DartsSearchCell
+    from dartsrenet.genotypes import Genotype
+
+    torch.manual_seed(8)
+    if kind == "search":
+        architecture = ArchitectureWeights()
+        with torch.no_grad():
+            architecture.alpha.normal_()
+        return DartsSearchCell(5, 4, architecture, variant).double()
+    # nodes 1, 3, 4, 6 are not averaged and 6 feeds nothing
+    genotype = Genotype.from_string("relu:0,tanh:1,identity:1,sigmoid:3,relu:2,tanh:4,sigmoid:5,identity:7@2,5,7,8")
+    cell = DartsCell(5, 4, genotype, variant).double()
+    with torch.no_grad():
+        for norm in [cell.input_norm, *cell.node_norms]:
+            norm.weight.uniform_(0.5, 1.5)
+            norm.bias.uniform_(-0.5, 0.5)
+    return cell
+
+
+@pytest.mark.parametrize("variant", ["vanilla", "sigmoid_weighting", "directional_weight_sharing"])
+@pytest.mark.parametrize("kind", ["derived", "search"])
+def test_triton_backend_cells_equal_eager(kind, variant):
+    """Whole cells on the triton backend — a sweep as one autograd node over the Triton kernels,
+    or (the gated input node of ``sigmoid_weighting``) step by step — against the eager backend,
+    float64: outputs, the input's and every parameter's gradient (α's included), running
+    statistics, over two training sweeps and one in eval mode."""
+    results, state = triton_cell_sweeps("triton", lambda: make_triton_cell(kind, variant))
+    expected_results, expected_state = triton_cell_sweeps("eager", lambda: make_triton_cell(kind, variant))
+    tolerance = TOLERANCE[torch.float64]
+    for (out, x_grad, grads), (expected, x_expected, expected_grads) in zip(results, expected_results, strict=True):
+        torch.testing.assert_close(out, expected, **tolerance)
+        torch.testing.assert_close(x_grad, x_expected, **tolerance)
+        for name, grad in expected_grads.items():
+            if grad is None:  # the eager path leaves unused nodes' parameters without gradients
+                assert grads[name] is None or not grads[name].any(), name
+            else:
+                torch.testing.assert_close(grads[name], grad, **tolerance, msg=lambda m, name=name: f"{name}: {m}")
+    assert state.keys() == expected_state.keys()
+    for name, value in expected_state.items():
+        torch.testing.assert_close(state[name], value, **tolerance, msg=lambda m, name=name: f"{name}: {m}")
+
+
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
 @pytest.mark.parametrize("count", [1, 3, 9])
 def test_triton_mean_of_states_equals_torch_mean(count, dtype):

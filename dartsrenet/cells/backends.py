@@ -5,8 +5,8 @@ Backends (``docs/design.md`` has the figures behind the choice):
 * ``eager`` — the paper's maths as written (:mod:`dartsrenet.cells.maths`), plain PyTorch
   on any device and dtype. The reference every other backend is tested against.
 * ``native`` — fused C kernels for the CPU (:mod:`dartsrenet.fused_nodes` over
-  ``dartsrenet/csrc``, built by :mod:`dartsrenet.native`): one autograd node per time step.
-* ``triton`` — the same fused steps with Triton kernels (:mod:`dartsrenet.triton_nodes`)
+  ``dartsrenet/csrc``, built by :mod:`dartsrenet.native`): one autograd node per sweep.
+* ``triton`` — the same fused sweeps with Triton kernels (:mod:`dartsrenet.triton_nodes`)
   for CUDA GPUs; on a CPU only under ``TRITON_INTERPRET=1`` (the tests).
 * ``auto`` — by device: ``native`` on the CPU, ``triton`` on CUDA, ``eager`` elsewhere;
   ``eager`` (with a warning saying why) where the chosen one cannot run — no C compiler,
@@ -122,7 +122,8 @@ def _warn_once(message: str) -> None:
 
 def kernels(name: str) -> ModuleType:
     """The kernel module of a fused backend: ``node_forward``, ``node_backward``,
-    ``mixed_forward``, ``mixed_backward``, ``mean_of_states`` with one signature."""
+    ``mixed_forward``, ``mixed_backward``, ``mixing_gradients``, ``total_mixing_gradient``,
+    ``mean_of_states`` with one signature."""
     if name == "native":
         from dartsrenet import fused_nodes
 

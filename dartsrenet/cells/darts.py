@@ -13,6 +13,10 @@ them is the same for all backends:
   input BatchNorm is per channel, so BN(x_t)·W_0x is computed for every step before the
   loop (:class:`_HoistedInputNode`); not possible for ``sigmoid_weighting`` in training
   mode, whose gate depends on h_{t−1} — that case runs :meth:`step`;
+* on a fused backend the whole hoisted sweep is one autograd node
+  (:func:`~dartsrenet.fused_nodes.fused_derived_sweep`,
+  :func:`~dartsrenet.fused_nodes.fused_search_sweep`), except ``sigmoid_weighting``'s
+  gated input node, which runs the fused steps one by one;
 * node states live batch-major in memory (``(B, 2, h)``, seen as ``(2, B, h)``), so the
   BatchNorm over ``[fwd ‖ bwd]`` needs no transposed copies.
 """
@@ -30,7 +34,15 @@ from dartsrenet.cells.backends import check_kernel_inputs, compiled, kernels, re
 from dartsrenet.cells.base import NUM_DIRECTIONS, BidirectionalCell, batch_major_zeros
 from dartsrenet.cells.maths import align_directions, average_states, directional_matmul, gated_node, mixed_node
 from dartsrenet.cells.norms import DirectionalBatchNorm
-from dartsrenet.fused_nodes import SEARCH_PRIMITIVES, autocast_matmul_dtype, fused_derived_step, fused_search_step
+from dartsrenet.fused_nodes import (
+    SEARCH_PRIMITIVES,
+    HiddenInput,
+    autocast_matmul_dtype,
+    fused_derived_step,
+    fused_derived_sweep,
+    fused_search_step,
+    fused_search_sweep,
+)
 from dartsrenet.genotypes import NUM_NODES, Genotype, num_edges
 from dartsrenet.variants import Variant, get_variant
 
@@ -153,14 +165,22 @@ class _DartsCellBase(BidirectionalCell):
         if not norm.track_running_stats or (self.input_gate is not None and norm.uses_batch_statistics()):
             return super().sweep(x)
         input_node = _HoistedInputNode(self, x)
-        nodes = self._sweep_nodes()
-        state = self.initial_state(x.shape[1], x)
-        outputs = []
-        for t in range(x.shape[0]):
-            state = nodes(state, input_node.projection(t, state), t)
-            outputs.append(state)
+        if self.backend != "eager" and self.input_gate is None:
+            output = self._fused_sweep(self.kernel_state(self.initial_state(x.shape[1], x)), input_node)
+        else:
+            nodes = self._sweep_nodes()
+            state = self.initial_state(x.shape[1], x)
+            outputs = []
+            for t in range(x.shape[0]):
+                state = nodes(state, input_node.projection(t, state), t)
+                outputs.append(state)
+            output = align_directions(outputs)
         input_node.update_running_statistics()
-        return align_directions(outputs)
+        return output
+
+    def _fused_sweep(self, initial: Tensor, input_node: _HoistedInputNode) -> Tensor:
+        """:meth:`sweep` on a fused backend, as one autograd node, from h_{−1} = ``initial``."""
+        raise NotImplementedError
 
 
 class _HoistedInputNode:
@@ -198,7 +218,8 @@ class _HoistedInputNode:
         if self.batch_statistics:  # training mode (the gated variant never gets here)
             folded = gamma.unsqueeze(-1) * weight  # W'_0 = diag(γ)·W_0, the same at every step
             bias = torch.einsum("dj,djk->dk", beta, weight)  # β·W_0, (2, 2h)
-            self.hidden_weights = [folded[:, input_size:]] * length  # W'_0h, (2, h, 2h)
+            self.hidden_weight = folded[:, input_size:]  # W'_0h, (2, h, 2h), the same at every step
+            self.hidden_weights = [self.hidden_weight] * length
             # statistics per step and channel over the batch: a BatchNorm over the T·C channels of
             # x as (B, T·C); momentum 1 leaves each step's batch mean and unbiased variance in the buffers
             statistics_dtype = norm.running_mean.dtype  # float32 under autocast too
@@ -209,10 +230,10 @@ class _HoistedInputNode:
             # x_t's share of [c_0, ĥ_0] for every step and both directions: one matmul
             input_weight = torch.cat([folded[0, :input_size], folded[1, :input_size]], dim=-1)  # (C, 4h)
             projected = torch.addmm(bias.reshape(-1), normalised.view(-1, input_size), input_weight)  # (B·T, 4h)
-            forward, backward = projected.view(batch, length, directions, 2 * hidden).unbind(-2)
-            forward, backward = forward.unbind(1), backward.unbind(1)  # T × (B, 2h)
+            forward, backward = projected.view(batch, length, directions, 2 * hidden).unbind(-2)  # (B, T, 2h)
             # step t: the forward direction reads position t, the backward position T−1−t
-            self.x_parts = [torch.stack([forward[t], backward[-1 - t]]) for t in range(length)]  # (2, B, 2h)
+            self.all_x_parts = torch.stack([forward.transpose(0, 1), backward.flip(1).transpose(0, 1)], dim=1)
+            self.x_parts = self.all_x_parts.unbind(0)  # T × (2, B, 2h)
             # the h-channels' batch statistics of every step, filled in by the loop
             self.h_mean = x.new_zeros(length, directions * hidden, dtype=statistics_dtype)
             self.h_var = x.new_zeros(length, directions * hidden, dtype=statistics_dtype)
@@ -222,13 +243,15 @@ class _HoistedInputNode:
             shift = beta - torch.stack(means).view(length, directions, joint) * scale
             folded = scale.unsqueeze(-1) * weight  # W'_0,t, (T, 2, d_in, 2h)
             bias = torch.einsum("tdj,djk->tdk", shift, weight).unsqueeze(2)  # shift_t·W_0, (T, 2, 1, 2h)
-            self.hidden_weights = list(folded[:, :, input_size:].unbind(0))
+            self.hidden_weight = folded[:, :, input_size:]  # W'_0h,t, (T, 2, h, 2h)
+            self.hidden_weights = list(self.hidden_weight.unbind(0))
             reads = torch.stack([x, x.flip(0)], dim=1)  # (T, 2, B, C): what each direction reads at step t
             x_parts = torch.matmul(reads, folded[:, :, :input_size])  # (T, 2, B, 2h)
             if self.gate_weight is None:
                 x_parts = x_parts + bias
             else:
                 self.biases = list(bias.unbind(0))
+            self.all_x_parts = x_parts  # (T, 2, B, 2h)
             self.x_parts = list(x_parts.unbind(0))
         if self.gate_weight is not None:
             x_gate = torch.matmul(x, self.gate_weight[:input_size]).unbind(0)  # x_t·w_x, (B, 1) per step
@@ -249,6 +272,12 @@ class _HoistedInputNode:
             gate = torch.sigmoid(self.x_gates[t] + torch.matmul(previous, self.gate_weight[self.input_size :]))
             projection = torch.addcmul(self.biases[t], gate, projection)
         return projection
+
+    def hidden_input(self) -> HiddenInput:
+        """How h_{t−1} enters the projection, for the fused sweeps (x-parts without a gate only)."""
+        if self.batch_statistics:
+            return HiddenInput(True, self.h_mean, self.h_var, self.norm.eps)
+        return HiddenInput(False, None, None, self.norm.eps)
 
     def update_running_statistics(self) -> None:
         """Leave the input BatchNorm's running statistics as T sequential steps would (slot t ← step t)."""
@@ -314,6 +343,14 @@ class DartsCell(_DartsCellBase):
             projection = directional_matmul(source, self.node_weights[node - 1])  # [c_i, ĥ_i]
             states.append(self.node_norms[node](update(source, projection, activation), t))
         return average_states([states[node] for node in self.genotype.concat])
+
+    def _fused_sweep(self, initial: Tensor, input_node: _HoistedInputNode) -> Tensor:
+        check_kernel_inputs(self.backend, initial, input_node.x_parts[0], self.node_norms)
+        return fused_derived_sweep(
+            kernels(self.backend), initial, input_node.all_x_parts, input_node.hidden_weight, input_node.hidden_input(),
+            self.genotype.activations, self.genotype.predecessors, self.genotype.concat, list(self.node_weights),
+            self.node_norms,
+        )  # fmt: skip
 
 
 class ArchitectureWeights(nn.Module):
@@ -415,7 +452,8 @@ class DartsSearchCell(_DartsCellBase):
         (:meth:`edge_probabilities`) are computed if not given.
 
         The shared node BatchNorm uses slot t·(nodes+1) + node. With a fused backend the
-        whole step is one autograd node (:func:`~dartsrenet.fused_nodes.fused_search_step`).
+        whole step is one autograd node (:func:`~dartsrenet.fused_nodes.fused_search_step`;
+        a hoisted :meth:`sweep` is one for all steps).
         """
         first_slot = t * (self.num_nodes + 1)
         if self.backend != "eager":
@@ -439,6 +477,13 @@ class DartsSearchCell(_DartsCellBase):
             kernels(self.backend), previous, projection, kernel_mixing, list(self.node_weights), self.node_norm,
             t * (self.num_nodes + 1),
         )
+
+    def _fused_sweep(self, initial: Tensor, input_node: _HoistedInputNode) -> Tensor:
+        check_kernel_inputs(self.backend, initial, input_node.x_parts[0], [self.node_norm])
+        return fused_search_sweep(
+            kernels(self.backend), initial, input_node.all_x_parts, input_node.hidden_weight, input_node.hidden_input(),
+            self.kernel_mixing(self.edge_probabilities()), list(self.node_weights), self.node_norm,
+        )  # fmt: skip
 
     def _sweep_nodes(self) -> Callable[[Tensor, Tensor, int], Tensor]:
         probabilities = self.edge_probabilities()  # softmax(α) once per sweep, not per step

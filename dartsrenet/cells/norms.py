@@ -147,30 +147,44 @@ class DirectionalBatchNorm(nn.BatchNorm1d):
 
 
 def record_together(
-    norms: Sequence[DirectionalBatchNorm], slot: int, means: Tensor, variances: Tensor, batch_size: int,
+    norms: Sequence[DirectionalBatchNorm], first_slot: int, means: Tensor, variances: Tensor, batch_size: int,
     biased: bool = False,
 ) -> None:
-    """``norms[i].record(slot, means[i:i+1], variances[i:i+1], …)`` for every i, in a few ops.
+    """``norms[i].record(first_slot, means[i], variances[i], …)`` for every i, in a few ops.
 
-    The derived cell's nine node BatchNorms each record one row at the same slot every
-    step: 27 small kernels one by one (count, mean, variance), 3 here (``torch._foreach_*``)
-    when every norm is in training mode with the same fixed momentum and already has the
-    slot. Anything else (a new slot, ``momentum=None``, eval mode) takes the per-norm path.
+    The derived cell's nine node BatchNorms each record a row per step at the same slots:
+    27 small kernels a step one by one (count, mean, variance), 3 a whole sweep here
+    (``torch._foreach_*``) when every norm is in training mode with the same fixed momentum
+    and already has the slots. Anything else (a new slot, ``momentum=None``, eval mode) takes
+    the per-norm path.
+
+    Args:
+        norms: the BatchNorms.
+        first_slot: the slot of the first row.
+        means: (len(norms), steps, channels), one row per slot from ``first_slot``; or
+            (len(norms), channels) for the one slot ``first_slot``.
+        variances: as ``means``; unbiased unless ``biased``.
+        batch_size: B, to turn unbiased variances into biased ones.
+        biased: the variances are already the biased ones.
     """
+    if means.dim() == 2:
+        means, variances = means.unsqueeze(1), variances.unsqueeze(1)
+    steps = means.shape[1]
     active = [norm for norm in norms if norm.training and norm.track_running_stats]
     if not active:
         return
     momentum = active[0].momentum
     if len(active) < len(norms) or momentum is None or any(
-        norm.momentum != momentum or norm.num_slots <= slot for norm in norms
+        norm.momentum != momentum or norm.num_slots < first_slot + steps for norm in norms
     ):
         for row, norm in enumerate(norms):
             if norm.training and norm.track_running_stats:
-                norm.record(slot, means[row : row + 1], variances[row : row + 1], batch_size, biased)
+                norm.record(first_slot, means[row], variances[row], batch_size, biased)
         return
     with torch.no_grad():
         biased_variances = variances if biased else variances * ((batch_size - 1) / batch_size)
-        torch._foreach_add_([norm.num_batches_tracked for norm in norms], 1)
-        targets = [norm.running_mean[slot] for norm in norms] + [norm.running_var[slot] for norm in norms]
+        torch._foreach_add_([norm.num_batches_tracked for norm in norms], steps)
+        rows = slice(first_slot, first_slot + steps)
+        targets = [norm.running_mean[rows] for norm in norms] + [norm.running_var[rows] for norm in norms]
         sources = list(means.unbind(0)) + list(biased_variances.unbind(0))
         torch._foreach_lerp_(targets, sources, momentum)  # (1 − m)·running + m·batch
