@@ -21,6 +21,7 @@ import argparse
 import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -82,36 +83,41 @@ def plot_random_control(
             random_trials.loc[random_trials[dataset_col] == dataset, variant_col], VARIANT_LABELS
         )
     ]
-    figure = Figure(figsize=(4.2 * max(len(panels), 1), 4.6), layout="constrained")
-    axes = figure.subplots(1, max(len(panels), 1), squeeze=False)[0]
+    figure = Figure(figsize=(4.2 * max(len(panels), 1), 5.2), layout="constrained")
+    axes = figure.subplots(1, max(len(panels), 1), squeeze=False, sharey=True)[0]
     generator = np.random.default_rng(0)  # jitter only
+    legend: dict[str, Any] = {}
     for axis, (dataset, variant) in zip(axes, panels, strict=False):
         group = random_trials[(random_trials[dataset_col] == dataset) & (random_trials[variant_col] == variant)]
         accuracies = genotype_accuracies(group).to_numpy()
         if len(accuracies):
-            axis.boxplot(accuracies, positions=[0], widths=0.5, showfliers=False)
+            axis.boxplot(accuracies, positions=[0], widths=0.5, showfliers=False,
+                         medianprops={"color": "black"})
             axis.scatter(generator.uniform(-0.15, 0.15, len(accuracies)), accuracies, s=18, color="tab:gray",
-                         alpha=0.8, label=f"random genotypes (K={len(accuracies)})", zorder=3)
+                         alpha=0.8, label=f"random genotypes (K={len(accuracies)} per variant)", zorder=3)
         marks = [("DARTS cell", eval_trials, "tab:red", "*")]
         marks += [(label, trials, color, "D") for (label, trials), color in
                   zip((extra_cells or {}).items(), ("tab:orange", "tab:brown", "tab:pink"), strict=False)]
-        for label, trials, color, marker in marks:
+        for offset, (label, trials, color, marker) in enumerate(marks):
             darts = finished_accuracies(trials, dataset, variant)
             if len(darts):
-                axis.scatter(np.full(len(darts), 0.45), darts, marker=marker, s=70, color=color, zorder=4,
-                             label=f"{label} ({len(darts)} seed{'s' if len(darts) > 1 else ''})")
+                axis.scatter(np.full(len(darts), 0.45 + 0.15 * offset), darts, marker=marker, s=70, color=color,
+                             zorder=4, label=f"{label}: seeds, line at their mean")
                 axis.axhline(darts.mean(), color=color, linewidth=1.2)
         for model, style in BASELINE_STYLES.items():
             baseline = finished_accuracies(eval_trials, dataset, model)
             if len(baseline):
                 axis.axhline(baseline.mean(), color=style["color"], linestyle=style["linestyle"],
-                             label=f"{style['label']} (mean of {len(baseline)})")
-        axis.set_xlim(-0.6, 0.8)
+                             label=f"{style['label']} (mean over seeds)")
+        axis.set_xlim(-0.6, 0.6 + 0.15 * len(marks))
         axis.set_xticks([])
         axis.set_title(f"{dataset_label(dataset)}: {variant_label(variant)}", fontsize=10)
-        axis.set_ylabel("test accuracy [%]")
         axis.grid(axis="y", alpha=0.3)
-        axis.legend(fontsize=7, loc="lower right")
+        handles, labels = axis.get_legend_handles_labels()
+        legend.update(zip(labels, handles, strict=True))
+    axes[0].set_ylabel("test accuracy [%]")
+    if legend:
+        figure.legend(list(legend.values()), list(legend), loc="outside lower center", ncol=3, fontsize=8)
     if title:
         figure.suptitle(title)
     return figure

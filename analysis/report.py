@@ -15,6 +15,7 @@ from pathlib import Path
 from analysis import draw_cells, make_table, plot_search
 from analysis.plot_random import DPI, plot_random_control
 from analysis.results import Experiment, ExperimentNotFoundError, load_trials, read_experiment
+from analysis.tables import dataset_label
 from dartsrenet.genotypes import GenotypeError
 from dartsrenet.results import SELECTION_FILE
 
@@ -83,7 +84,7 @@ def write_study_report(
     figures = out / FIGURES
     figures.mkdir(parents=True, exist_ok=True)
     sections = [
-        f"# Study report: DARTS cells against random cells on {dataset}\n",
+        f"# Study report: DARTS cells against random cells on {dataset_label(dataset)}\n",
         _section("Command and machine", f"`{command}`\n\nMachine: {machine}\n\n" + timing_table(timings)),
     ]
     if missing:
@@ -112,7 +113,7 @@ def write_study_report(
         extra = {"2nd-order DARTS": load_trials(evaluation2)} if evaluation2 is not None else None
         figure = plot_random_control(
             load_trials(random), load_trials(evaluation) if evaluation is not None else None, extra,
-            title=f"Random-genotype control on {dataset}: test accuracy",
+            title=f"Random-genotype control on {dataset_label(dataset)}: test accuracy",
         )
         figure.savefig(figures / "random_control.png", dpi=DPI)
         figure_lines.append(f"![random-genotype control]({FIGURES}/random_control.png)")

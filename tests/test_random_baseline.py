@@ -95,8 +95,8 @@ def test_plot_marks_the_darts_cell_and_baselines(control, tmp_path):
     figure = plot_random.plot_random_control(
         load_trials(results.latest_experiment(control, results.RANDOM_KIND)), load_trials(read_experiment(control / "eval"))
     )
-    labels = [text.get_text() for text in figure.axes[0].get_legend().get_texts()]
-    assert labels[0] == "random genotypes (K=3)"
+    labels = [text.get_text() for text in figure.legends[0].get_texts()]
+    assert labels[0] == "random genotypes (K=3 per variant)"
     assert any(label.startswith("DARTS cell") for label in labels) and any(label.startswith("GRU") for label in labels)
 
 
