@@ -468,7 +468,10 @@ class _FusedDerivedSweep(torch.autograd.Function):
             projections.append(step_projections)
             saved_inputs.append(saved)
         ctx.plan, ctx.graph = plan, graph
-        ctx.internals = (outputs, states, projections, saved_inputs)
+        # outputs may be the returned tensor itself (not aligned): keeping it on ctx would make a
+        # reference cycle (output → grad_fn → ctx → output) that only the cycle collector frees —
+        # a sweep's activations piling up step after step. A detached alias shares the memory.
+        ctx.internals = (outputs.detach(), states, projections, saved_inputs)
         ctx.save_for_backward(initial, hidden_weight, *parameters)
         return _sweep_output(plan, outputs)
 
@@ -675,7 +678,10 @@ class _FusedSearchSweep(torch.autograd.Function):
             projections.append(step_projections)
             saved_inputs.append(saved)
         ctx.plan = plan
-        ctx.internals = (outputs, states, projections, saved_inputs)
+        # outputs may be the returned tensor itself (not aligned): keeping it on ctx would make a
+        # reference cycle (output → grad_fn → ctx → output) that only the cycle collector frees —
+        # a sweep's activations piling up step after step. A detached alias shares the memory.
+        ctx.internals = (outputs.detach(), states, projections, saved_inputs)
         ctx.save_for_backward(initial, hidden_weight, mixing, *weights)
         return _sweep_output(plan, outputs)
 
