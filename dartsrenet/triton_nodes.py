@@ -858,16 +858,9 @@ def mean_of_states(states: Sequence[Tensor]) -> Tensor:
 def mixed_forward(
     sources: Tensor, projection: Tensor, weights: Tensor, norm: NormArguments, statistics: Tensor, out: Tensor
 ) -> None:
-    """out = BN(Σ_j Σ_f w_jf · node_update(s_j, σ(c_j), f(ĥ_j))) (eq. 8), BatchNorm without affine parameters.
-
-    Args:
-        sources: s_0 … s_{i−1}, (2, i, B, h).
-        projection: [c_j, ĥ_j] = s_j·W_i, (2, i, B, 2h).
-        weights: w_jf = softmax(α)[j→i, f] for f in tanh, relu, sigmoid, identity, (i, 4).
-        norm: the shared node norm at this node's slot (its γ, β are not used).
-        statistics: (3, 2h), receives mean, biased variance, 1/σ.
-        out: (2, B, h), written.
-    """
+    """out = BN(Σ_j Σ_f w_jf · node_update(s_j, σ(c_j), f(ĥ_j))) (eq. 8) with the Triton kernel:
+    the arguments and shapes of :func:`dartsrenet.fused_nodes.mixed_forward` (the norm's γ, β
+    are not used), each checked here with one line naming it."""
     _check_source(sources, 4)
     _, count, rows, hidden = sources.shape
     dtype, device = sources.dtype, sources.device

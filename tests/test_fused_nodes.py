@@ -19,6 +19,7 @@ from dartsrenet.cells.backends import check_kernel_inputs, resolve_backend
 from dartsrenet.fused_nodes import ACTIVATION_CODES, NormArguments, mean_of_states, node_backward, node_forward
 from dartsrenet.genotypes import PAPER_GENOTYPES, Genotype
 from dartsrenet.activations import get_activation
+from tests.cell_comparison import assert_same_cell_results
 
 HIDDEN, BATCH = 6, 5
 TOLERANCE = {torch.float64: {"rtol": 1e-9, "atol": 1e-11}, torch.float32: {"rtol": 2e-4, "atol": 2e-5}}
@@ -161,18 +162,7 @@ def assert_same_sweeps(make_cell, dtype):
     # float32: the first step's h_{−1} = 0 has zero batch variance, so BatchNorm's 1/√ε ≈ 316
     # amplifies rounding differences (hence the float64 run for the maths)
     tolerance = TOLERANCE[dtype] if dtype == torch.float64 else {"rtol": 2e-3, "atol": 2e-3}
-    for (out, x_grad, grads), (expected, x_expected, expected_grads) in zip(fused_results, eager_results, strict=True):
-        torch.testing.assert_close(out, expected, **tolerance)
-        torch.testing.assert_close(x_grad, x_expected, **tolerance)
-        assert grads.keys() == expected_grads.keys()
-        for name, grad in expected_grads.items():
-            if grad is None:  # the eager path leaves unused nodes' parameters without gradients
-                assert grads[name] is None or not grads[name].any(), name
-            else:
-                torch.testing.assert_close(grads[name], grad, **tolerance, msg=lambda m, name=name: f"{name}: {m}")
-    assert fused_state.keys() == eager_state.keys()
-    for name, value in eager_state.items():
-        torch.testing.assert_close(fused_state[name], value, **tolerance, msg=lambda m, name=name: f"{name}: {m}")
+    assert_same_cell_results(fused_results, fused_state, eager_results, eager_state, tolerance)
 
 
 @needs_compiler

@@ -27,6 +27,7 @@ from dartsrenet import triton_nodes  # noqa: E402
 from dartsrenet.activations import get_activation  # noqa: E402
 from dartsrenet.cells.maths import mixed_node  # noqa: E402
 from dartsrenet.fused_nodes import ACTIVATION_CODES, SEARCH_PRIMITIVES, NormArguments  # noqa: E402
+from tests.cell_comparison import assert_same_cell_results  # noqa: E402
 from tests.test_fused_nodes import TOLERANCE, eager_node  # noqa: E402
 from tests.test_kernel_extremes import assert_close_relative, extreme_values, node_inputs  # noqa: E402
 from tests.test_kernel_extremes import eager_node as eager_lerp_node  # noqa: E402
@@ -449,18 +450,7 @@ def test_triton_backend_cells_equal_eager(kind, variant):
     statistics, over two training sweeps and one in eval mode."""
     results, state = triton_cell_sweeps("triton", lambda: make_triton_cell(kind, variant))
     expected_results, expected_state = triton_cell_sweeps("eager", lambda: make_triton_cell(kind, variant))
-    tolerance = TOLERANCE[torch.float64]
-    for (out, x_grad, grads), (expected, x_expected, expected_grads) in zip(results, expected_results, strict=True):
-        torch.testing.assert_close(out, expected, **tolerance)
-        torch.testing.assert_close(x_grad, x_expected, **tolerance)
-        for name, grad in expected_grads.items():
-            if grad is None:  # the eager path leaves unused nodes' parameters without gradients
-                assert grads[name] is None or not grads[name].any(), name
-            else:
-                torch.testing.assert_close(grads[name], grad, **tolerance, msg=lambda m, name=name: f"{name}: {m}")
-    assert state.keys() == expected_state.keys()
-    for name, value in expected_state.items():
-        torch.testing.assert_close(state[name], value, **tolerance, msg=lambda m, name=name: f"{name}: {m}")
+    assert_same_cell_results(results, state, expected_results, expected_state, TOLERANCE[torch.float64])
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
