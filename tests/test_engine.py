@@ -312,14 +312,15 @@ def test_test_metrics_come_from_the_selected_epochs_weights(tmp_path):
     assert evaluate(model, test_loader, torch.device("cpu"))[0] != summary["test_loss"]  # the last epoch's differ
 
 
-def test_nan_in_the_alpha_step_is_caught(tmp_path):
+@pytest.mark.parametrize("arch_order", [1, 2], ids=["first_order", "second_order"])
+def test_nan_in_the_alpha_step_is_caught(tmp_path, arch_order):
     torch.manual_seed(0)
     train_cs, val_cs, _ = make_search_loaders("digits", batch_size=16, limit=64)
     model = build_search_model("vanilla", channels=4)
     weight_optimizer, arch_optimizer = make_optimizers(model, search_config(tmp_path))
     model.alpha.register_hook(lambda grad: torch.full_like(grad, float("nan")))  # a finite loss, a NaN gradient
     with pytest.raises(NonFiniteLossError, match="α became non-finite after search α step 0"):
-        search_epoch(model, train_cs, val_cs, weight_optimizer, arch_optimizer, torch.device("cpu"))
+        search_epoch(model, train_cs, val_cs, weight_optimizer, arch_optimizer, torch.device("cpu"), arch_order=arch_order)
 
 
 def _driven_epoch(driver, model, val_loader, epoch):
