@@ -66,6 +66,7 @@ from dartsrenet.results import (
     write_json,
 )
 from dartsrenet.run_options import add_run_options
+from dartsrenet.safe_paths import UnsafePathError, checked_name
 
 # Trainables and helpers of this module are shipped to Ray workers by value: workers
 # need only `dartsrenet` installed, not this folder on their path (`ray submit`
@@ -630,6 +631,12 @@ class SweepPlan:
     storage: str
     details: dict[str, Any]
     epochs: int | None = None
+
+    def __post_init__(self) -> None:
+        try:  # one folder of the storage, where the analysis finds it
+            checked_name(self.name, "experiment name")
+        except UnsafePathError as error:
+            raise SweepError(f"{error} (--name names one folder inside --storage)") from None
 
     @property
     def experiment(self) -> str:
