@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pytest
 
+from dartsrenet import cli
 from dartsrenet.config import PRESETS, load_preset, preset_shape_problem
 from tests.fixtures_results import make_eval_experiment, make_search_experiment
 
@@ -34,11 +35,6 @@ MALFORMED_PRESETS = {
     "not-json.json": ("search:\n  epochs: 2\n", "malformed preset JSON (preset files are JSON)"),
     "cut.json": ('{"search": {"epochs": 2', "malformed preset JSON"),
 }
-
-
-def run_python(*args: str, cwd: Path = ROOT) -> subprocess.CompletedProcess:
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
-    return subprocess.run([sys.executable, *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=300)
 
 
 @pytest.mark.parametrize("name", list(MALFORMED_PRESETS))
@@ -68,19 +64,21 @@ def test_the_built_in_presets_have_the_preset_shape(name):
     assert preset_shape_problem(PRESETS[name]) is None
 
 
-def test_the_command_line_and_a_sweep_refuse_a_malformed_preset_with_one_line(tmp_path):
+def test_the_command_line_and_a_sweep_refuse_a_malformed_preset_with_one_line(tmp_path, capsys):
     path = tmp_path / "bad.json"
     path.write_text('{"search": [1, 2]}')
-    library = run_python("-m", "dartsrenet", "search", "--preset", str(path), "--out", str(tmp_path / "run"))
-    assert library.returncode == 2
-    assert library.stderr.strip() == f"error: {path}: 'search' must be an object of config fields, got list"
+    assert cli.main(["search", "--preset", str(path), "--out", str(tmp_path / "run")]) == 2
+    assert capsys.readouterr().err.strip() == f"error: {path}: 'search' must be an object of config fields, got list"
+    assert not (tmp_path / "run").exists()
     pytest.importorskip("ray", reason="ray is not installed (pip install -e '.[sweeps]')")
     from sweeps import search_all_variants
 
-    sweep = run_python("sweeps/search_all_variants.py", "--preset", str(path), "--storage", str(tmp_path / "results"))
-    assert sweep.returncode == 2
-    assert sweep.stderr.strip() == f"error: --preset {path}: {path}: 'search' must be an object of config fields, got list"
-    assert search_all_variants.SCRIPT and not (tmp_path / "results").exists()
+    status = search_all_variants.main(["--preset", str(path), "--storage", str(tmp_path / "results")])
+    assert status == 2  # while planning, before Ray starts
+    assert capsys.readouterr().err.strip() == (
+        f"error: --preset {path}: {path}: 'search' must be an object of config fields, got list"
+    )
+    assert not (tmp_path / "results").exists()
 
 
 # --------------------------------------------------------------------------- output folders
