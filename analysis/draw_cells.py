@@ -8,7 +8,13 @@ Usage::
 
     python analysis/draw_cells.py --genotypes paper --out figures/cells --format pdf
     python analysis/draw_cells.py --genotypes results/search_digits_demo/selected_genotypes.json
-    python analysis/draw_cells.py            # latest search sweep's selection, else the paper's cells
+    python analysis/draw_cells.py            # the latest search experiment's selection under ./results
+
+Without ``--genotypes`` it draws the selection of the latest search experiment under
+``--results`` and says which file that is; with no such selection it says so and exits
+with :data:`EXIT_NO_DRAWINGS` (``--genotypes paper`` draws the paper's cells). File names
+come from the selection's variant keys: each must be a plain name, so every drawing
+lands inside ``--out`` (:func:`dartsrenet.safe_paths.path_inside`).
 
 :func:`draw_genotype` only builds a :class:`graphviz.Digraph`; rendering files (which
 needs graphviz's ``dot``) happens in :func:`main` only, and never opens a viewer. Without
@@ -35,6 +41,7 @@ from analysis.tables import variant_label
 from dartsrenet import results
 from dartsrenet.genotypes import PAPER_GENOTYPES, Genotype, GenotypeError, parse_genotype
 from dartsrenet.results import SELECTION_FILE, exists, is_uri, location_name, read_text, selection_location
+from dartsrenet.safe_paths import checked_name, path_inside
 
 INPUT_NODES: tuple[tuple[str, str], ...] = (("x_t", "<x<sub>t</sub>>"), ("h_prev", "<h<sub>t−1</sub>>"))
 """Graph node names and (HTML) labels of the cell's inputs."""
@@ -55,7 +62,12 @@ FORMATS: tuple[str, ...] = ("png", "svg", "pdf")
 SCRIPT = "analysis/draw_cells.py"
 
 EXIT_OK, EXIT_NO_DRAWINGS, EXIT_USAGE, EXIT_SOURCES_ONLY = 0, 1, 2, 3
-"""Exit statuses of :func:`main`; ``EXIT_SOURCES_ONLY``: no ``dot``, DOT sources written."""
+"""Exit statuses of :func:`main`; ``EXIT_NO_DRAWINGS``: no selection to draw;
+``EXIT_SOURCES_ONLY``: no ``dot``, DOT sources written."""
+
+
+class NoSelectionError(LookupError):
+    """No search selection to draw where one was looked for (the message says where)."""
 
 
 def node_label(node: int, activation: str) -> str:
@@ -175,6 +187,8 @@ def load_genotypes(spec: str) -> list[NamedGenotype]:
             named = selected_genotypes(data)
             if not named:
                 raise GenotypeError(f"{location}: no variant has a selected genotype yet")
+            for item in named:  # variant keys become file names
+                checked_name(item.name, f"{location}: variant key")
             return named
         stem = location_name(location).removesuffix(".json")
         if not is_uri(location):
@@ -188,25 +202,38 @@ def load_genotypes(spec: str) -> list[NamedGenotype]:
 
 
 def default_genotypes(results_root: str) -> tuple[str, list[NamedGenotype]]:
-    """The latest search sweep's selection under ``results_root``, else the paper's cells.
+    """The selection of the latest search experiment under ``results_root``.
 
     Returns:
-        A description of the source and the genotypes.
+        The ``selected_genotypes.json`` drawn from (to tell the user) and its genotypes.
+
+    Raises:
+        NoSelectionError: no search experiment under ``results_root``, or the latest has
+            no selection yet, or (a local root) its selection lies outside the root
+            through a link.
     """
     experiment = latest_experiment(results_root, "search")
-    if experiment is not None and exists(experiment.file(SELECTION_FILE)):
-        location = experiment.file(SELECTION_FILE)
-        return location, load_genotypes(location)
-    return "the paper's cells (no search selection found)", paper_genotypes()
-
-
+    if experiment is None:
+        raise NoSelectionError(f"no search experiment under {results_root}/")
+    location = experiment.file(SELECTION_FILE)
+    if not exists(location):
+        raise NoSelectionError(
+            f"the latest search experiment under {results_root}/, {experiment.name}, has no {SELECTION_FILE} "
+            "yet (its search sweep writes it when it ends)"
+        )
+    if not is_uri(location) and not Path(location).resolve().is_relative_to(Path(results_root).resolve()):
+        raise NoSelectionError(  # a link inside the root that leads elsewhere
+            f"the latest search experiment's {location} lies outside {results_root}/ "
+            f"(at {Path(location).resolve()}); pass it as --genotypes if it is meant"
+        )
+    return location, load_genotypes(location)
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument(
         "--genotypes",
         metavar="FILE|paper",
         help="'paper', a selected_genotypes.json or search experiment folder, a genotype JSON file, "
-        "or a genotype string (default: the latest search sweep's selection, else 'paper')",
+        "or a genotype string (default: the selection of the latest search experiment under --results)",
     )
     parser.add_argument(
         "--results", metavar="ROOT|URI", default=DEFAULT_RESULTS_ROOT,
@@ -241,7 +268,14 @@ def draw_all(named: Sequence[NamedGenotype], out: Path, fmt: str) -> tuple[list[
 
     Returns:
         The files written, and whether they were rendered (``False``: DOT sources).
+
+    Raises:
+        UnsafePathError: a name that would write outside ``out`` (checked before any file
+            is written).
     """
+    suffix = "." + (fmt if shutil.which("dot") is not None else "dot")
+    for item in named:
+        path_inside(out, item.name, "cell name", suffix)
     out.mkdir(parents=True, exist_ok=True)
     if shutil.which("dot") is None:
         return [Path(draw_genotype(item.genotype, item.title).save(f"{item.name}.dot", directory=out))
@@ -256,20 +290,34 @@ def draw_all(named: Sequence[NamedGenotype], out: Path, fmt: str) -> tuple[list[
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Command-line entry: render one file per genotype. Returns the exit status:
-    :data:`EXIT_OK`, :data:`EXIT_USAGE` (bad ``--genotypes``) or
+    :data:`EXIT_OK`, :data:`EXIT_NO_DRAWINGS` (no ``--genotypes`` and no search selection
+    under ``--results``), :data:`EXIT_USAGE` (bad ``--genotypes``, a name that would
+    write outside ``--out``, an output folder that cannot be written) or
     :data:`EXIT_SOURCES_ONLY` (no ``dot``: ``<name>.dot`` sources written instead)."""
     argv = list(sys.argv[1:] if argv is None else argv)
     args = parse_args(argv)
     try:
         if args.genotypes is None:
             source, named = default_genotypes(args.results)
+            source = f"{source} (the latest search experiment's selection; --genotypes chooses another)"
         else:
             source, named = args.genotypes, load_genotypes(args.genotypes)
+    except NoSelectionError as error:
+        print(f"error: {error}: nothing to draw. Run a search sweep, pass --genotypes FILE|DIR, "
+              "or --genotypes paper for the paper's cells", file=sys.stderr)
+        return EXIT_NO_DRAWINGS
     except (GenotypeError, ValueError) as error:
         print(f"error: {error}", file=sys.stderr)
         return EXIT_USAGE
     print(f"drawing {len(named)} cell(s) from {source}", file=sys.stderr)
-    paths, rendered = draw_all(named, args.out, args.format)
+    try:
+        paths, rendered = draw_all(named, args.out, args.format)
+    except ValueError as error:  # a name leading outside --out
+        print(f"error: {error}", file=sys.stderr)
+        return EXIT_USAGE
+    except OSError as error:
+        print(f"error: cannot write the drawings into {args.out}: {error.strerror or error}", file=sys.stderr)
+        return EXIT_USAGE
     for path in paths:
         print(path)
     if not rendered:

@@ -236,7 +236,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Command-line entry: print the tables and optionally write them. Returns the exit status."""
+    """Command-line entry: print the tables and optionally write them. Returns the exit status
+    (2: no such experiment, or the tables could not be written to ``--out``: one line naming the folder)."""
     args = parse_args(argv)
     try:
         search = _resolve(args.search, args.results, SEARCH_KIND)
@@ -268,7 +269,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         text = "\n".join(parts.values())
         print(text, end="")
     if args.out is not None:
-        write_tables(parts, args.format, args.out)
+        try:
+            write_tables(parts, args.format, args.out)
+        except OSError as error:  # read-only folder, disk full, no permission, …
+            print(f"error: cannot write {args.out} into the folder {args.out.parent}: "
+                  f"{error.strerror or error}; the tables are printed above, choose another --out", file=sys.stderr)
+            return 2
     return 0
 
 

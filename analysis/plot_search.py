@@ -43,6 +43,7 @@ from analysis.results import (
 from analysis.tables import select_seed, variant_label
 from dartsrenet.activations import PRIMITIVES
 from dartsrenet.genotypes import NUM_NODES, Genotype, GenotypeError, derive_genotype, edge_index, num_edges
+from dartsrenet.safe_paths import path_inside
 
 DPI = 150
 
@@ -235,18 +236,25 @@ def plot_experiment(
 ) -> list[Path]:
     """Save ``learning_curves.png`` and one ``alpha_<variant>.png`` per variant (its
     selected seed; every trial's with ``all_trials``) into ``out``; returns the files.
-    ``log`` gets a note for variants or trials with nothing to plot."""
-    out.mkdir(parents=True, exist_ok=True)
+    ``log`` gets a note for variants or trials with nothing to plot.
+
+    Raises:
+        UnsafePathError: a variant (read from a trial's ``params.json``) that would make a
+            file name leading outside ``out``; checked before any file is written.
+    """
     history = load_history(experiment)
     trials = load_trials(experiment)
+    variant_col, seed_col = "config/variant", "config/seed"
+    variants = list(dict.fromkeys(trials[variant_col].dropna())) if variant_col in trials else []
+    for variant in variants:
+        path_inside(out, f"alpha_{variant}", "variant (from a trial's params.json)", ".png")
+    out.mkdir(parents=True, exist_ok=True)
     written = []
 
     figure = plot_learning_curves(history, title=f"Search learning curves ({experiment.name})")
     figure.savefig(out / "learning_curves.png", dpi=DPI)
     written.append(out / "learning_curves.png")
 
-    variant_col, seed_col = "config/variant", "config/seed"
-    variants = list(dict.fromkeys(trials[variant_col].dropna())) if variant_col in trials else []
     for variant in variants:
         group = trials[trials[variant_col] == variant]
         if all_trials:
@@ -271,9 +279,10 @@ def plot_experiment(
                 epochs=epochs,
                 selected_epoch=None if pd.isna(best_epoch) else int(best_epoch),
             )
-            name = f"alpha_{variant}_seed{seed}.png" if all_trials else f"alpha_{variant}.png"
-            figure.savefig(out / name, dpi=DPI)
-            written.append(out / name)
+            name = f"alpha_{variant}_seed{seed}" if all_trials else f"alpha_{variant}"
+            path = path_inside(out, name, f"{row['trial']}: variant and seed (from its params.json)", ".png")
+            figure.savefig(path, dpi=DPI)
+            written.append(path)
     return written
 
 
@@ -307,7 +316,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
         return 1
     out = args.out or Path("figures") / experiment.name
-    for path in plot_experiment(experiment, out, all_trials=args.all_trials):
+    try:
+        paths = plot_experiment(experiment, out, all_trials=args.all_trials)
+    except ValueError as error:  # a name leading outside the output folder
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    for path in paths:
         print(path)
     return 0
 

@@ -150,22 +150,59 @@ PRESETS: dict[str, dict[str, Any]] = {
 
 
 def load_preset(preset: str | os.PathLike[str]) -> dict[str, Any]:
-    """A preset by name, or from a JSON file of the same shape."""
+    """A preset by name, or from a JSON file of the same shape.
+
+    Raises:
+        FileNotFoundError: a preset file that cannot be read.
+        ValueError: a preset file that is not UTF-8 JSON of the preset's shape (one line
+            naming the file and the part that is wrong, :func:`preset_shape_problem`).
+        UnknownNameError: an unknown preset name (the message lists the known ones).
+    """
     name = os.fspath(preset)
     if name in PRESETS:
         return PRESETS[name]
     if name.endswith(".json") or Path(name).is_file():
         path = Path(name)
+        if path.exists() and not path.is_file():  # a FIFO would block the read forever
+            raise ValueError(f"{path}: not a regular file, so not a preset file")
         try:
-            data = json.loads(path.read_text())
+            data = json.loads(path.read_text(encoding="utf-8"))
         except OSError as error:
             raise FileNotFoundError(f"{path}: cannot read preset file ({error.strerror})") from None
+        except UnicodeDecodeError as error:
+            raise ValueError(f"{path}: a preset file is UTF-8 JSON text; byte {error.start} is not UTF-8") from None
         except json.JSONDecodeError as error:
-            raise ValueError(f"{path}: malformed preset JSON: {error}") from None
-        if not isinstance(data, dict) or not set(data) <= {"search", "train", "datasets", "comment"}:
-            raise ValueError(f"{path}: a preset file is a JSON object with keys search, train, datasets")
+            raise ValueError(f"{path}: malformed preset JSON (preset files are JSON): {error}") from None
+        problem = preset_shape_problem(data)
+        if problem is not None:
+            raise ValueError(f"{path}: {problem}")
         return data
     return lookup(PRESETS, name, "preset")
+
+
+def preset_shape_problem(data: Any) -> str | None:
+    """What makes ``data`` not a preset (``{"search": {field: value}, "train": {…},
+    "datasets": {dataset: {"search": {…}, "train": {…}}}, "comment": …}``, field names
+    those of :data:`CONFIG_CLASSES`), or ``None`` for a preset. Values are checked when a
+    config is resolved (:func:`resolve_config`)."""
+    if not isinstance(data, dict) or not set(data) <= {"search", "train", "datasets", "comment"}:
+        return "a preset file is a JSON object with keys search, train, datasets (and comment)"
+    sections = [(kind, data[kind], kind) for kind in ("search", "train") if kind in data]
+    datasets = data.get("datasets", {})
+    if not isinstance(datasets, dict):
+        return f"'datasets' must be an object of dataset names, got {type(datasets).__name__}"
+    for dataset, per_dataset in datasets.items():
+        if not isinstance(per_dataset, dict) or not set(per_dataset) <= {"search", "train"}:
+            return f"'datasets.{dataset}' must be an object with keys search, train"
+        sections += [(f"datasets.{dataset}.{kind}", per_dataset[kind], kind) for kind in per_dataset]
+    for where, section, kind in sections:
+        if not isinstance(section, dict):
+            return f"'{where}' must be an object of config fields, got {type(section).__name__}"
+        unknown = sorted(set(section) - set(config_fields(CONFIG_CLASSES[kind])))
+        if unknown:
+            fields = ", ".join(sorted(config_fields(CONFIG_CLASSES[kind])))
+            return f"'{where}': unknown {CONFIG_CLASSES[kind].__name__} field(s) {', '.join(unknown)}; valid fields: {fields}"
+    return None
 
 
 def config_fields(config_class: type) -> dict[str, dataclasses.Field]:

@@ -22,9 +22,11 @@ name                source and conversion to 32×32 RGB
 ``imagefolder:P``   ``torchvision.datasets.ImageFolder`` over directory ``P``:
                     either ``P/train/<class>/*`` and ``P/test/<class>/*`` (same
                     classes), or a single tree ``P/<class>/*`` split 80/20 like
-                    ``digits``. Any size or mode: converted to RGB and resized to
-                    32×32 (bilinear). Mean/std are computed on the fly from the
-                    training split (once per process, cached).
+                    ``digits``. Any size, mode or bit depth: converted to 8-bit
+                    RGB and resized to 32×32 (bilinear) by
+                    :func:`dartsrenet.images.read_image`, once per process when
+                    the folder is opened (a 32×32 copy is kept). Mean/std are
+                    computed on the fly from the training split (cached).
 ==================  ==============================================================
 
 Normalisation constants: CIFAR-10 and SVHN from docs/architecture.md §6; Fashion-MNIST and
@@ -49,8 +51,9 @@ transform over one shared, once-loaded base dataset, so the augmented and the
 plain views never share a transform object.
 
 Checks when a dataset is opened: it has at least 2 classes; every file of an image
-folder opens and fully decodes (a truncated or non-image file is named at once,
-not after hours of training); a download or an unpacking into ``root`` happens
+folder is a regular file (a FIFO, socket or device is refused, never opened), has
+at most :func:`dartsrenet.images.max_image_pixels` pixels and fully decodes (a
+truncated or non-image file is named at once, not after hours of training); a download or an unpacking into ``root`` happens
 under a file lock (``root/.<dataset>.lock``), so concurrent runs — e.g. Ray trials
 sharing one ``data_root`` — download and unpack a dataset once and never read a
 half-written file.
@@ -81,6 +84,7 @@ from torch.utils.data import ConcatDataset, DataLoader, Dataset
 from torchvision import datasets as tv_datasets
 from torchvision import transforms as T
 
+from dartsrenet.images import IMAGE_SIZE, ImageFileError, check_regular_file, max_image_pixels, read_image
 from dartsrenet.registry import lookup
 
 logger = logging.getLogger(__name__)
@@ -94,9 +98,11 @@ __all__ = [
     "DatasetFileError",
     "DatasetInfo",
     "DatasetNotFoundError",
+    "DecodedImageFolder",
     "TransformedSubset",
     "build_transform",
     "channel_stats",
+    "check_image_folder",
     "dataset_lock",
     "digits_arrays",
     "get_dataset_info",
@@ -108,7 +114,6 @@ __all__ = [
     "validation_split",
 ]
 
-IMAGE_SIZE = 32
 IMAGEFOLDER_PREFIX = "imagefolder:"
 #: Where the Debian package ``dataset-fashion-mnist`` installs the gzip IDX files.
 FASHION_MNIST_SYSTEM_DIR = Path("/usr/share/datasets/fashion-mnist")
@@ -531,47 +536,99 @@ class _ImageFolderSource:
         self.name = f"{IMAGEFOLDER_PREFIX}{path}"
 
     def info(self, root: Path) -> DatasetInfo:
-        return _imagefolder_info(str(self.path.resolve()), self.name)
+        return _imagefolder_info(str(self.path.resolve()), self.name, max_image_pixels())
 
     def load(self, root: Path, *, download: bool, svhn_extra: bool) -> tuple[Dataset, Dataset]:
-        return _imagefolder_load(str(self.path.resolve()))
+        return _imagefolder_load(str(self.path.resolve()), max_image_pixels())
 
 
-_TO_RGB32 = T.Compose(
-    [_to_rgb, T.Resize((IMAGE_SIZE, IMAGE_SIZE), interpolation=T.InterpolationMode.BILINEAR)]
-)
+class DecodedImageFolder(Dataset):
+    """An ``ImageFolder`` tree read once: every file decoded, converted to 8-bit RGB and
+    resized to 32×32 when the folder is opened (:func:`dartsrenet.images.read_image`),
+    and kept as that copy (3 KiB an image) — a large image is decoded once, not on every
+    access. Yields ``(32×32 RGB PIL image, label)``.
+
+    Attributes:
+        classes, class_to_idx, samples, targets: as ``torchvision.datasets.ImageFolder``'s.
+        images: ``(N, 32, 32, 3)`` uint8, in ``samples`` order.
+    """
+
+    def __init__(self, tree: tv_datasets.ImageFolder, max_pixels: int) -> None:
+        self.classes, self.class_to_idx = tree.classes, tree.class_to_idx
+        self.samples, self.targets = tree.samples, tree.targets
+        try:
+            decoded = [np.asarray(read_image(path, max_pixels)) for path, _ in self.samples]
+        except ImageFileError as error:
+            raise DatasetFileError(str(error)) from None
+        self.images = np.stack(decoded) if decoded else np.empty((0, IMAGE_SIZE, IMAGE_SIZE, 3), np.uint8)
+
+    def __len__(self) -> int:
+        return len(self.samples)
+
+    def __getitem__(self, index: int) -> tuple[Image.Image, int]:
+        return Image.fromarray(self.images[index]), self.targets[index]
 
 
-@functools.lru_cache(maxsize=16)
-def _imagefolder_load(path: str) -> tuple[Dataset, Dataset]:
-    """The (train, test) sets of an image folder, every image checked (once per process)."""
-    directory = Path(path)
-    remedy = (
+def _imagefolder_remedy(directory: Path) -> str:
+    return (
         f"Expected {directory}/train/<class>/<image> and {directory}/test/<class>/<image>, "
         f"or {directory}/<class>/<image> (split 80/20 by a fixed seed)."
     )
+
+
+def _imagefolder_trees(directory: Path) -> tuple[tv_datasets.ImageFolder, tv_datasets.ImageFolder | None]:
+    """The listed (train, test) trees of an image folder (test ``None``: one tree to split),
+    its layout and classes checked and every file a regular file — nothing decoded."""
+    remedy = _imagefolder_remedy(directory)
     if not directory.is_dir():
         raise DatasetNotFoundError(f"image folder {directory} does not exist. {remedy}")
     try:
         if (directory / "train").is_dir():
             if not (directory / "test").is_dir():
                 raise DatasetNotFoundError(f"image folder {directory}/test does not exist. {remedy}")
-            train = tv_datasets.ImageFolder(str(directory / "train"), transform=_TO_RGB32)
-            test = tv_datasets.ImageFolder(str(directory / "test"), transform=_TO_RGB32)
+            train = tv_datasets.ImageFolder(str(directory / "train"))
+            test = tv_datasets.ImageFolder(str(directory / "test"))
             if train.classes != test.classes:
                 raise ValueError(
                     f"{directory}: train classes {train.classes} differ from test classes {test.classes}"
                 )
             _check_classes(train.classes, directory / "train")
-            _check_images(train.samples + test.samples)
-            return train, test
-        whole = tv_datasets.ImageFolder(str(directory), transform=_TO_RGB32)
+        else:
+            train, test = tv_datasets.ImageFolder(str(directory)), None
+            _check_classes(train.classes, directory)
     except FileNotFoundError as error:  # ImageFolder: no class folders / no images
         if isinstance(error, DatasetNotFoundError):
             raise
         raise DatasetNotFoundError(f"image folder {directory}: {error}. {remedy}") from error
-    _check_classes(whole.classes, directory)
-    _check_images(whole.samples)
+    for path, _ in train.samples + (test.samples if test is not None else []):
+        try:
+            check_regular_file(path)  # a FIFO named x.png would block the reader forever
+        except ImageFileError as error:
+            raise DatasetFileError(str(error)) from None
+    return train, test
+
+
+def check_image_folder(path: str | os.PathLike[str]) -> None:
+    """Check an image folder's layout without decoding an image: the folder exists, has
+    ``train/`` and ``test/`` with the same classes or one tree, at least 2 classes, and
+    only regular files (what the sweeps check while they plan; every image is decoded
+    when the folder is opened, :func:`load_datasets`).
+
+    Raises:
+        DatasetNotFoundError: no such folder, or no class folders / images in it.
+        DatasetFileError: fewer than 2 classes, or a file that is not a regular file.
+    """
+    _imagefolder_trees(Path(path))
+
+
+@functools.lru_cache(maxsize=16)
+def _imagefolder_load(path: str, max_pixels: int) -> tuple[Dataset, Dataset]:
+    """The (train, test) sets of an image folder, every image decoded once (per process)."""
+    directory = Path(path)
+    train_tree, test_tree = _imagefolder_trees(directory)
+    if test_tree is not None:
+        return DecodedImageFolder(train_tree, max_pixels), DecodedImageFolder(test_tree, max_pixels)
+    whole = DecodedImageFolder(train_tree, max_pixels)
     try:
         train_positions, test_positions = _fixed_split(whole.targets)
     except ValueError as error:  # too few images in a class for a stratified 80/20 split
@@ -590,23 +647,11 @@ def _check_classes(classes: Sequence[str], directory: Path) -> None:
         )
 
 
-def _check_images(samples: Sequence[tuple[str, int]]) -> None:
-    """Open and fully decode every image file; the first that fails is named."""
-    for path, _ in samples:
-        try:
-            with Image.open(path) as image:
-                image.load()
-        except Exception as error:  # PIL raises OSError, SyntaxError, DecompressionBombError, ...
-            raise DatasetFileError(
-                f"{path}: not a readable image ({type(error).__name__}: {error}); repair or remove the file"
-            ) from None
-
-
 @functools.lru_cache(maxsize=16)
-def _imagefolder_info(path: str, name: str) -> DatasetInfo:
-    train, _ = _imagefolder_load(path)
+def _imagefolder_info(path: str, name: str, max_pixels: int) -> DatasetInfo:
+    train, _ = _imagefolder_load(path, max_pixels)
     mean, std = channel_stats(train)
-    classes = train.classes if isinstance(train, tv_datasets.ImageFolder) else train.base.classes
+    classes = train.classes if isinstance(train, DecodedImageFolder) else train.base.classes
     return DatasetInfo(
         name=name, num_classes=len(classes), mean=mean, std=std, flip=True, head_init_range=0.5
     )

@@ -57,6 +57,7 @@ from ray.tune.schedulers import ASHAScheduler, TrialScheduler
 
 from dartsrenet import results
 from dartsrenet.config import CONFIG_CLASSES, coerce_value, load_preset, parse_overrides, resolve_config
+from dartsrenet.data import IMAGEFOLDER_PREFIX, DatasetFileError, DatasetNotFoundError, check_image_folder
 from dartsrenet.results import (
     RUN_FOLDER,
     SWEEP_MARKER,
@@ -66,6 +67,7 @@ from dartsrenet.results import (
     write_json,
 )
 from dartsrenet.run_options import add_run_options
+from dartsrenet.safe_paths import UnsafePathError, checked_name
 
 # Trainables and helpers of this module are shipped to Ray workers by value: workers
 # need only `dartsrenet` installed, not this folder on their path (`ray submit`
@@ -216,6 +218,39 @@ def overrides_tag(overrides: Mapping[str, Any]) -> str:
         return ""
     digest = hashlib.sha1(json.dumps(relevant, sort_keys=True).encode()).hexdigest()[:8]
     return f"_set-{digest}"
+
+
+def dataset_argument(dataset: str) -> str:
+    """A dataset name as every trial must see it: ``imagefolder:PATH`` with ``PATH`` made
+    absolute (trials run in Ray's working folders, where a relative path leads nowhere)
+    and its layout checked now (:func:`dartsrenet.data.check_image_folder`); other names
+    as they are (:func:`check_trial_configs` checks them).
+
+    Raises:
+        SweepError: an image folder that is missing or unusable (one line, before Ray starts).
+    """
+    if not dataset.startswith(IMAGEFOLDER_PREFIX) or not dataset[len(IMAGEFOLDER_PREFIX):].strip():
+        return dataset
+    path = os.path.abspath(os.path.expanduser(dataset[len(IMAGEFOLDER_PREFIX):]))
+    try:
+        check_image_folder(path)
+    except (DatasetNotFoundError, DatasetFileError) as error:
+        raise SweepError(f"dataset {dataset}: {error}") from None
+    return IMAGEFOLDER_PREFIX + path
+
+
+def datasets_argument(datasets: Sequence[str]) -> list[str]:
+    """:func:`dataset_argument` of each name, duplicates dropped (after resolving)."""
+    return list(dict.fromkeys(dataset_argument(dataset) for dataset in datasets))
+
+
+def dataset_tag(dataset: str) -> str:
+    """Short, readable name of a dataset for experiment and trial folder names: the name
+    itself, or an image folder's own folder name (``imagefolder:/data/pets`` → ``pets``),
+    never a path."""
+    if dataset.startswith(IMAGEFOLDER_PREFIX):
+        return Path(dataset[len(IMAGEFOLDER_PREFIX):].rstrip("/")).name or "imagefolder"
+    return dataset
 
 
 def default_dataset(kind: str, preset: str) -> str:
@@ -522,7 +557,7 @@ def trial_dirname(trial: Any) -> str:
     config = trial.config
     parts = [str(config.get("model") or config.get("variant") or "trial")]
     if "model" in config:
-        parts.append(str(config.get("dataset")))
+        parts.append(dataset_tag(str(config.get("dataset"))))
     if "seed" in config:
         parts.append(f"seed{config['seed']}")
     parts.append(trial.trial_id)
@@ -630,6 +665,12 @@ class SweepPlan:
     storage: str
     details: dict[str, Any]
     epochs: int | None = None
+
+    def __post_init__(self) -> None:
+        try:  # one folder of the storage, where the analysis finds it
+            checked_name(self.name, "experiment name")
+        except UnsafePathError as error:
+            raise SweepError(f"{error} (--name names one folder inside --storage)") from None
 
     @property
     def experiment(self) -> str:

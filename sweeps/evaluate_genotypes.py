@@ -81,7 +81,8 @@ def load_genotypes(spec: str) -> GenotypeSource:
 
 def default_name(datasets: Sequence[str], preset: str, overrides: dict[str, Any], source: str) -> str:
     """``eval_<datasets>_<preset>`` (+ ``_set-<hash>``) (+ ``_from_<search experiment>``)."""
-    name = f"eval_{'-'.join(datasets)}_{common.preset_tag(preset)}{common.overrides_tag(overrides)}"
+    tags = "-".join(common.dataset_tag(dataset) for dataset in datasets)
+    name = f"eval_{tags}_{common.preset_tag(preset)}{common.overrides_tag(overrides)}"
     return name if source == "paper" else f"{name}_from_{source}"
 
 
@@ -140,7 +141,7 @@ def plan(args: argparse.Namespace) -> common.SweepPlan:
     """
     preset = common.preset_argument(args.preset)
     overrides = common.sweep_overrides("train", args.overrides, args.data_root)
-    datasets = list(dict.fromkeys(args.datasets or [common.default_dataset("train", preset)]))
+    datasets = common.datasets_argument(args.datasets or [common.default_dataset("train", preset)])
     seeds = seeds_argument(args)
     source = load_genotypes(args.genotypes)
     cells = model_cells(list(dict.fromkeys(args.models or MODELS)), source.genotypes, explicit=args.models is not None)

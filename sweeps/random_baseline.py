@@ -99,7 +99,7 @@ def random_cells(genotypes: Sequence[Genotype], variants: Sequence[str]) -> dict
 def default_name(datasets: Sequence[str], preset: str, overrides: dict[str, Any], num_samples: int, seed: int) -> str:
     """``random_<datasets>_<preset>_k<K>_s<seed>`` (+ ``_set-<hash>`` of the overrides)."""
     return (
-        f"random_{'-'.join(datasets)}_{common.preset_tag(preset)}_k{num_samples}_s{seed}"
+        f"random_{'-'.join(map(common.dataset_tag, datasets))}_{common.preset_tag(preset)}_k{num_samples}_s{seed}"
         f"{common.overrides_tag(overrides)}"
     )
 
@@ -113,7 +113,7 @@ def plan(args: argparse.Namespace) -> common.SweepPlan:
     genotypes = sample(args.num_samples, args.sample_seed)
     preset = common.preset_argument(args.preset)
     overrides = common.sweep_overrides("train", args.overrides, args.data_root)
-    datasets = list(dict.fromkeys(args.datasets or [common.default_dataset("train", preset)]))
+    datasets = common.datasets_argument(args.datasets or [common.default_dataset("train", preset)])
     variants = list(dict.fromkeys(args.variants or VARIANTS))
     seeds = evaluate_genotypes.seeds_argument(args)
     return evaluate_genotypes.plan_cells(

@@ -39,7 +39,7 @@ SELECTION_FILE = results.SELECTION_FILE
 
 def default_name(dataset: str, preset: str, overrides: dict[str, Any]) -> str:
     """``search_<dataset>_<preset>`` (+ ``_set-<hash>`` when ``--set`` is used)."""
-    return f"search_{dataset}_{common.preset_tag(preset)}{common.overrides_tag(overrides)}"
+    return f"search_{common.dataset_tag(dataset)}_{common.preset_tag(preset)}{common.overrides_tag(overrides)}"
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -69,7 +69,7 @@ def plan(args: argparse.Namespace) -> common.SweepPlan:
     """
     preset = common.preset_argument(args.preset)
     overrides = common.sweep_overrides("search", args.overrides, args.data_root)
-    dataset = args.dataset or common.default_dataset("search", preset)
+    dataset = common.dataset_argument(args.dataset or common.default_dataset("search", preset))
     seeds = list(dict.fromkeys(args.seeds)) if args.seeds else list(range(args.num_seeds))
     if not seeds:
         raise common.SweepError("--num-seeds must be at least 1")

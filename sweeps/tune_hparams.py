@@ -70,7 +70,8 @@ def search_space_corners() -> list[dict[str, Any]]:
 
 
 def default_name(model: str, dataset: str, preset: str, overrides: dict[str, Any], seed: int) -> str:
-    return f"tune_{model}_{dataset}_{common.preset_tag(preset)}{common.overrides_tag(overrides)}_seed{seed}"
+    tag = common.dataset_tag(dataset)
+    return f"tune_{model}_{tag}_{common.preset_tag(preset)}{common.overrides_tag(overrides)}_seed{seed}"
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
@@ -103,7 +104,7 @@ def plan(args: argparse.Namespace) -> dict[str, Any]:
         raise common.SweepError("--num-samples must be at least 1")
     preset = common.preset_argument(args.preset)
     overrides = common.sweep_overrides("train", args.overrides, args.data_root)
-    dataset = args.dataset or common.default_dataset("train", preset)
+    dataset = common.dataset_argument(args.dataset or common.default_dataset("train", preset))
     genotypes = load_genotypes(args.genotypes).genotypes if args.model not in ("gru", "lstm") else {}
     cell = model_cells([args.model], genotypes, explicit=True)[args.model]
     base = {"model": args.model, **cell, "dataset": dataset, "seed": args.seed, "preset": preset, "overrides": overrides}
