@@ -42,6 +42,7 @@ import platform
 import re
 import subprocess
 import tempfile
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -475,6 +476,7 @@ def _same_weights(path: Path, weights: dict[str, torch.Tensor]) -> bool:
 
 
 _UNSAFE_GLOBAL = re.compile(r"Unsupported global: GLOBAL ([\w.]+)")
+_UNPICKLER_DETAIL = re.compile(r"WeightsUnpickler error:\s*(.+)")
 
 
 def load_checkpoint(directory: str | os.PathLike[str], map_location: torch.device | str = "cpu") -> dict[str, Any]:
@@ -487,12 +489,17 @@ def load_checkpoint(directory: str | os.PathLike[str], map_location: torch.devic
     path = Path(directory) / CHECKPOINT_FILE
     restart = f"delete {path.parent} to start the run over, or use another output folder"
     try:
-        state = torch.load(path, map_location=map_location, weights_only=True)
+        with warnings.catch_warnings():  # e.g. "Detected pickle protocol 4": a foreign file, refused below
+            warnings.simplefilter("ignore", UserWarning)
+            state = torch.load(path, map_location=map_location, weights_only=True)
     except FileNotFoundError:
         raise CheckpointError(f"{path}: no checkpoint there") from None
     except pickle.UnpicklingError as error:  # weights_only met something other than tensors and plain data
-        found = _UNSAFE_GLOBAL.search(str(error))
-        what = f"it names {found.group(1)}" if found else "it holds more than tensors and plain data"
+        found, detail = _UNSAFE_GLOBAL.search(str(error)), _UNPICKLER_DETAIL.search(str(error))
+        if found:
+            what = f"it names {found.group(1)}"
+        else:
+            what = "it holds more than tensors and plain data" + (f" ({detail.group(1).strip()})" if detail else "")
         raise CheckpointError(
             f"{path}: refused to load: {what}, and loading it could run code; nothing in it ran and nothing "
             f"was overwritten — dartsrenet checkpoints hold only tensors and plain data; {restart}"
