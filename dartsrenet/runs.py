@@ -23,6 +23,9 @@ Checkpoints hold only tensors and plain data and are read with
 ``torch.load(..., weights_only=True)``: a file that would need to run code to load is
 refused (:class:`CheckpointError`) and nothing in it runs.
 
+The module keeps these together (past 500 lines) because they are one contract: which
+files a run folder holds, how each is written, and how they are kept consistent.
+
 JSON files are strict JSON: a number that is not finite is written as ``null``
 (never ``NaN``, which strict readers reject). The engine never *records* a
 non-finite metric as a number: the training loss and the test metrics raise
@@ -459,10 +462,8 @@ def _unlink(path: Path) -> bool:
 def _same_weights(path: Path, weights: dict[str, torch.Tensor]) -> bool:
     """``path`` holds exactly ``weights`` (read as plain data: nothing in the file runs)."""
     try:
-        saved = torch.load(path, map_location="cpu", weights_only=True)
-    except FileNotFoundError:
-        return False
-    except Exception:  # truncated, foreign or unsafe: the checkpoint's copy replaces it
+        saved = load_plain_data(path, map_location="cpu")
+    except Exception:  # missing, truncated, foreign or unsafe: the checkpoint's copy replaces it
         return False
     return (
         isinstance(saved, dict)
@@ -473,6 +474,17 @@ def _same_weights(path: Path, weights: dict[str, torch.Tensor]) -> bool:
             for name, value in weights.items()
         )
     )
+
+
+def load_plain_data(path: Path, map_location: torch.device | str = "cpu") -> Any:
+    """``torch.load`` of tensors and plain data only (``weights_only``): nothing in the file runs.
+
+    Raises:
+        pickle.UnpicklingError: the file would need more (a function or class) to load.
+    """
+    with warnings.catch_warnings():  # e.g. "Detected pickle protocol 4" of a foreign file, refused anyway
+        warnings.simplefilter("ignore", UserWarning)
+        return torch.load(path, map_location=map_location, weights_only=True)
 
 
 _UNSAFE_GLOBAL = re.compile(r"Unsupported global: GLOBAL ([\w.]+)")
@@ -489,9 +501,7 @@ def load_checkpoint(directory: str | os.PathLike[str], map_location: torch.devic
     path = Path(directory) / CHECKPOINT_FILE
     restart = f"delete {path.parent} to start the run over, or use another output folder"
     try:
-        with warnings.catch_warnings():  # e.g. "Detected pickle protocol 4": a foreign file, refused below
-            warnings.simplefilter("ignore", UserWarning)
-            state = torch.load(path, map_location=map_location, weights_only=True)
+        state = load_plain_data(path, map_location)
     except FileNotFoundError:
         raise CheckpointError(f"{path}: no checkpoint there") from None
     except pickle.UnpicklingError as error:  # weights_only met something other than tensors and plain data
