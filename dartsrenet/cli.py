@@ -129,7 +129,7 @@ def build_parser() -> argparse.ArgumentParser:
 LIBRARY_ERRORS = (ValueError, OSError, RuntimeError, FloatingPointError)
 """What the library raises for bad input, missing or corrupt files and non-finite numbers
 (ConfigError, UnknownNameError, GenotypeError, DatasetNotFoundError, CheckpointError,
-ConfigMismatchError, NonFiniteLossError, NonFiniteOutputError, ...)."""
+ConfigMismatchError, WriteError, NonFiniteLossError, NonFiniteOutputError, ...)."""
 
 
 def error_line(error: BaseException) -> str:

@@ -24,7 +24,7 @@ from dartsrenet.config import SearchConfig, validate_config
 from dartsrenet.data import make_search_loaders
 from dartsrenet.genotypes import Genotype, derive_genotype
 from dartsrenet.networks import SearchNetwork, build_search_model, count_parameters
-from dartsrenet.runs import resolve_device, write_json
+from dartsrenet.runs import RunFolder, resolve_device
 from dartsrenet.steps import EpochTotals, FiniteWatch, GraphedStep, apply_matmul_precision, autocast, checks_every_step
 from dartsrenet.training import Log, Report, RunDriver, StepCallback, cosine_schedule, seed_epoch, validation_metrics
 
@@ -375,6 +375,7 @@ def run_search(config: SearchConfig, report: Report | None = None, *, resume_fro
         NonFiniteOutputError: no epoch had finite val_cs outputs, so no genotype can be selected.
     """
     validate_config(config)
+    RunFolder(config.out).check_writable()
     device = resolve_device(config.device)
     train_cs, val_cs, info = make_search_loaders(
         config.dataset, config.data_root, batch_size=config.batch_size, seed=config.seed,
@@ -393,7 +394,7 @@ def run_search(config: SearchConfig, report: Report | None = None, *, resume_fro
     driver = RunDriver(
         "search", config,
         {"model": model, "weight_optimizer": weight_optimizer, "arch_optimizer": arch_optimizer, "scheduler": scheduler},
-        report, resume_from, log,
+        report, resume_from, log, views=search_views,
     )
     driver.start(device)
     if graphed:  # a resumed Adam keeps its checkpoint's setting: make it capturable
@@ -424,11 +425,7 @@ def run_search(config: SearchConfig, report: Report | None = None, *, resume_fro
         best = genotype if metrics["improved"] else _best_genotype(driver.history, driver.best_epoch)
         metrics["best_genotype"] = best.to_string() if best is not None else None
         metrics["alpha"] = model.architecture.probabilities().detach().cpu().tolist()
-        # The run folder is complete for this epoch before report() sees its checkpoint.
-        write_json(driver.folder.path / "alpha_history.json", [m["alpha"] for m in [*driver.history, metrics]])
-        if best is not None:
-            write_json(driver.folder.path / "genotype.json", best.to_dict())
-        driver.commit_epoch(metrics)
+        driver.commit_epoch(metrics)  # also alpha_history.json and genotype.json (search_views)
 
     driver.require_selected_epoch()
     best = _best_genotype(driver.history, driver.best_epoch)
@@ -437,6 +434,17 @@ def run_search(config: SearchConfig, report: Report | None = None, *, resume_fro
         genotype=best.to_dict(), genotype_string=best.to_string(),
         final_genotype_string=derive_genotype(model.alpha).to_string(),
     )
+
+
+def search_views(history: list[dict[str, Any]], best_epoch: int) -> dict[str, Any]:
+    """A search's own files, derived from its history (docs/design.md, "Run folder"):
+    ``alpha_history.json`` (softmax(α) per epoch) and ``genotype.json`` (the best epoch's
+    genotype; None while no epoch is selected)."""
+    best = _best_genotype(history, best_epoch)
+    return {
+        "alpha_history.json": [metrics["alpha"] for metrics in history],
+        "genotype.json": best.to_dict() if best is not None else None,
+    }
 
 
 def _best_genotype(history: list[dict[str, Any]], best_epoch: int) -> Genotype | None:

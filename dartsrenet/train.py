@@ -17,7 +17,7 @@ import torch
 from dartsrenet.config import TrainConfig, validate_config
 from dartsrenet.data import make_train_loaders
 from dartsrenet.networks import build_eval_model, count_parameters, resolve_cell
-from dartsrenet.runs import resolve_device
+from dartsrenet.runs import RunFolder, resolve_device
 from dartsrenet.steps import apply_matmul_precision
 from dartsrenet.training import (
     Log,
@@ -52,6 +52,7 @@ def run_train(config: TrainConfig, report: Report | None = None, *, resume_from:
     """
     validate_config(config)
     kind, genotype, variant = resolve_cell(config.cell, config.variant)  # fail fast on a bad cell
+    RunFolder(config.out).check_writable()
     device = resolve_device(config.device)
     train_loader, val_loader, test_loader, info = make_train_loaders(
         config.dataset, config.data_root, batch_size=config.batch_size, seed=config.seed,

@@ -29,6 +29,7 @@ import time
 from collections.abc import Callable, Iterable
 from dataclasses import asdict
 from datetime import timedelta
+from pathlib import Path
 from typing import Any, TextIO
 
 import torch
@@ -41,7 +42,9 @@ from dartsrenet.cells import model_backend
 from dartsrenet.config import Config
 from dartsrenet.steps import EpochTotals, GraphedStep, autocast, checks_every_step
 from dartsrenet.runs import (
+    CHECKPOINT_FILE,
     CheckpointError,
+    JsonViews,
     NonFiniteOutputError,
     RunFolder,
     code_revision,
@@ -262,6 +265,8 @@ class RunDriver:
         resume_from: a checkpoint folder to resume from (e.g. given back by Ray Tune);
             default: the run folder's own checkpoint, if any.
         log: where progress lines go.
+        views: the run kind's own files derived from its history (a search's α history
+            and genotype), written with every commit and repaired on resume.
     """
 
     def __init__(
@@ -272,8 +277,10 @@ class RunDriver:
         report: Report | None = None,
         resume_from: Any = None,
         log: Log | None = print,
+        views: JsonViews | None = None,
     ):
         self.kind = kind
+        self.views = views
         self.config = config
         self.folder = RunFolder(config.out)
         self.stateful = stateful
@@ -303,11 +310,14 @@ class RunDriver:
 
         The folder's saved config is compared with this run's whenever it exists, so a
         folder holding another run is refused before anything is written — whether or
-        not its checkpoint is still there.
+        not its checkpoint is still there. Then the folder's other files are made to
+        agree with the checkpoint (:meth:`~dartsrenet.runs.RunFolder.repair`: the state
+        of a run killed at any instant).
         """
         config_dict = asdict(self.config)
         self.folder.check_config(config_dict, ignore=("device", "num_workers", "out"))
         source = self._resume_from or (self.folder.checkpoint_dir if self.folder.has_checkpoint() else None)
+        state = None
         if source is not None:
             state = load_checkpoint(source, map_location=device)
             try:
@@ -325,6 +335,10 @@ class RunDriver:
             self.finished = state["finished"]
             self.wall_time_s = state["wall_time_s"]
             self.log(f"[{self.kind}] resumed from {source} after epoch {len(self.history)}")
+        source_file = None if source is None else Path(source) / CHECKPOINT_FILE
+        changes = self.folder.repair(state, self.views, source_file)
+        if changes:
+            self.log(f"[{self.kind}] run folder brought in line with its checkpoint: {', '.join(changes)}")
         self.folder.path.mkdir(parents=True, exist_ok=True)
         self.folder.write_config(config_dict)
 
@@ -362,7 +376,7 @@ class RunDriver:
         return last
 
     def commit_epoch(self, metrics: dict[str, Any]) -> None:
-        """Checkpoint, metrics file, progress line and report for a finished epoch."""
+        """Commit a finished epoch (checkpoint, then the files derived from it), then progress line and report."""
         self.history.append(metrics)
         self.finished = metrics["finished"]
         now = time.perf_counter()
@@ -380,10 +394,7 @@ class RunDriver:
             "finished": self.finished,
             "wall_time_s": self.wall_time_s,
         }
-        checkpoint_dir = self.folder.save_checkpoint(state)
-        if metrics["improved"]:
-            self.folder.save_best_weights(self.best_weights)
-        self.folder.write_metrics(self.history)
+        checkpoint_dir = self.folder.commit(state, self.views, best_changed=metrics["improved"])
         self.log(self.progress_line(metrics))
         if self.report is not None:
             self.report(dict(metrics), checkpoint_dir)

@@ -306,9 +306,9 @@ def test_test_metrics_come_from_the_selected_epochs_weights(tmp_path):
         cutout=config.cutout, limit=config.limit,
     )
     model = build_eval_model("gru", channels=config.channels, head_init_range=info.head_init_range)
-    model.load_state_dict(torch.load(tmp_path / "train" / "best.pt"))
+    model.load_state_dict(torch.load(tmp_path / "train" / "best.pt", weights_only=True))
     assert evaluate(model, test_loader, torch.device("cpu")) == (summary["test_loss"], summary["test_accuracy"])
-    model.load_state_dict(torch.load(tmp_path / "train" / "checkpoint" / "checkpoint.pt", weights_only=False)["model"])
+    model.load_state_dict(torch.load(tmp_path / "train" / "checkpoint" / "checkpoint.pt", weights_only=True)["model"])
     assert evaluate(model, test_loader, torch.device("cpu"))[0] != summary["test_loss"]  # the last epoch's differ
 
 
