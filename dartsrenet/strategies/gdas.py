@@ -13,6 +13,7 @@ trick k* is distributed as softmax(α) whatever τ. τ falls linearly from τ_ma
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from contextlib import AbstractContextManager
 from typing import Any
@@ -66,25 +67,44 @@ def node_candidates(node: int, primitives: Sequence[str] = PRIMITIVES) -> list[t
     return [(edge_index(node, predecessor), column) for predecessor in range(node) for column in columns]
 
 
+@functools.cache
+def _candidate_layout(primitives: tuple[str, ...]) -> tuple[list[int], list[int], list[int], list[int]]:
+    """Every node's candidates at once: (α rows, α columns, node − 1, position within the node)."""
+    rows, columns, nodes, positions = [], [], [], []
+    for node in range(1, NUM_NODES + 1):
+        for position, (row, column) in enumerate(node_candidates(node, primitives)):
+            rows.append(row)
+            columns.append(column)
+            nodes.append(node - 1)
+            positions.append(position)
+    return rows, columns, nodes, positions
+
+
 def sample_mixing(
     alpha: Tensor, tau: float, generator: torch.Generator, primitives: Sequence[str] = PRIMITIVES
 ) -> tuple[Tensor, Genotype]:
     """One GDAS sample for the whole cell: mixing weights of α's shape (h on each node's candidates,
     0 elsewhere, the gradient of y flowing to α) and the sampled genotype.
 
-    One (predecessor, activation) pair per node, nodes 1 … 8 in order, each from its own noise.
+    One (predecessor, activation) pair per node, each node from its own noise: the nodes'
+    logits are laid out as the rows of an (8, 4·8) matrix, padded with −∞ (probability 0).
     """
+    primitives = tuple(primitives)
     if alpha.shape != (num_edges(), len(primitives)):
         raise ValueError(f"alpha must have shape {(num_edges(), len(primitives))}, got {tuple(alpha.shape)}")
-    mixing = torch.zeros_like(alpha)
+    rows, columns, nodes, positions = _candidate_layout(primitives)
+    width = max(positions) + 1
+    logits = alpha.new_full((NUM_NODES, width), float("-inf")).index_put((
+        torch.tensor(nodes, device=alpha.device), torch.tensor(positions, device=alpha.device)
+    ), alpha[rows, columns])
+    hard, _ = straight_through_sample(logits, tau, gumbel_noise((NUM_NODES, width), generator))
+    mixing = torch.zeros_like(alpha).index_put((
+        torch.tensor(rows, device=alpha.device), torch.tensor(columns, device=alpha.device)
+    ), hard[nodes, positions])
+    chosen = hard.detach().argmax(dim=-1).tolist()
     recurrent = []
-    for node in range(1, NUM_NODES + 1):
-        candidates = node_candidates(node, primitives)
-        rows = torch.tensor([row for row, _ in candidates], device=alpha.device)
-        columns = torch.tensor([column for _, column in candidates], device=alpha.device)
-        hard, _ = straight_through_sample(alpha[rows, columns], tau, gumbel_noise((len(candidates),), generator))
-        mixing = mixing.index_put((rows, columns), hard)
-        row, column = candidates[int(hard.detach().argmax())]
+    for node, position in enumerate(chosen, 1):
+        row, column = node_candidates(node, primitives)[position]
         recurrent.append((primitives[column], row - edge_index(node, 0)))
     return mixing, Genotype(recurrent=tuple(recurrent))
 
