@@ -35,9 +35,9 @@ GDAS_TAU_MIN = 0.1
 def gdas_temperature(epoch: int, epochs: int, tau_max: float = GDAS_TAU_MAX, tau_min: float = GDAS_TAU_MIN) -> float:
     """τ of ``epoch`` (1-based): τ_max − (τ_max − τ_min)·(epoch − 1)/(epochs − 1), as GDAS's code
     (τ_max at the first epoch, τ_min at the last; τ_max throughout a one-epoch search)."""
-    if epochs <= 1:
+    if epochs <= 1 or epoch <= 1:
         return tau_max
-    return tau_max - (tau_max - tau_min) * (epoch - 1) / (epochs - 1)
+    return tau_min + (tau_max - tau_min) * (epochs - epoch) / (epochs - 1)
 
 
 def gumbel_noise(shape: Sequence[int], generator: torch.Generator) -> Tensor:
