@@ -10,6 +10,7 @@ from dartsrenet.cli import main
 from dartsrenet.config import SEARCH_STRATEGIES, ConfigError, resolve_config
 from dartsrenet.genotypes import Genotype
 from dartsrenet.search import run_search
+from dartsrenet.strategies.selection import score_on_run
 
 TINY = {"channels": 4, "epochs": 2, "limit": 64, "batch_size": 16, "device": "cpu"}
 STRATEGY_OPTIONS = {
@@ -54,6 +55,10 @@ def test_each_strategy_searches_resumes_and_writes_a_genotype(tmp_path, strategy
         assert Genotype.load(tmp_path / "full" / "genotype-rsws.json") == genotype
         after = {path.name: path.read_bytes() for path in (tmp_path / "full").iterdir() if path.is_file()}
         assert {name: after[name] for name in before} == before
+        # scoring named genotypes on the run's supernet (the study's Kendall τ) gives the ranking's numbers
+        scores = score_on_run(full.out, {"best": genotype, "last": Genotype.from_string(selection["ranking"][-1]["genotype"])},
+                              batches=1)
+        assert scores == {"best": selection["ranking"][0]["accuracy"], "last": selection["ranking"][-1]["accuracy"]}
     if strategy == "gdas":
         assert [m["gdas_tau"] for m in metrics(full)] == [10.0, 0.1]
     if strategy == "sdarts_rs":
