@@ -491,11 +491,13 @@ STRATEGY_FIELDS: dict[str, tuple[str, ...]] = {
 
 
 def _strategy_field_problems(config: SearchConfig, given: set[str]) -> list[str]:
-    """A strategy's field given with another strategy, or second-order α steps where there are none."""
+    """A strategy's field given, with a value other than its default, with another strategy; or
+    second-order α steps where there are none."""
     problems = []
     used = set(STRATEGY_FIELDS.get(config.strategy, ()))
+    defaults = {field.name: field.default for field in dataclasses.fields(SearchConfig)}
     for field in sorted({name for names in STRATEGY_FIELDS.values() for name in names} - used):
-        if field in given:
+        if field in given and getattr(config, field) != defaults[field]:
             users = [name for name, names in STRATEGY_FIELDS.items() if field in names]
             problems.append(f"{field} is ignored by strategy={config.strategy!r} (it applies to {' and '.join(users)}); leave it unset")
     if config.arch_order == 2 and config.strategy in ("gdas", "rsws"):

@@ -1,5 +1,5 @@
 """``make study``: the searched cells against random ones on Fashion-MNIST, on a CPU, in
-about an hour (docs/study-fashion-mnist.md).
+about two hours with every search strategy (docs/study-fashion-mnist.md).
 
 Fashion-MNIST (60,000/10,000 real 28×28 images; offline from Debian's
 ``dataset-fashion-mnist``) at the ``study`` preset (training subsets, narrow networks:
