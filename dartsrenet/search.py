@@ -8,6 +8,10 @@ gradient of L_val at the current weights, as the paper) or second-order DARTS
 :func:`unrolled_arch_gradient`). Every epoch records losses, accuracies, softmax(α) and the
 derived genotype (eq. 9–10); the run keeps the genotype of its best val_cs epoch
 (early stopping on val_cs, paper §3.3).
+
+``strategy`` other than ``darts`` (:mod:`dartsrenet.strategies`, docs/search-strategies.md)
+changes the mixing weights of each step, the validation and, for RSWS and DARTS-PT, chooses
+the genotype on the trained supernet after the last epoch (``selection.json``).
 """
 
 from __future__ import annotations
