@@ -29,6 +29,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from analysis.comparisons import COMPARISON_DISPLAY_ALIGN, COMPARISON_NOTE, baseline_comparisons, display_comparisons
 from analysis.control import CONTROL_DISPLAY_ALIGN, CONTROL_NOTE, control_table, display_control_table
 from analysis.formatting import to_csv, to_latex, to_markdown
 from analysis.results import (
@@ -122,6 +123,16 @@ def control_text(
     return render(table, display_control_table(table), fmt, title, CONTROL_NOTE, CONTROL_DISPLAY_ALIGN)
 
 
+def baselines_text(evaluation: Experiment, fmt: str, eval_trials: pd.DataFrame | None = None) -> str | None:
+    """The searched cells of ``evaluation`` against its GRU/LSTM baselines (intervals, p-values)
+    as text in ``fmt``; None when it holds no baseline beside a searched cell."""
+    table = baseline_comparisons(load_trials(evaluation) if eval_trials is None else eval_trials)
+    if table.empty:
+        return None
+    title = f"Searched cells against the baselines (experiment {evaluation.name})"
+    return render(table, display_comparisons(table), fmt, title, COMPARISON_NOTE, COMPARISON_DISPLAY_ALIGN)
+
+
 def search_of(evaluation: Experiment | None) -> Experiment | None:
     """The search experiment an evaluation's cells came from (its ``sweep.json`` names it),
     or ``None`` (the paper's cells, or the search is gone)."""
@@ -168,6 +179,9 @@ def table_texts(
     if evaluation is not None:
         eval_trials = load_trials(evaluation)
         parts["results"] = results_text(evaluation, fmt, eval_trials)
+        baselines = baselines_text(evaluation, fmt, eval_trials)
+        if baselines is not None:
+            parts["baselines"] = baselines
         failures += [f"{evaluation.name}: {line}" for line in failure_lines(eval_trials, ("dataset", "model", "seed"))]
     if search is not None:
         trials = load_trials(search)
@@ -189,7 +203,7 @@ def write_tables(parts: dict[str, str], fmt: str, out: Path) -> None:
         return
     if "results" in parts:
         out.write_text(parts["results"])
-    for part in ("search", "random"):
+    for part in ("baselines", "search", "random"):
         if part in parts:
             part_output_path(out, part).write_text(parts[part])
 

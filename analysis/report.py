@@ -12,10 +12,20 @@ import json
 from collections.abc import Mapping
 from pathlib import Path
 
+import pandas as pd
+
 from analysis import draw_cells, make_table, plot_search
+from analysis.comparisons import (
+    COMPARISON_DISPLAY_ALIGN,
+    COMPARISON_NOTE,
+    KENDALL_NOTE,
+    display_comparisons,
+    kendall_table,
+    strategy_comparisons,
+)
 from analysis.plot_random import DPI, plot_random_control
 from analysis.results import Experiment, ExperimentNotFoundError, load_trials, read_experiment
-from analysis.tables import dataset_label
+from analysis.tables import dataset_label, format_number
 from dartsrenet.genotypes import GenotypeError
 from dartsrenet.results import SELECTION_FILE
 
@@ -68,6 +78,8 @@ def write_study_report(
     command: str,
     machine: str,
     dataset: str,
+    strategies: Mapping[str, Path] | None = None,
+    supernet_scores: Path | None = None,
 ) -> Path:
     """Write ``out/report.md`` and ``out/figures/``; returns the report's path.
 
@@ -78,6 +90,9 @@ def write_study_report(
         command: the study's command line.
         machine: one line describing the machine.
         dataset: the dataset's name.
+        strategies: the evaluation experiment of each search strategy's cell (``darts``: the
+            first-order one), compared with each other and with the random control.
+        supernet_scores: ``supernet_scores.json`` of ``sweeps/study.py`` (Kendall τ).
     """
     found = {key: _read(experiments.get(key)) for key in STAGE_TITLES}
     missing = [STAGE_TITLES[key] for key, experiment in found.items() if experiment is None]
@@ -107,6 +122,8 @@ def write_study_report(
                     random, experiment, "markdown", variants=models if isinstance(models, list) else None
                 )))
     sections.append(_section("Tables", "\n".join(tables) or "no experiment to tabulate"))
+    if strategies:
+        sections.append(_section("Search strategies", strategy_tables(strategies, random, supernet_scores, dataset)))
 
     figure_lines = []
     if random is not None:
@@ -141,3 +158,41 @@ def write_study_report(
         json.dumps({key: (experiment.path if experiment else None) for key, experiment in found.items()}, indent=2)
     )
     return path
+
+
+def strategy_tables(
+    strategies: Mapping[str, Path], random: Experiment | None, supernet_scores: Path | None, dataset: str
+) -> str:
+    """Markdown: each strategy's cell against the random control, the strategies against each
+    other, and the Kendall τ of each supernet's ranking of the random genotypes."""
+    found = {name: experiment for name, location in strategies.items() if (experiment := _read(location)) is not None}
+    parts = []
+    if random is not None:
+        for name, experiment in found.items():
+            if name != "darts":  # the first-order DARTS cells' control is among the tables above
+                parts.append(_demote(make_table.control_text(random, experiment, "markdown", variants=["vanilla"])))
+    evaluations = {name: load_trials(experiment) for name, experiment in found.items()}
+    table = strategy_comparisons(evaluations)
+    if not table.empty:
+        parts.append(_demote(make_table.render(
+            table, display_comparisons(table), "markdown", "Search strategies against each other", COMPARISON_NOTE,
+            COMPARISON_DISPLAY_ALIGN,
+        )))
+    if supernet_scores is not None and supernet_scores.is_file() and random is not None:
+        scores = json.loads(supernet_scores.read_text())
+        random_trials = load_trials(random)
+        rows = []
+        for strategy, entries in scores.items():
+            for seed in sorted({entry["seed"] for entry in entries}):
+                rows.append((f"{strategy} (search seed {seed})", [e for e in entries if e["seed"] == seed]))
+        kendall = kendall_table(dict(rows), random_trials, "vanilla", dataset)
+        shown = pd.DataFrame({
+            "Supernet": kendall["strategy"], "K": kendall["k"],
+            "Kendall τ": [format_number(v, 2) for v in kendall["kendall_tau"]],
+            "p": [format_number(v, 3) for v in kendall["p_value"]],
+        })
+        parts.append(_demote(make_table.render(
+            kendall, shown, "markdown", "Supernet ranking of the random genotypes against training them", KENDALL_NOTE,
+            "lrrr",
+        )))
+    return "\n".join(parts) or "no strategy evaluation to tabulate"

@@ -40,9 +40,22 @@ def search_command(args: argparse.Namespace) -> int:
 
     config = resolve_config("search", args.preset, _overrides(args, ["variant", "dataset", "seed", "out", "device", "data_root", "epochs"]))
     summary = run_search(config)
-    print(f"best genotype (epoch {summary['best_epoch']}, val_cs accuracy {summary['best_val_accuracy']:.4f}):")
+    if "selection" in summary:
+        print(f"genotype selected by {summary['selection']} on the trained supernet:")
+    else:
+        print(f"best genotype (epoch {summary['best_epoch']}, val_cs accuracy {summary['best_val_accuracy']:.4f}):")
     print(f"  {summary['genotype_string']}")
     print(f"run folder: {config.out}")
+    return 0
+
+
+def select_command(args: argparse.Namespace) -> int:
+    """Choose a genotype on an existing search run's trained supernet."""
+    from dartsrenet.strategies.selection import select_on_run
+
+    record = select_on_run(args.run, args.method, parse_overrides(args.overrides))
+    print(f"{args.method} selected {record['genotype']}")
+    print("wrote " + ", ".join(record["files"]))
     return 0
 
 
@@ -104,6 +117,20 @@ def build_parser() -> argparse.ArgumentParser:
     search.add_argument("--variant", help=f"search-space variant: {', '.join(VARIANTS)} (default: vanilla)")
     _add_common_run_options(search, SearchConfig)
     search.set_defaults(handler=search_command)
+
+    select = commands.add_parser(
+        "select", help="choose a genotype on a finished search's supernet (rsws, darts_pt)",
+        description="Rank sampled genotypes by the supernet's validation accuracy (rsws) or choose each node "
+        "by perturbation (darts_pt) on the trained supernet of a search run folder; writes "
+        "selection-METHOD.json and genotype-METHOD.json there (docs/search-strategies.md).",
+    )
+    select.add_argument("--run", required=True, help="a search run folder (holding config.json and checkpoint/)")
+    select.add_argument("--method", required=True, choices=["rsws", "darts_pt"], help="the selection")
+    select.add_argument(
+        "--set", dest="overrides", action="append", metavar="FIELD=VALUE",
+        help="rsws_candidates, pt_finetune_steps, selection_batches or device (repeatable)",
+    )
+    select.set_defaults(handler=select_command)
 
     train = commands.add_parser(
         "train", help="train and test an evaluation network (docs/architecture.md §6)",

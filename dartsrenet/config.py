@@ -36,6 +36,9 @@ from dartsrenet.data import DATASET_NAMES, DATASETS, IMAGEFOLDER_PREFIX, IMAGE_S
 from dartsrenet.registry import UnknownNameError, lookup
 from dartsrenet.variants import VARIANTS
 
+SEARCH_STRATEGIES = ("darts", "sdarts_rs", "gdas", "rsws", "darts_pt")
+"""The search strategies of :mod:`dartsrenet.strategies` (docs/search-strategies.md)."""
+
 
 @dataclass
 class SearchConfig:
@@ -72,6 +75,15 @@ class SearchConfig:
     capture: bool = True  # CUDA: replay each train step from a CUDA graph (ignored elsewhere)
     matmul_precision: Literal["tf32", "highest"] = "tf32"  # CUDA float32 matmuls on TF32 tensor cores, or full fp32
     autocast: Literal["none", "bf16"] = "none"  # bf16 matmuls (BatchNorm statistics and kernels stay fp32)
+    # search strategy (dartsrenet/strategies, docs/search-strategies.md) and its fields
+    strategy: Literal[SEARCH_STRATEGIES] = "darts"  # darts | sdarts_rs | gdas | rsws | darts_pt
+    sdarts_epsilon_start: float = 0.03  # sdarts_rs: noise U(−ε, ε) on softmax(α), ε ramped linearly from start …
+    sdarts_epsilon_end: float = 0.3  # … to end over the search (SDARTS's code)
+    gdas_tau_max: float = 10.0  # gdas: Gumbel-softmax temperature, linearly from max (first epoch) …
+    gdas_tau_min: float = 0.1  # … to min (last epoch), as GDAS
+    rsws_candidates: int = 100  # rsws: N sampled genotypes ranked by the trained supernet
+    pt_finetune_steps: int = 0  # darts_pt: weight steps between node decisions (0: none)
+    selection_batches: int | None = None  # rsws/darts_pt: val_cs batches an architecture is scored on (None: all)
 
 
 @dataclass
@@ -439,6 +451,13 @@ def _range_problems(config: Config) -> list[str]:
             ("arch_beta2", lambda v: 0 <= v < 1, "a number in [0, 1)"),
             ("arch_weight_decay", lambda v: v >= 0, "a number >= 0"),
             ("arch_order", lambda v: v in (1, 2), "1 (first-order DARTS) or 2 (second-order, unrolled)"),
+            ("sdarts_epsilon_start", lambda v: 0 <= v <= 1, "a number in [0, 1] (noise on probabilities)"),
+            ("sdarts_epsilon_end", lambda v: 0 <= v <= 1, "a number in [0, 1] (noise on probabilities)"),
+            ("gdas_tau_max", lambda v: v > 0, "a number > 0"),
+            ("gdas_tau_min", lambda v: 0 < v <= config.gdas_tau_max, f"a number in (0, gdas_tau_max={config.gdas_tau_max}]"),
+            ("rsws_candidates", lambda v: v >= 1, "an integer >= 1"),
+            ("pt_finetune_steps", lambda v: v >= 0, "an integer >= 0"),
+            ("selection_batches", lambda v: v is None or v >= 1, "None (every val_cs batch) or an integer >= 1"),
         ]
     else:
         val_fraction_ok = 0 < config.val_fraction < 1
@@ -490,8 +509,36 @@ def _ignored_field_problems(config: Config, given: set[str]) -> list[str]:
             f"backend={config.backend!r} is ignored by the {config.cell} baseline (backends compute DARTS cells "
             "only); leave backend unset"
         )
+    if isinstance(config, SearchConfig):
+        problems += _strategy_field_problems(config, given)
     if not config.augment and config.cutout > 0 and "cutout" in given:
         problems.append(f"cutout={config.cutout} is ignored with augment=False; set cutout=0 or augment=True")
     return problems
 
 
+
+
+STRATEGY_FIELDS: dict[str, tuple[str, ...]] = {
+    "sdarts_rs": ("sdarts_epsilon_start", "sdarts_epsilon_end"),
+    "gdas": ("gdas_tau_max", "gdas_tau_min"),
+    "rsws": ("rsws_candidates", "selection_batches"),
+    "darts_pt": ("pt_finetune_steps", "selection_batches"),
+}
+"""The fields each search strategy reads (besides DARTS's)."""
+
+
+def _strategy_field_problems(config: SearchConfig, given: set[str]) -> list[str]:
+    """A strategy's field given, with a value other than its default, with another strategy; or
+    second-order α steps where there are none."""
+    problems = []
+    used = set(STRATEGY_FIELDS.get(config.strategy, ()))
+    defaults = {field.name: field.default for field in dataclasses.fields(SearchConfig)}
+    for field in sorted({name for names in STRATEGY_FIELDS.values() for name in names} - used):
+        if field in given and getattr(config, field) != defaults[field]:
+            users = [name for name, names in STRATEGY_FIELDS.items() if field in names]
+            problems.append(f"{field} is ignored by strategy={config.strategy!r} (it applies to {' and '.join(users)}); leave it unset")
+    if config.arch_order == 2 and config.strategy in ("gdas", "rsws"):
+        problems.append(
+            f"arch_order=2 does not apply to strategy={config.strategy!r} (second-order α steps: darts, sdarts_rs, darts_pt)"
+        )
+    return problems

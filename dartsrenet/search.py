@@ -8,11 +8,16 @@ gradient of L_val at the current weights, as the paper) or second-order DARTS
 :func:`unrolled_arch_gradient`). Every epoch records losses, accuracies, softmax(α) and the
 derived genotype (eq. 9–10); the run keeps the genotype of its best val_cs epoch
 (early stopping on val_cs, paper §3.3).
+
+``strategy`` other than ``darts`` (:mod:`dartsrenet.strategies`, docs/search-strategies.md)
+changes the mixing weights of each step, the validation and, for RSWS and DARTS-PT, chooses
+the genotype on the trained supernet after the last epoch (``selection.json``).
 """
 
 from __future__ import annotations
 
 import time
+from contextlib import nullcontext
 from typing import Any
 
 import torch
@@ -24,7 +29,9 @@ from dartsrenet.config import SearchConfig, validate_config
 from dartsrenet.data import make_search_loaders
 from dartsrenet.genotypes import Genotype, derive_genotype
 from dartsrenet.networks import SearchNetwork, build_search_model, count_parameters
-from dartsrenet.runs import RunFolder, resolve_device
+from dartsrenet.runs import RunFolder, resolve_device, write_json
+from dartsrenet.strategies import SearchStrategy, SelectionContext, make_strategy
+from dartsrenet.strategies.supernet import fixed_batches
 from dartsrenet.steps import EpochTotals, FiniteWatch, GraphedStep, apply_matmul_precision, autocast, checks_every_step
 from dartsrenet.training import Log, Report, RunDriver, StepCallback, cosine_schedule, seed_epoch, validation_metrics
 
@@ -72,8 +79,9 @@ def search_epoch(
     capture: bool = False,
     autocast_mode: str = "none",
     arch_order: int = 1,
+    strategy: SearchStrategy | None = None,
 ) -> tuple[float, float]:
-    """One epoch of DARTS; returns (train_cs loss, train_cs accuracy).
+    """One epoch of DARTS (or of another search strategy); returns (train_cs loss, train_cs accuracy).
 
     Per step: α ← α − ∇_α L_val(w, α) on a val_cs batch (``arch_order=1``; with
     ``arch_order=2`` the unrolled gradient of :func:`unrolled_arch_gradient`, which also
@@ -87,6 +95,11 @@ def search_epoch(
     the weights in and out): with ``arch_order=2`` the steps run eagerly, ``capture`` or
     not.
 
+    ``strategy`` (:mod:`dartsrenet.strategies`; default DARTS) chooses the mixing weights
+    of each step's forward pass (a Gumbel sample, noisy probabilities, a sampled path) and
+    whether there is an α step; steps are captured only for strategies that draw nothing
+    on the host (DARTS, DARTS-PT).
+
     Raises:
         ValueError: ``arch_order`` is neither 1 nor 2 (before any step).
         NonFiniteLossError: the α-step or weight-step loss, or α itself after its
@@ -96,7 +109,11 @@ def search_epoch(
         raise ValueError(f"arch_order must be 1 (first-order DARTS) or 2 (second-order, unrolled), got {arch_order!r}")
     model.train()
     weights = model.weight_parameters()
-    graphed = capture and device.type == "cuda" and arch_order == 1
+    architecture = model.architecture
+    updates_alpha = strategy is None or strategy.updates_alpha
+    graphed = capture and device.type == "cuda" and arch_order == 1 and (strategy is None or strategy.capturable)
+    arch_step = nullcontext if strategy is None else strategy.arch_step
+    weight_step = nullcontext if strategy is None else strategy.weight_step
     arch_totals = EpochTotals(device, "search α")
     totals = EpochTotals(device, "search weight")
     alpha_watch = FiniteWatch(
@@ -105,24 +122,27 @@ def search_epoch(
     )
 
     def step(images: torch.Tensor, labels: torch.Tensor, val_images: torch.Tensor, val_labels: torch.Tensor) -> None:
-        arch_optimizer.zero_grad(set_to_none=not graphed)  # a graph's gradients keep their memory
-        if arch_order == 2:
-            val_loss = unrolled_arch_gradient(
-                model, images, labels, val_images, val_labels, weight_optimizer, autocast_mode=autocast_mode
-            )
-        else:
-            with autocast(device, autocast_mode):
-                val_loss = F.cross_entropy(model(val_images).float(), val_labels)
-            val_loss.backward()
-        arch_optimizer.step()
-        arch_totals.add(val_loss)
-        alpha_watch.add(model.alpha)
+        if updates_alpha:
+            arch_optimizer.zero_grad(set_to_none=not graphed)  # a graph's gradients keep their memory
+            with arch_step(architecture):
+                if arch_order == 2:
+                    val_loss = unrolled_arch_gradient(
+                        model, images, labels, val_images, val_labels, weight_optimizer, autocast_mode=autocast_mode
+                    )
+                else:
+                    with autocast(device, autocast_mode):
+                        val_loss = F.cross_entropy(model(val_images).float(), val_labels)
+                    val_loss.backward()
+            arch_optimizer.step()
+            arch_totals.add(val_loss)
+            alpha_watch.add(model.alpha)
 
         weight_optimizer.zero_grad(set_to_none=not graphed)
-        with autocast(device, autocast_mode):
-            logits = model(images)
-            loss = F.cross_entropy(logits.float(), labels)
-        loss.backward()
+        with weight_step(architecture):
+            with autocast(device, autocast_mode):
+                logits = model(images)
+                loss = F.cross_entropy(logits.float(), labels)
+            loss.backward()
         if grad_clip > 0:
             nn.utils.clip_grad_norm_(weights, grad_clip)
         weight_optimizer.step()
@@ -388,13 +408,15 @@ def run_search(config: SearchConfig, report: Report | None = None, *, resume_fro
         config.variant, num_classes=info.num_classes, channels=config.channels, head_init_range=info.head_init_range,
         backend=config.backend,
     ).to(device)
-    graphed = config.capture and device.type == "cuda" and config.arch_order == 1  # second order: eager steps
+    strategy = make_strategy(config)
+    # second order, and strategies that draw on the host: eager steps
+    graphed = config.capture and device.type == "cuda" and config.arch_order == 1 and strategy.capturable
     weight_optimizer, arch_optimizer = make_optimizers(model, config, capturable=graphed)
     scheduler = cosine_schedule(weight_optimizer, config.epochs, config.lr_min)
     driver = RunDriver(
         "search", config,
         {"model": model, "weight_optimizer": weight_optimizer, "arch_optimizer": arch_optimizer, "scheduler": scheduler},
-        report, resume_from, log, views=search_views,
+        report, resume_from, log, views=selecting_search_views if strategy.selects else search_views,
     )
     driver.start(device)
     if graphed:  # a resumed Adam keeps its checkpoint's setting: make it capturable
@@ -402,37 +424,66 @@ def run_search(config: SearchConfig, report: Report | None = None, *, resume_fro
             _make_capturable(optimizer, device)
     params = count_parameters(model)
     if driver.start_epoch == 1:
-        log and log(f"[search] {config.variant} on {config.dataset}, seed {config.seed}: {params:,} parameters on {device}")
+        log and log(
+            f"[search] {config.variant} on {config.dataset}, seed {config.seed}, strategy {config.strategy}: "
+            f"{params:,} parameters on {device}"
+        )
 
     while driver.should_continue():
         epoch = driver.start_epoch
         started = time.perf_counter()
         seed_epoch(config.seed, epoch, [train_cs, val_cs])
+        strategy.start_epoch(epoch)
         lr = weight_optimizer.param_groups[0]["lr"]
         with driver.epoch_progress(epoch, min(len(train_cs), len(val_cs))) as progress:
             train_loss, train_accuracy = search_epoch(
                 model, train_cs, val_cs, weight_optimizer, arch_optimizer, device, config.grad_clip, on_step=progress,
-                capture=config.capture, autocast_mode=config.autocast, arch_order=config.arch_order,
+                capture=config.capture, autocast_mode=config.autocast, arch_order=config.arch_order, strategy=strategy,
             )
         scheduler.step()
-        genotype = model.genotype()
+        genotype = strategy.epoch_genotype(model)
+        with strategy.validation(model.architecture):
+            validation = validation_metrics(model, val_cs, device, "val_cs split", autocast_mode=config.autocast)
         metrics: dict[str, Any] = {
             "epoch": epoch, "train_loss": train_loss, "train_accuracy": train_accuracy,
-            **validation_metrics(model, val_cs, device, "val_cs split", autocast_mode=config.autocast), "lr": lr, "params": params,
-            "epoch_time_s": time.perf_counter() - started, "genotype": genotype.to_string(),
+            **validation, "lr": lr, "params": params,
+            "epoch_time_s": time.perf_counter() - started, "genotype": genotype.to_string(), **strategy.epoch_record(),
         }
         driver.end_epoch(metrics)
         best = genotype if metrics["improved"] else _best_genotype(driver.history, driver.best_epoch)
         metrics["best_genotype"] = best.to_string() if best is not None else None
         metrics["alpha"] = model.architecture.probabilities().detach().cpu().tolist()
-        driver.commit_epoch(metrics)  # also alpha_history.json and genotype.json (search_views)
+        # also alpha_history.json and, unless the strategy selects at the end, genotype.json (search_views)
+        driver.commit_epoch(metrics)
 
     driver.require_selected_epoch()
     best = _best_genotype(driver.history, driver.best_epoch)
+    selection: dict[str, Any] = {}
+    if strategy.selects:  # the genotype is chosen on the trained supernet, not by the best epoch
+        context = selection_context(config, train_cs, val_cs, weight_optimizer, device, log)
+        best, record = strategy.select(model, context)
+        write_json(driver.folder.path / "selection.json", {**record, "genotype": best.to_string()})
+        write_json(driver.folder.path / "genotype.json", best.to_dict())
+        selection = {"selection": record["method"], "supernet_epoch_genotype_string": _best_genotype(
+            driver.history, driver.best_epoch).to_string()}
+        log and log(f"[{config.strategy}] selected {best.to_string()}")
     return driver.summary(
-        device, params, variant=config.variant, dataset=config.dataset, seed=config.seed,
+        device, params, variant=config.variant, dataset=config.dataset, seed=config.seed, strategy=config.strategy,
         genotype=best.to_dict(), genotype_string=best.to_string(),
-        final_genotype_string=derive_genotype(model.alpha).to_string(),
+        final_genotype_string=derive_genotype(model.alpha).to_string(), **selection,
+    )
+
+
+def selection_context(
+    config: SearchConfig, train_cs: DataLoader, val_cs: DataLoader, weight_optimizer: torch.optim.Optimizer,
+    device: torch.device, log: Log | None,
+) -> SelectionContext:
+    """What a selection after training uses: the first ``selection_batches`` val_cs batches
+    (in the order of the selection's seed) and the train_cs loader, reseeded likewise."""
+    seed_epoch(config.seed, 0, [train_cs, val_cs])
+    return SelectionContext(
+        val_batches=fixed_batches(val_cs, config.selection_batches, device), train_cs=train_cs,
+        weight_optimizer=weight_optimizer, device=device, log=log,
     )
 
 
@@ -441,10 +492,14 @@ def search_views(history: list[dict[str, Any]], best_epoch: int) -> dict[str, An
     ``alpha_history.json`` (softmax(α) per epoch) and ``genotype.json`` (the best epoch's
     genotype; None while no epoch is selected)."""
     best = _best_genotype(history, best_epoch)
-    return {
-        "alpha_history.json": [metrics["alpha"] for metrics in history],
-        "genotype.json": best.to_dict() if best is not None else None,
-    }
+    return {**selecting_search_views(history, best_epoch), "genotype.json": best.to_dict() if best is not None else None}
+
+
+def selecting_search_views(history: list[dict[str, Any]], best_epoch: int) -> dict[str, Any]:
+    """The per-epoch files of a search whose strategy selects its genotype after training
+    (``alpha_history.json`` only: ``genotype.json`` and ``selection.json`` are the
+    selection's, written once at the end, and left alone by the repair)."""
+    return {"alpha_history.json": [metrics["alpha"] for metrics in history]}
 
 
 def _best_genotype(history: list[dict[str, Any]], best_epoch: int) -> Genotype | None:

@@ -1,5 +1,5 @@
 """``make study``: the searched cells against random ones on Fashion-MNIST, on a CPU, in
-about an hour (docs/study-fashion-mnist.md).
+about two hours with every search strategy (docs/study-fashion-mnist.md).
 
 Fashion-MNIST (60,000/10,000 real 28×28 images; offline from Debian's
 ``dataset-fashion-mnist``) at the ``study`` preset (training subsets, narrow networks:
@@ -10,7 +10,14 @@ Fashion-MNIST (60,000/10,000 real 28×28 images; offline from Debian's
 3. evaluation of the cells selected by 1, and the GRU and LSTM baselines: 3 seeds each;
 4. evaluation of the vanilla cell selected by 2: 3 seeds;
 5. random-genotype control: K = 8 random genotypes per variant, one seed each;
-6. analysis: the tables (Table 1 of both evaluations, both searches, the random control),
+6. every other search strategy (``--strategies``, default all: sdarts_rs, gdas, rsws,
+   darts_pt; dartsrenet/strategies): a vanilla search × the search seeds, and the
+   evaluation of its selected cell × the evaluation seeds — against the same random control;
+   then each search's trained supernet scores the control's K genotypes (Kendall τ against
+   their stand-alone accuracy, ``supernet_scores.json``);
+7. analysis: the tables (Table 1 of every evaluation, the searches, the random control of
+   every searched cell, the searched cells against GRU/LSTM and strategy against strategy
+   with 95 % intervals and p-values, Kendall τ),
    the distribution of random cells' accuracies with the DARTS cells and baselines marked,
    drawings of the found cells, and ``report.md`` with all of them, the wall time of each
    stage, the command and the machine.
@@ -57,6 +64,19 @@ EXPERIMENTS = {
 }
 """Stage → experiment name inside ``--out``."""
 
+STRATEGIES = ("sdarts_rs", "gdas", "rsws", "darts_pt")
+"""The search strategies beside first-order DARTS that the study runs (vanilla only)."""
+STRATEGY_OVERRIDES = {"rsws": ["rsws_candidates=50", "selection_batches=8"], "darts_pt": ["selection_batches=8"]}
+"""What the strategies' selections cost in the study: 50 ranked genotypes, 8 val_cs batches per score."""
+SCORE_BATCHES = 8
+"""val_cs batches a supernet scores each random-control genotype on (Kendall τ)."""
+SUPERNET_SCORES_FILE = "supernet_scores.json"
+
+
+def strategy_experiments(strategy: str) -> tuple[str, str]:
+    """(search, evaluation) experiment names of a strategy."""
+    return f"search_{strategy}", f"eval_{strategy}"
+
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -65,7 +85,38 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         search_seeds=2, eval_seeds=3, num_samples=8,
     )
     parser.add_argument("--data-root", default="data", metavar="DIR", help="where datasets live (default: ./data)")
-    return parser.parse_args(argv)
+    parser.add_argument(
+        "--strategies", default=",".join(STRATEGIES), metavar="LIST",
+        help=f"comma-separated search strategies beside DARTS ({', '.join(STRATEGIES)}; default: all; '' for none)",
+    )
+    args = parser.parse_args(argv)
+    args.strategies = [name.strip() for name in args.strategies.split(",") if name.strip()]
+    return args
+
+
+def check_strategies(args: argparse.Namespace) -> None:
+    """Raises :class:`common.SweepError` for a strategy the study does not know."""
+    unknown = [name for name in args.strategies if name not in STRATEGIES]
+    if unknown:
+        raise common.SweepError(f"unknown --strategies {', '.join(unknown)}; valid: {', '.join(STRATEGIES)}")
+
+
+def plan_strategy_search(args: argparse.Namespace, storage: Path, strategy: str) -> stages.Stage:
+    """A strategy's vanilla search (stage 6)."""
+    shared = shared_values(args, storage)
+    overrides = [*shared["overrides"], f"strategy={strategy}", *STRATEGY_OVERRIDES.get(strategy, [])]
+    return stages.search(
+        dataset=DATASET, num_seeds=args.search_seeds, variants=["vanilla"], name=strategy_experiments(strategy)[0],
+        **{**shared, "overrides": overrides},
+    )
+
+
+def plan_strategy_evaluation(args: argparse.Namespace, storage: Path, strategy: str, genotypes: str) -> stages.Stage:
+    """The evaluation of a strategy's selected vanilla cell (stage 6)."""
+    return stages.evaluation(
+        genotypes=genotypes, datasets=[DATASET], num_seeds=args.eval_seeds, models=["vanilla"],
+        name=strategy_experiments(strategy)[1], **shared_values(args, storage),
+    )
 
 
 def shared_values(args: argparse.Namespace, storage: Path) -> dict:
@@ -120,13 +171,13 @@ def run_sweeps(args: argparse.Namespace, storage: Path, command: str) -> int:
     searches = plan_searches(args, storage)
     for number, (key, search) in enumerate(zip(("search", "search_order2"), searches, strict=True), start=1):
         order = "second" if key == "search_order2" else "first"
-        stages.banner(f"{number}/6 cell search, {order}-order DARTS: {', '.join(search.plan.details['variants'])} "
+        stages.banner(f"{number}/7 cell search, {order}-order DARTS: {', '.join(search.plan.details['variants'])} "
                       f"x {args.search_seeds} seeds on {DATASET}")
         status = max(status, timed(key, storage, lambda search=search: stages.run_stage(search, command)))
 
     for number, (key, search) in enumerate(zip(("eval", "eval_order2"), searches, strict=True), start=3):
         selection = stages.selection_of(search)
-        stages.banner(f"{number}/6 evaluation of the cells of {search.plan.name}, {args.eval_seeds} seeds each")
+        stages.banner(f"{number}/7 evaluation of the cells of {search.plan.name}, {args.eval_seeds} seeds each")
         if selection is None:
             print(f"note: {search.plan.name} selected no cell (no search seed finished); not evaluated")
             status = max(status, common.EXIT_INCOMPLETE)
@@ -134,9 +185,60 @@ def run_sweeps(args: argparse.Namespace, storage: Path, command: str) -> int:
         evaluation = plan_evaluation(args, storage, str(selection), order2=key == "eval_order2")
         status = max(status, timed(key, storage, lambda evaluation=evaluation: stages.run_stage(evaluation, command)))
 
-    stages.banner(f"5/6 random-genotype control: K = {args.num_samples} per variant, 1 seed each")
+    stages.banner(f"5/7 random-genotype control: K = {args.num_samples} per variant, 1 seed each")
     control = plan_random(args, storage)
-    return max(status, timed("random", storage, lambda: stages.run_stage(control, command)))
+    status = max(status, timed("random", storage, lambda: stages.run_stage(control, command)))
+
+    for strategy in args.strategies:
+        search = plan_strategy_search(args, storage, strategy)
+        stages.banner(f"6/7 strategy {strategy}: vanilla search x {args.search_seeds} seeds, then its cell x "
+                      f"{args.eval_seeds} seeds")
+        status = max(status, timed(f"search_{strategy}", storage, lambda search=search: stages.run_stage(search, command)))
+        selection = stages.selection_of(search)
+        if selection is None:
+            print(f"note: {search.plan.name} selected no cell (no search seed finished); not evaluated")
+            status = max(status, common.EXIT_INCOMPLETE)
+            continue
+        evaluation = plan_strategy_evaluation(args, storage, strategy, str(selection))
+        status = max(status, timed(f"eval_{strategy}", storage,
+                                   lambda evaluation=evaluation: stages.run_stage(evaluation, command)))
+    return status
+
+
+def score_supernets(args: argparse.Namespace, storage: Path) -> Path:
+    """Every finished vanilla search's supernet scores the random control's K genotypes (their
+    paths, shared weights, :data:`SCORE_BATCHES` val_cs batches); writes and returns
+    :data:`SUPERNET_SCORES_FILE`: ``{strategy: [{"seed", "model", "genotype", "accuracy"}, …]}``.
+    A search scored before (same trial, same genotypes) is not scored again."""
+    from analysis.results import FINISHED, config_column, load_trials, read_experiment
+    from dartsrenet.genotypes import sample_genotypes
+    from dartsrenet.results import RUN_FOLDER
+    from dartsrenet.strategies.selection import score_on_run
+    from sweeps.random_baseline import model_name
+
+    path = storage / SUPERNET_SCORES_FILE
+    previous = json.loads(path.read_text()) if path.is_file() else {}
+    genotypes = {model_name("vanilla", k): genotype for k, genotype in enumerate(sample_genotypes(args.num_samples, 0))}
+    searches = {"darts": storage / EXPERIMENTS["search"]}
+    searches.update({name: storage / strategy_experiments(name)[0] for name in args.strategies})
+    scores = {}
+    for strategy, location in searches.items():
+        if not location.is_dir():
+            continue
+        trials = load_trials(read_experiment(str(location)))
+        finished = trials[(trials["status"] == FINISHED) & (trials[config_column("variant")] == "vanilla")]
+        entries = []
+        for trial_dir, seed in zip(finished["trial_dir"], finished[config_column("seed")], strict=True):
+            done = [e for e in previous.get(strategy, []) if e["trial"] == trial_dir and e["model"] in genotypes]
+            if len(done) == len(genotypes):
+                entries += done
+                continue
+            accuracies = score_on_run(Path(trial_dir) / RUN_FOLDER, genotypes, batches=SCORE_BATCHES)
+            entries += [{"trial": trial_dir, "seed": int(seed), "model": model, "genotype": genotypes[model].to_string(),
+                         "accuracy": accuracy} for model, accuracy in accuracies.items()]
+        scores[strategy] = entries
+    common.write_json(str(path), scores)
+    return path
 
 
 def machine() -> str:
@@ -165,9 +267,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     command = shlex.join(["python", "sweeps/study.py", *argv])
     storage = args.out.expanduser().resolve()
     try:  # every stage planned before Ray starts (the evaluations with the paper's cells as stand-ins)
+        check_strategies(args)
         plan_searches(args, storage)
         plan_evaluation(args, storage, "paper", order2=False)
         plan_random(args, storage)
+        for strategy in args.strategies:
+            plan_strategy_search(args, storage, strategy)
+            plan_strategy_evaluation(args, storage, strategy, "paper")
     except common.SweepError as error:
         return common.usage_error(error)
     storage.mkdir(parents=True, exist_ok=True)
@@ -175,11 +281,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         status = run_sweeps(args, storage, command)
     from analysis import report  # after the sweeps: the analysis needs no Ray
 
-    stages.banner("6/6 analysis")
+    stages.banner("7/7 supernet scores of the random genotypes, and analysis")
+    scores = score_supernets(args, storage)
     experiments = {key: storage / name for key, name in EXPERIMENTS.items()}
+    strategies = {"darts": storage / EXPERIMENTS["eval"]}
+    strategies.update({name: storage / strategy_experiments(name)[1] for name in args.strategies})
     timings = json.loads((storage / TIMINGS_FILE).read_text())
     report_path = report.write_study_report(
-        storage, experiments, timings=timings, command=command, machine=machine(), dataset=DATASET
+        storage, experiments, timings=timings, command=command, machine=machine(), dataset=DATASET,
+        strategies=strategies, supernet_scores=scores,
     )
     print(f"\nreport: {report_path}")
     return status

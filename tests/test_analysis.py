@@ -356,8 +356,11 @@ def test_select_seed_ignores_unfinished_and_breaks_ties_by_seed():
 def test_markdown_form(results_root, capsys):
     assert make_table.main(["--results", str(results_root)]) == 0
     out = capsys.readouterr().out
-    table1 = [line for line in out.splitlines() if line.startswith("| CIFAR-10")]
+    table1_part, _, baselines = out.partition("Searched cells against the baselines")
+    table1 = [line for line in table1_part.splitlines() if line.startswith("| CIFAR-10")]
     assert len(table1) == 1
+    # one GRU seed: a difference, but no interval from one value
+    assert "| Baseline ReNet with GRU |" in baselines and "n too small for an interval" in baselines
     cells = [cell.strip() for cell in table1[0].strip("|").split("|")]
     assert cells == ["CIFAR-10", "Vanilla - DartsReNet", "6.8", "91.00 ± 1.00", "92.00",
                      "3/5 (1 failed, 1 not started)", "90.26", "+0.74"]
@@ -376,7 +379,7 @@ def test_latex_form(results_root, tmp_path):
     out = tmp_path / "table1.tex"
     assert make_table.main(["--results", str(results_root), "--format", "latex", "--out", str(out)]) == 0
     text = out.read_text()
-    assert text.count(r"\begin{tabular}") == 2 and text.count(r"\end{table}") == 2
+    assert text.count(r"\begin{tabular}") == 3 and text.count(r"\end{table}") == 3  # Table 1, baselines, search
     assert r"CIFAR-10 & Vanilla - DartsReNet & 6.8 & 91.00 $\pm$ 1.00 & 92.00 & 3/5 (1 failed, 1 not started) & 90.26 & +0.74 \\" in text
     assert r"digits & Baseline ReNet with LSTM & 6.0 & 50.00 (n=1) & 50.00 & 1/1 & --- & --- \\" in text
     assert r"Accuracy [\%]" in text and r"search\_digits\_demo" in text

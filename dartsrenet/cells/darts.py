@@ -23,7 +23,8 @@ them is the same for all backends:
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 
 import torch
 import torch.nn.functional as F
@@ -165,7 +166,7 @@ class _DartsCellBase(BidirectionalCell):
         if not norm.track_running_stats or (self.input_gate is not None and norm.uses_batch_statistics()):
             return super().sweep(x)
         input_node = _HoistedInputNode(self, x)
-        if self.backend != "eager" and self.input_gate is None:
+        if self._fused_sweep_applies():
             output = self._fused_sweep(self.kernel_state(self.initial_state(x.shape[1], x)), input_node)
         else:
             nodes = self._sweep_nodes()
@@ -177,6 +178,10 @@ class _DartsCellBase(BidirectionalCell):
             output = align_directions(outputs)
         input_node.update_running_statistics()
         return output
+
+    def _fused_sweep_applies(self) -> bool:
+        """Whether :meth:`sweep` runs as one fused autograd node (:meth:`_fused_sweep`)."""
+        return self.backend != "eager" and self.input_gate is None
 
     def _fused_sweep(self, initial: Tensor, input_node: _HoistedInputNode) -> Tensor:
         """:meth:`sweep` on a fused backend, as one autograd node, from h_{−1} = ``initial``."""
@@ -365,10 +370,37 @@ class ArchitectureWeights(nn.Module):
         self.primitives = tuple(primitives)
         self.num_nodes = num_nodes
         self.alpha = nn.Parameter(1e-3 * torch.randn(num_edges(num_nodes), len(self.primitives)))
+        # What the search cells mix with instead of softmax(α), set by a search strategy for one
+        # step (dartsrenet/strategies): mixing weights of α's shape, or one sampled path.
+        self.mixing_override: Tensor | None = None
+        self.path: Genotype | None = None
 
     def probabilities(self) -> Tensor:
         """softmax(α) over primitives, (num_edges, num_primitives)."""
         return F.softmax(self.alpha, dim=-1)
+
+    def mixing(self) -> Tensor:
+        """The mixing weights the search cells use: :attr:`mixing_override` if a strategy set
+        one (a Gumbel sample, noisy probabilities), else :meth:`probabilities`."""
+        return self.probabilities() if self.mixing_override is None else self.mixing_override
+
+    @contextmanager
+    def mixing_with(self, weights: Tensor | None = None, path: Genotype | None = None) -> Iterator[None]:
+        """Within the block the cells mix with ``weights`` (α's shape) or compute only ``path``
+        (one predecessor and activation per node: the derived cell on the search cell's weights);
+        both None: softmax(α)."""
+        if weights is not None and path is not None:
+            raise ValueError("give mixing weights or a path, not both")
+        if weights is not None and weights.shape != self.alpha.shape:
+            raise ValueError(f"mixing weights must have α's shape {tuple(self.alpha.shape)}, got {tuple(weights.shape)}")
+        if path is not None and len(path.recurrent) != self.num_nodes:
+            raise ValueError(f"a path needs {self.num_nodes} nodes, got {len(path.recurrent)}")
+        saved = self.mixing_override, self.path
+        self.mixing_override, self.path = weights, path
+        try:
+            yield
+        finally:
+            self.mixing_override, self.path = saved
 
 
 class DartsSearchCell(_DartsCellBase):
@@ -423,8 +455,9 @@ class DartsSearchCell(_DartsCellBase):
         return probabilities.new_zeros(len(probabilities), len(SEARCH_PRIMITIVES)).index_copy(1, columns, probabilities)
 
     def edge_probabilities(self) -> Tensor:
-        """softmax(α) without the 'none' column (it contributes nothing), (36, F)."""
-        return self.architecture.probabilities()[:, self._columns]
+        """softmax(α) (or a strategy's mixing weights, :meth:`ArchitectureWeights.mixing`)
+        without the 'none' column (it contributes nothing), (36, F)."""
+        return self.architecture.mixing()[:, self._columns]
 
     def mixing_weights(self, probabilities: Tensor | None = None) -> list[tuple[Tensor, Tensor]]:
         """Per node i: (p_f per primitive f ≠ none (F, 1, i, 1, 1), P = Σ_{f≠none} p_f (1, i, 1, 1)).
@@ -456,6 +489,8 @@ class DartsSearchCell(_DartsCellBase):
         a hoisted :meth:`sweep` is one for all steps).
         """
         first_slot = t * (self.num_nodes + 1)
+        if self.architecture.path is not None:
+            return self._path_nodes(previous, projection, t, self.architecture.path)
         if self.backend != "eager":
             probabilities = self.edge_probabilities() if probabilities is None else probabilities
             return self._fused_nodes(previous, projection, t, self.kernel_mixing(probabilities))
@@ -468,6 +503,28 @@ class DartsSearchCell(_DartsCellBase):
             weights, kept = mixing[node - 1]
             states.append(self.node_norm(mix(sources, projection, weights, kept, self._primitives), first_slot + node))
         return average_states(states[1:])
+
+    def _path_nodes(self, previous: Tensor, projection: Tensor, t: int, path: Genotype) -> Tensor:
+        """:meth:`nodes` with one-hot mixing weights on ``path``, computing only that path.
+
+        Node i reads only s_{p_i}: one projection s_{p_i}·W_i instead of i, one activation
+        instead of four, s_i = BN(node_update(s_{p_i}, σ(c), f_i(ĥ))) in the shared node
+        BatchNorm's slot. With one-hot weights :func:`~dartsrenet.cells.maths.mixed_node`
+        computes the same (the other edges add exact zeros), so the values and the weights'
+        gradients are those of the full search cell; α gets no gradient here. Plain PyTorch,
+        whatever the backend (the fused kernels mix every edge).
+        """
+        first_slot = t * (self.num_nodes + 1)
+        update = compiled(gated_node)
+        states = [self.node_norm(update(previous, projection, torch.tanh), first_slot)]
+        for node, (activation, predecessor) in enumerate(path.recurrent, 1):
+            source = states[predecessor]
+            node_projection = directional_matmul(source, self.node_weights[node - 1])
+            states.append(self.node_norm(update(source, node_projection, get_activation(activation)), first_slot + node))
+        return average_states(states[1:])
+
+    def _fused_sweep_applies(self) -> bool:
+        return super()._fused_sweep_applies() and self.architecture.path is None
 
     def _fused_nodes(self, previous: Tensor, projection: Tensor, t: int, kernel_mixing: Tensor) -> Tensor:
         """:meth:`nodes` on a fused backend, with :meth:`kernel_mixing` given."""
@@ -486,6 +543,9 @@ class DartsSearchCell(_DartsCellBase):
         )  # fmt: skip
 
     def _sweep_nodes(self) -> Callable[[Tensor, Tensor, int], Tensor]:
+        path = self.architecture.path
+        if path is not None:
+            return lambda previous, projection, t: self._path_nodes(previous, projection, t, path)
         probabilities = self.edge_probabilities()  # softmax(α) once per sweep, not per step
         if self.backend != "eager":  # the kernels' (edges, 4) mixing weights, also once per sweep
             kernel_mixing = self.kernel_mixing(probabilities)
