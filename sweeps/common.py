@@ -66,6 +66,7 @@ from dartsrenet.results import (
     write_json,
 )
 from dartsrenet.run_options import add_run_options
+from sweeps import ray_setup
 
 # Trainables and helpers of this module are shipped to Ray workers by value: workers
 # need only `dartsrenet` installed, not this folder on their path (`ray submit`
@@ -260,7 +261,7 @@ def storage_location(storage: str) -> str:
 # --- Ray and resources ---------------------------------------------------------------
 
 
-LOOPBACK = "127.0.0.1"
+LOOPBACK = ray_setup.LOOPBACK
 
 
 def start_ray(args: argparse.Namespace) -> bool:
@@ -277,11 +278,11 @@ def start_ray(args: argparse.Namespace) -> bool:
     if local:
         address = "local"
     project_on_worker_path()
-    kwargs: dict[str, Any] = {"address": address, "include_dashboard": False, "log_to_driver": True}
     if address == "local":
-        # a Ray of this machine only: on the loopback address, reachable from nowhere else
-        kwargs.update(num_cpus=args.num_cpus, num_gpus=args.num_gpus, _node_ip_address=LOOPBACK)
-    ray.init(**kwargs)
+        # a Ray of this machine only, listening on the loopback address (sweeps/ray_setup.py)
+        ray_setup.start_local_ray(args.num_cpus, args.num_gpus)
+    else:
+        ray.init(address=address, include_dashboard=False, log_to_driver=True)
     return True
 
 
