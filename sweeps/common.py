@@ -759,7 +759,8 @@ def _run_experiment_locked(
                 verbose=verbose,
             ),
         )
-    results_grid = tuner.fit()
+    with tracking.own_loggers_only():
+        results_grid = tuner.fit()
     # The scheduler that ran: ours, or the one Tuner.restore unpickled from the experiment.
     used = getattr(getattr(tuner, "_local_tuner", None), "_tune_config", None)
     stopped = getattr(getattr(used, "scheduler", None), "stopped_trials", None)

@@ -22,7 +22,8 @@ from __future__ import annotations
 import argparse
 import math
 import os
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -194,13 +195,11 @@ def sweep_callbacks(
     log: Callable[[str], None] = print,
 ) -> list[LoggerCallback]:
     """``loggers`` plus the TensorBoard logger and, for ``--mlflow``, the MLflow one;
-    says where to look. Ray's own TensorBoard logger is turned off (its hint names a
-    temporary folder).
+    says where to look. Run the experiment inside :func:`own_loggers_only`.
 
     Raises:
         ValueError: see :func:`mlflow_store`.
     """
-    os.environ[AUTO_LOGGERS_ENV] = "1"
     callbacks = [*loggers, TensorBoardLogger()]
     log(f"TensorBoard: tensorboard --logdir {experiment}")
     mlflow_callback = mlflow_logger(mlflow, experiment, name, tags)
@@ -208,6 +207,22 @@ def sweep_callbacks(
         callbacks.append(mlflow_callback)
         log(f"MLflow: mlflow ui --backend-store-uri {mlflow_callback.tracking_uri}")
     return callbacks
+
+
+@contextmanager
+def own_loggers_only() -> Iterator[None]:
+    """While a sweep's ``Tuner.fit`` runs, Ray adds none of its default loggers: the
+    sweeps pass their own CSV, JSON and TensorBoard loggers, and Ray's TensorBoard one
+    would print a hint naming its temporary session folder."""
+    before = os.environ.get(AUTO_LOGGERS_ENV)
+    os.environ[AUTO_LOGGERS_ENV] = "1"
+    try:
+        yield
+    finally:
+        if before is None:
+            os.environ.pop(AUTO_LOGGERS_ENV, None)
+        else:
+            os.environ[AUTO_LOGGERS_ENV] = before
 
 
 def replace_callbacks(tuner: Any, callbacks: list[LoggerCallback]) -> None:

@@ -7,6 +7,7 @@ experiment), then the same command again (a resume)."""
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -56,6 +57,7 @@ def test_tensorboard_reads_every_trials_epochs_from_the_experiment(tracked_sweep
     for trial in trials:
         metrics = [json.loads(line) for line in (trial / "run" / "metrics.jsonl").read_text().splitlines()]
         series = read_scalars(trial)
+        assert not [tag for tag in series if tag.startswith("ray/tune/")], "Ray's own TensorBoard logger ran too"
         for name in EPOCH_SCALARS:
             assert [step for step, _ in series[name]] == [1, 2], (trial.name, name, series.get(name))
             expected = [record[name] for record in metrics]
@@ -85,6 +87,13 @@ def test_mlflow_has_one_run_per_trial_with_every_epoch(tracked_sweep, capsys):
         history = client.get_metric_history(run.info.run_id, "val_accuracy")
         assert [metric.step for metric in history] == [record["epoch"] for record in metrics] == [1, 2]
         assert [metric.value for metric in history] == pytest.approx([record["val_accuracy"] for record in metrics], rel=1e-6)
+
+
+def test_rays_default_loggers_are_off_only_while_a_sweep_runs(monkeypatch):
+    monkeypatch.delenv(tracking.AUTO_LOGGERS_ENV, raising=False)
+    with tracking.own_loggers_only():
+        assert os.environ[tracking.AUTO_LOGGERS_ENV] == "1"
+    assert tracking.AUTO_LOGGERS_ENV not in os.environ
 
 
 def test_tensorboard_scalars_leave_out_bookkeeping_and_non_finite_values():
