@@ -23,6 +23,11 @@ Contracts (docs/design.md, "Sweeps — experiment layout"):
   ``error:`` line and exit status 2 before Ray starts, not a failure of every trial.
 * Ray's ``result.json`` / ``progress.csv`` keep every report of a trial that failed and
   was retried (:data:`RETRY_SAFE_LOGGERS`); the analysis reads the run folder anyway.
+* Around each experiment (modules of their own): one driver at a time
+  (:mod:`sweeps.experiment_lock`); a resume only of folders with our valid ``sweep.json``,
+  checked before Ray unpickles anything (:mod:`sweeps.trusted_storage`); TensorBoard and
+  MLflow loggers (:mod:`sweeps.tracking`); a local Ray on the loopback address only
+  (:mod:`sweeps.ray_setup`).
 * GPUs are checked before a sweep starts: Ray would leave a trial that asks for a GPU
   on a GPU-less cluster pending forever, so :func:`check_resources` fails at once
   unless ``--autoscale`` says that the autoscaler will add GPU nodes.

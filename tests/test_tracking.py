@@ -116,3 +116,37 @@ def test_mlflow_flag_parses_with_and_without_uri():
     assert parser.parse_args(["--mlflow"]).mlflow == tracking.MLFLOW_DEFAULT
     assert parser.parse_args(["--mlflow", "http://host:5000"]).mlflow == "http://host:5000"
     assert common.namespace(parser).mlflow is None
+
+
+class TrialStandIn:
+    """What Ray Tune's MLflow callback reads of a trial: its name and config."""
+
+    def __init__(self, name: str, config: dict) -> None:
+        self.name, self.config, self.evaluated_params = name, config, config
+
+    def __str__(self) -> str:
+        return self.name
+
+
+def test_a_trial_resumed_by_a_new_driver_continues_its_mlflow_run(tmp_path):
+    """The first driver dies after epoch 1 (no end of trial); the next driver's logger
+    finds the trial's run by name and adds epoch 2 to it."""
+    tracking_uri, artifacts = tracking.mlflow_store(tracking.MLFLOW_DEFAULT, str(tmp_path / "exp"))
+    (tmp_path / "exp").mkdir()
+    trial = TrialStandIn("vanilla_seed0_abc12_00000", {"variant": "vanilla", "seed": 0})
+    first = tracking.SweepMLflowLogger(tracking_uri, "exp", artifacts, {"sweep_kind": "search"})
+    first.setup()
+    first.log_trial_start(trial)
+    first.log_trial_result(1, trial, {"val_accuracy": 0.25, "training_iteration": 1})
+    second = tracking.SweepMLflowLogger(tracking_uri, "exp", artifacts, {"sweep_kind": "search"})
+    second.setup()
+    second.log_trial_start(trial)
+    second.log_trial_result(2, trial, {"val_accuracy": 0.5, "training_iteration": 2})
+    second.log_trial_end(trial)
+
+    client = mlflow.MlflowClient(tracking_uri=tracking_uri)
+    [run] = client.search_runs([client.get_experiment_by_name("exp").experiment_id])
+    assert run.info.run_name == str(trial) and run.info.status == "FINISHED"
+    assert run.data.tags["sweep_kind"] == "search"
+    history = client.get_metric_history(run.info.run_id, "val_accuracy")
+    assert [(metric.step, metric.value) for metric in history] == [(1, 0.25), (2, 0.5)]
