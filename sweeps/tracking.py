@@ -30,7 +30,7 @@ from typing import Any
 from ray.air.integrations.mlflow import MLflowLoggerCallback  # imports mlflow only when used
 from ray.tune.logger import LoggerCallback
 
-from dartsrenet.results import is_uri, join_location
+from dartsrenet.results import is_uri
 
 MLFLOW_DEFAULT = "experiment"
 """``--mlflow`` given without a URI: a SQLite store inside the experiment."""
