@@ -282,8 +282,8 @@ def start_ray(args: argparse.Namespace) -> bool:
     address = args.address
     if local and address not in (None, "local"):
         raise SweepError("--num-cpus/--num-gpus start a new local Ray; they cannot be combined with --address")
-    if local:
-        address = "local"
+    if local or (address is None and not ray_setup.running_cluster()):
+        address = "local"  # a new Ray of this machine (nothing to connect to)
     project_on_worker_path()
     if address == "local":
         # a Ray of this machine only, listening on the loopback address (sweeps/ray_setup.py)

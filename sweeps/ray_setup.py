@@ -46,6 +46,17 @@ def loopback_only() -> None:
     ray_constants.ENABLE_RAY_CLUSTER = False
 
 
+def running_cluster() -> bool:
+    """Whether ``ray.init()`` without an address would connect to a running Ray —
+    ``RAY_ADDRESS``, or a cluster started with ``ray start`` on this machine — rather
+    than start a new one (which then must be started by :func:`start_local_ray`)."""
+    # Private API (Ray 2.60): `services.canonicalize_bootstrap_address`, the lookup that
+    # ray.init itself does for address=None; None means "start a local instance".
+    from ray._private import services
+
+    return services.canonicalize_bootstrap_address(None) is not None
+
+
 def start_local_ray(num_cpus: int | None, num_gpus: int | None, *, log_to_driver: bool = True) -> None:
     """Start a new Ray of this machine only: nodes on 127.0.0.1, no dashboard.
 

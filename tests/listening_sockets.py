@@ -1,7 +1,8 @@
 """The listening sockets of a process tree, read from Linux's ``/proc`` (no psutil).
 
 Run as a script (``python -m tests.listening_sockets OUT``) it starts a local Ray the
-way a sweep script does (``common.start_ray`` with ``--num-cpus 1``), runs one Ray Tune
+way a sweep script without flags does (``common.start_ray``: no cluster to connect to,
+so a new local one), runs one Ray Tune
 trial that records, while it runs, every listening socket of this process and all its
 descendants (GCS server, raylet, agents, workers, the trial itself), and writes them
 to ``OUT`` as JSON: ``[[pid, command, protocol, address, port], …]``.
@@ -109,7 +110,7 @@ def main(out: str) -> None:
 
     from sweeps import common, search_all_variants
 
-    args = common.namespace(search_all_variants.build_parser(), num_cpus=1)
+    args = common.namespace(search_all_variants.build_parser())  # no flags: the default path
     assert common.start_ray(args)
     storage = Path(out).parent / "probe_results"
     tuner = tune.Tuner(

@@ -1,8 +1,9 @@
 """A sweep's own local Ray listens on the loopback address only (sweeps/ray_setup.py).
 
-The probe (``tests/listening_sockets.py``) runs in a fresh process whose environment
-does not carry the single-machine switch that ``conftest.py`` sets for the test
-session, so what is checked is what ``common.start_ray`` itself does. It lists every
+The probe (``tests/listening_sockets.py``) runs a sweep's Ray start without flags in a
+fresh process whose environment carries neither ``RAY_ADDRESS`` nor the single-machine
+switch that ``conftest.py`` sets for the test session, so what is checked is what
+``common.start_ray`` itself does when there is no cluster to connect to. It lists every
 listening socket of every process of the Ray it started, while a Tune trial runs.
 """
 
@@ -10,8 +11,10 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -41,9 +44,15 @@ def test_local_sweep_ray_listens_on_loopback_only(tmp_path):
     env = {key: value for key, value in os.environ.items()
            if key not in ("RAY_ADDRESS", ray_setup.SINGLE_MACHINE_ENV)}
     env["PYTHONPATH"] = os.pathsep.join([str(ROOT), *filter(None, env.get("PYTHONPATH", "").split(os.pathsep))])
+    # A Ray folder of its own: no cluster started elsewhere on this machine to connect to
+    # (short: Ray's socket paths must fit in 107 characters).
+    env["RAY_TMPDIR"] = tempfile.mkdtemp(prefix="ray_", dir="/tmp")
     out = tmp_path / "sockets.json"
-    result = subprocess.run([sys.executable, "-m", "tests.listening_sockets", str(out)], cwd=ROOT, env=env,
-                            capture_output=True, text=True, timeout=300, check=False)
+    try:
+        result = subprocess.run([sys.executable, "-m", "tests.listening_sockets", str(out)], cwd=ROOT, env=env,
+                                capture_output=True, text=True, timeout=300, check=False)
+    finally:
+        shutil.rmtree(env["RAY_TMPDIR"], ignore_errors=True)
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-3000:]
     sockets = json.loads(out.read_text())
     programs = {Path(command.split()[0]).name for _, command, *_ in sockets}
