@@ -23,6 +23,11 @@ Contracts (docs/design.md, "Sweeps — experiment layout"):
   ``error:`` line and exit status 2 before Ray starts, not a failure of every trial.
 * Ray's ``result.json`` / ``progress.csv`` keep every report of a trial that failed and
   was retried (:data:`RETRY_SAFE_LOGGERS`); the analysis reads the run folder anyway.
+* Around each experiment (modules of their own): one driver at a time
+  (:mod:`sweeps.experiment_lock`); a resume only of folders with our valid ``sweep.json``,
+  checked before Ray unpickles anything (:mod:`sweeps.trusted_storage`); TensorBoard and
+  MLflow loggers (:mod:`sweeps.tracking`); a local Ray on the loopback address only
+  (:mod:`sweeps.ray_setup`).
 * GPUs are checked before a sweep starts: Ray would leave a trial that asks for a GPU
   on a GPU-less cluster pending forever, so :func:`check_resources` fails at once
   unless ``--autoscale`` says that the autoscaler will add GPU nodes.
@@ -68,6 +73,8 @@ from dartsrenet.results import (
 )
 from dartsrenet.run_options import add_run_options
 from dartsrenet.safe_paths import UnsafePathError, checked_name
+from sweeps import ray_setup, tracking, trusted_storage
+from sweeps.experiment_lock import ExperimentLockError, experiment_lock
 
 # Trainables and helpers of this module are shipped to Ray workers by value: workers
 # need only `dartsrenet` installed, not this folder on their path (`ray submit`
@@ -119,6 +126,7 @@ def add_common_arguments(parser: argparse.ArgumentParser, *, default_name: str) 
     experiment.add_argument(
         "--verbose", type=int, default=1, choices=(0, 1, 2), help="Ray Tune's console output (default: 1)"
     )
+    tracking.add_tracking_arguments(experiment)
 
     resources = parser.add_argument_group("Ray and resources")
     resources.add_argument(
@@ -295,7 +303,7 @@ def storage_location(storage: str) -> str:
 # --- Ray and resources ---------------------------------------------------------------
 
 
-LOOPBACK = "127.0.0.1"
+LOOPBACK = ray_setup.LOOPBACK
 
 
 def start_ray(args: argparse.Namespace) -> bool:
@@ -309,14 +317,14 @@ def start_ray(args: argparse.Namespace) -> bool:
     address = args.address
     if local and address not in (None, "local"):
         raise SweepError("--num-cpus/--num-gpus start a new local Ray; they cannot be combined with --address")
-    if local:
-        address = "local"
+    if local or (address is None and not ray_setup.running_cluster()):
+        address = "local"  # a new Ray of this machine (nothing to connect to)
     project_on_worker_path()
-    kwargs: dict[str, Any] = {"address": address, "include_dashboard": False, "log_to_driver": True}
     if address == "local":
-        # a Ray of this machine only: on the loopback address, reachable from nowhere else
-        kwargs.update(num_cpus=args.num_cpus, num_gpus=args.num_gpus, _node_ip_address=LOOPBACK)
-    ray.init(**kwargs)
+        # a Ray of this machine only, listening on the loopback address (sweeps/ray_setup.py)
+        ray_setup.start_local_ray(args.num_cpus, args.num_gpus)
+    else:
+        ray.init(address=address, include_dashboard=False, log_to_driver=True)
     return True
 
 
@@ -609,8 +617,10 @@ def prepare_experiment(
             command under the same name), which restoring would silently ignore.
     """
     marker_location = join_location(experiment, SWEEP_MARKER)
-    text = read_text(marker_location)
-    existing = json.loads(text) if text else None
+    try:
+        existing = trusted_storage.existing_marker(experiment)  # before Ray reads the folder
+    except trusted_storage.UntrustedExperimentError as error:
+        raise SweepError(str(error)) from None
     now = time.time()
     if existing is not None:
         old = sorted(planned_key(entry) for entry in existing.get("planned", []))
@@ -639,7 +649,10 @@ def prepare_experiment(
         ray_version=ray.__version__,
     )
     marker.setdefault("runs", []).append({"started": now, "command": command, "resumed": resumable})
-    write_json(marker_location, marker)
+    try:
+        write_json(marker_location, marker)
+    except OSError as error:
+        raise SweepError(f"cannot write {marker_location}: {error.strerror or error}") from None
     return resumable
 
 
@@ -705,6 +718,7 @@ def run_plan(
         details={**sweep.details, "resources": resources},
         tune_config=tune_config,
         verbose=args.verbose,
+        mlflow=getattr(args, "mlflow", None),
     )
     stopped = stopped_early_trials(sweep.experiment)
     return results_grid, stopped, summarize(results_grid, sweep.name, stopped)
@@ -725,16 +739,53 @@ def run_experiment(
     tune_config: tune.TuneConfig | None = None,
     verbose: int = 1,
     log: Callable[[str], None] = print,
+    mlflow: str | None = None,
 ) -> tune.ResultGrid:
-    """Run a new experiment, or resume the one under ``storage/name``; returns the results."""
+    """Run a new experiment, or resume the one under ``storage/name``; returns the results.
+    ``mlflow``: ``--mlflow``'s value (sweeps/tracking.py)."""
     experiment = join_location(storage, name)
     # Short epochs (demos, tests) make Tune warn about frequent state snapshots: expected here.
     os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
+    try:
+        with experiment_lock(experiment, command, log):  # one driver per experiment
+            return _run_experiment_locked(
+                trainable=trainable, param_space=param_space, planned=planned, kind=kind, storage=storage,
+                name=name, resources=resources, max_failures=max_failures, command=command, details=details,
+                tune_config=tune_config, verbose=verbose, log=log, mlflow=mlflow,
+            )
+    except ExperimentLockError as error:
+        raise SweepError(str(error)) from None
+
+
+def _run_experiment_locked(
+    *,
+    trainable: Callable[[dict[str, Any]], None],
+    param_space: dict[str, Any],
+    planned: list[dict[str, Any]],
+    kind: str,
+    storage: str,
+    name: str,
+    resources: Mapping[str, float],
+    max_failures: int,
+    command: str,
+    details: Mapping[str, Any] | None,
+    tune_config: tune.TuneConfig | None,
+    verbose: int,
+    log: Callable[[str], None],
+    mlflow: str | None,
+) -> tune.ResultGrid:
+    experiment = join_location(storage, name)
     resumed = prepare_experiment(experiment, kind, planned, command, details or {})
     trainable = tune.with_resources(trainable, dict(resources))
+    try:
+        callbacks = tracking.sweep_callbacks([logger() for logger in RETRY_SAFE_LOGGERS], experiment, name,
+                                             {"sweep_kind": kind, "sweep_command": command}, mlflow, log)
+    except ValueError as error:
+        raise SweepError(str(error)) from None
     if resumed:
         log(f"resuming experiment {experiment} (finished trials are kept)")
         tuner = tune.Tuner.restore(experiment, trainable, resume_errored=True)
+        tracking.replace_callbacks(tuner, callbacks)
     else:
         log(f"starting experiment {experiment}: {len(planned)} trial(s) planned")
         base = tune_config or tune.TuneConfig()
@@ -750,11 +801,12 @@ def run_experiment(
                 failure_config=tune.FailureConfig(max_failures=max_failures),
                 checkpoint_config=tune.CheckpointConfig(num_to_keep=2),
                 sync_config=tune.SyncConfig(sync_artifacts=True),
-                callbacks=[logger() for logger in RETRY_SAFE_LOGGERS],
+                callbacks=callbacks,
                 verbose=verbose,
             ),
         )
-    results_grid = tuner.fit()
+    with tracking.own_loggers_only():
+        results_grid = tuner.fit()
     # The scheduler that ran: ours, or the one Tuner.restore unpickled from the experiment.
     used = getattr(getattr(tuner, "_local_tuner", None), "_tune_config", None)
     stopped = getattr(getattr(used, "scheduler", None), "stopped_trials", None)
@@ -874,6 +926,10 @@ def run_script(
     try:
         sweep = plan(args)
     except SweepError as error:
+        return usage_error(error)
+    try:
+        tracking.mlflow_store(getattr(args, "mlflow", None), sweep.experiment)  # checked before Ray starts
+    except ValueError as error:
         return usage_error(error)
     return with_ray(args, lambda: run(args, command_line(script, argv), sweep))
 

@@ -123,8 +123,8 @@ def shared_values(args: argparse.Namespace, preset: str, storage: Path, **extra:
 @contextmanager
 def local_ray(num_cpus: int | None) -> Iterator[None]:
     """One local CPU-only Ray for every stage of a driver (never a cluster: RAY_ADDRESS
-    is ignored), on the loopback address; shut down on the way out."""
-    ray.init(address="local", num_cpus=num_cpus, num_gpus=0, include_dashboard=False, _node_ip_address=common.LOOPBACK)
+    is ignored), listening on the loopback address only; shut down on the way out."""
+    ray_setup.start_local_ray(num_cpus, 0)
     try:
         yield
     finally:

@@ -84,7 +84,7 @@ def test_local_config_leaves_node_types_to_ray():
 def test_project_reaches_every_node(name):
     """`ray submit` uploads only the script: the project must be mounted and installed."""
     config = load(name)
-    assert config["file_mounts"] == {"~/dartsrenet": "."}
+    assert config["file_mounts"]["~/dartsrenet"] == "."
     assert {".venv", ".git", "results", "/data"} <= set(config["rsync_exclude"])
     assert any('pip install -e "$HOME/dartsrenet[all]"' in c for c in config["setup_commands"])
 
@@ -155,3 +155,24 @@ def test_broken_config_is_refused(name, mutate, error, offline):
     mutate(config)
     with pytest.raises(error):
         prepare_and_validate(config)
+
+
+TOKEN_FILE = "~/.ray/auth_token"
+
+
+@pytest.mark.parametrize("name", CONFIGS)
+def test_nodes_share_one_token_and_start_ray_in_token_mode(name):
+    """Ray's token authentication: the launching machine's token (`ray get-auth-token
+    --generate`) reaches every node through file_mounts, every `ray start` runs with
+    RAY_AUTH_MODE=token (Ray then refuses to start without the token), and drivers'
+    shells (`ray submit`) use token mode too."""
+    config = load(name)
+    assert config["file_mounts"][TOKEN_FILE] == TOKEN_FILE
+    starts = [command for key in ("head_start_ray_commands", "worker_start_ray_commands")
+              for command in config[key] if "ray start" in command]
+    assert len(starts) == 2
+    assert all(re.search(r"(^|;\s*)RAY_AUTH_MODE=token ray start ", command) for command in starts), starts
+    setup = config["setup_commands"]
+    assert f"chmod 600 {TOKEN_FILE}" in setup
+    assert any("echo \"export RAY_AUTH_MODE=token\" >> ~/.bashrc" in command for command in setup), setup
+    assert "--dashboard-host" not in " ".join(starts), "the dashboard stays on the head's loopback (Ray's default)"

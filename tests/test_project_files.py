@@ -154,10 +154,10 @@ def test_environment_installs_the_project_itself():
     assert "-e ." in pip_section
 
 
-def test_all_extra_is_sweeps_plus_analysis():
+def test_all_extra_is_sweeps_plus_analysis_plus_tracking():
     project = _load_pyproject()["project"]
     expanded = {str(r) for r in _expand_extra(project, "all")}
-    expected = {str(r) for extra in ("sweeps", "analysis") for r in _expand_extra(project, extra)}
+    expected = {str(r) for extra in ("sweeps", "analysis", "tracking") for r in _expand_extra(project, extra)}
     assert expanded == expected
 
 
