@@ -25,3 +25,19 @@ def missing(what: str) -> NoReturn:
     if in_ci():
         pytest.fail(f"{what}; CI must have it (.ci/run installs it)", pytrace=False)
     pytest.skip(what)
+
+
+CPU_CELL_BACKENDS = ("eager", "native")
+"""The backends a DARTS cell runs on this CPU, each tested by name — never ``auto``, whose
+choice depends on the machine. (``triton`` runs on the CPU only interpreted:
+tests/test_triton_kernels.py.)"""
+
+
+def require_cell_backend(backend: str) -> str:
+    """``backend``, once it can run here: ``native`` needs the C kernels (in CI: always)."""
+    if backend == "native":
+        from dartsrenet import native
+
+        if native.library() is None:
+            missing(f"the fused C kernels ({native.unavailable_reason()})")
+    return backend

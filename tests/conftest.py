@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.ci import in_ci
+from tests.ci import CPU_CELL_BACKENDS, in_ci, require_cell_backend
 
 # Every Ray a test starts — the session Ray, the sweep scripts' own (--num-cpus), the
 # multi-node test cluster and the drivers connecting to it — takes 127.0.0.1 as its nodes'
@@ -62,6 +62,12 @@ def pytest_make_collect_report(collector: pytest.Collector):
     if report.skipped and in_ci():
         report.outcome = "failed"
         report.longrepr = f"skipped under CI, where nothing may be missing: {_skip_reason(report.longrepr)}"
+
+
+@pytest.fixture(params=CPU_CELL_BACKENDS)
+def cell_backend(request) -> str:
+    """Each CPU backend of the DARTS cells in turn, by name (tests/ci.py)."""
+    return require_cell_backend(request.param)
 
 
 @pytest.fixture(scope="session")
