@@ -331,20 +331,6 @@ class LocalCluster:
         self._folders.clear()
 
 
-def cpu_seconds(pid: int) -> float:
-    """CPU time that process ``pid`` has used so far, user and system (Linux ``/proc``).
-
-    Raises:
-        AssertionError: if there is no such process (any more).
-    """
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except FileNotFoundError:
-        raise AssertionError(f"process {pid} is gone") from None
-    user, system = int(fields[11]), int(fields[12])  # utime, stime: fields 14 and 15 of stat
-    return (user + system) / os.sysconf("SC_CLK_TCK")
-
-
 def descendants(pid: int) -> list[int]:
     """Process ids of every process below ``pid`` (Linux ``/proc``)."""
     children: dict[int, list[int]] = {}
