@@ -34,7 +34,10 @@ Contracts (docs/design.md, "Sweeps — experiment layout"):
 
 Test-only fault injection: a trial config with ``fail_once_at_epoch: k`` (set by the
 hidden ``--fail-once-at-epoch`` flag) raises once, right after epoch k's report, so the
-tests can check that Ray retries it from that checkpoint (``--max-failures``).
+tests can check that Ray retries it from that checkpoint (``--max-failures``). With
+``hold_once_after_epoch: k`` and ``hold_marker: PATH`` (hidden ``--hold-once-after-epoch
+K PATH``) the first trial to finish epoch k's report creates PATH and waits there for
+good, so a test can kill its node at a known point instead of guessing from the clock.
 """
 
 from __future__ import annotations
@@ -155,6 +158,7 @@ def add_common_arguments(parser: argparse.ArgumentParser, *, default_name: str) 
     )
     # Test-only fault injection (see the module docstring).
     parser.add_argument("--fail-once-at-epoch", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--hold-once-after-epoch", nargs=2, metavar=("K", "PATH"), help=argparse.SUPPRESS)
 
 
 def namespace(parser: argparse.ArgumentParser, **values: Any) -> argparse.Namespace:
@@ -453,6 +457,19 @@ def inject_fault(fail_at: int | None, epoch: int, marker_dir: Path) -> None:
     raise RuntimeError(f"injected fault after epoch {epoch} (test hook fail_once_at_epoch)")
 
 
+def hold_once(hold_at: int | None, epoch: int, marker: str | None) -> None:
+    """Test hook: after epoch ``hold_at``'s report, create ``marker`` and wait forever (until
+    the test kills the process); a trial that finds ``marker`` already there goes on."""
+    if hold_at is None or epoch != hold_at or marker is None:
+        return
+    try:
+        Path(marker).open("x").close()
+    except FileExistsError:
+        return
+    while True:
+        time.sleep(1.0)
+
+
 TUNING_SPACE: dict[str, tuple[str, tuple[float, ...]]] = {
     "lr": ("loguniform", (1e-3, 0.3)),
     "weight_decay": ("loguniform", (1e-6, 1e-2)),
@@ -510,6 +527,7 @@ def _run_trial(kind: str, trial_config: dict[str, Any]) -> None:
             checkpoint=tune.Checkpoint.from_directory(str(checkpoint_dir)),
         )
         inject_fault(fail_at, metrics["epoch"], workdir)
+        hold_once(trial_config.get("hold_once_after_epoch"), metrics["epoch"], trial_config.get("hold_marker"))
 
     run = run_search if kind == "search" else run_train
     checkpoint = tune.get_checkpoint()

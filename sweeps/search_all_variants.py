@@ -80,6 +80,9 @@ def plan(args: argparse.Namespace) -> common.SweepPlan:
     param_space: dict[str, Any] = {"variant": tune.grid_search(variants), "seed": tune.grid_search(seeds), **shared}
     if args.fail_once_at_epoch is not None:
         param_space["fail_once_at_epoch"] = args.fail_once_at_epoch
+    if args.hold_once_after_epoch is not None:
+        param_space["hold_once_after_epoch"] = int(args.hold_once_after_epoch[0])
+        param_space["hold_marker"] = args.hold_once_after_epoch[1]
     return common.SweepPlan(
         kind="search",
         planned=planned,

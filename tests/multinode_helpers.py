@@ -206,6 +206,15 @@ class LocalCluster:
         self._folders: list[Path] = []
         self.temp_dirs: dict[Any, Path] = {}
         self._cluster: Cluster | None = None
+        # Ray writes the head's address for `ray.init()` on this machine into its default
+        # temp folder (`$RAY_TMPDIR/ray`, else `$TMPDIR/ray` or `/tmp/ray`), which only
+        # exists where Ray ran before, and which a user's own Ray shares. This cluster gets
+        # a default temp folder of its own for as long as it lives (inherited by the sweep
+        # scripts started against it); shutdown() restores the previous one.
+        self._previous_ray_tmpdir = os.environ.get("RAY_TMPDIR")
+        default_root = self._temp_dir()
+        (default_root / "ray").mkdir()
+        os.environ["RAY_TMPDIR"] = str(default_root)
         # The nodes' worker processes inherit this environment: let them import this
         # checkout's packages also where the project is not pip-installed.
         paths = [path for path in os.environ.get("PYTHONPATH", "").split(os.pathsep) if path]
@@ -307,28 +316,19 @@ class LocalCluster:
                 self._cluster.remove_node(node, allow_graceful=False)
             if self._cluster.head_node is not None:
                 self._cluster.remove_node(self._cluster.head_node, allow_graceful=False)
-            # The head wrote its address for `ray.init()` on this machine: take it back.
+            # The head wrote its address for `ray.init()` into this cluster's own default
+            # temp folder (see __init__): take it back.
             address_file = Path(ray._common.utils.get_ray_address_file(None))
             if address_file.is_file() and address_file.read_text().strip() == address:
                 address_file.unlink()
             self._cluster = None
+        if self._previous_ray_tmpdir is None:
+            os.environ.pop("RAY_TMPDIR", None)
+        else:
+            os.environ["RAY_TMPDIR"] = self._previous_ray_tmpdir
         for folder in self._folders:
             shutil.rmtree(folder, ignore_errors=True)
         self._folders.clear()
-
-
-def cpu_seconds(pid: int) -> float:
-    """CPU time that process ``pid`` has used so far, user and system (Linux ``/proc``).
-
-    Raises:
-        AssertionError: if there is no such process (any more).
-    """
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except FileNotFoundError:
-        raise AssertionError(f"process {pid} is gone") from None
-    user, system = int(fields[11]), int(fields[12])  # utime, stime: fields 14 and 15 of stat
-    return (user + system) / os.sysconf("SC_CLK_TCK")
 
 
 def descendants(pid: int) -> list[int]:

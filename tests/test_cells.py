@@ -20,15 +20,27 @@ from dartsrenet.genotypes import PAPER_GENOTYPES, edge_index, num_edges
 from dartsrenet.registry import UnknownNameError
 from dartsrenet.renet import ReNetLayer, patch_rows
 from dartsrenet.variants import VARIANTS, get_variant
+from tests.ci import CPU_CELL_BACKENDS, require_cell_backend
 
 INPUT, HIDDEN, BATCH, LENGTH = 12, 6, 5, 4
 
 
-def make_cell(name, variant="vanilla", input_size=INPUT, hidden_size=HIDDEN):
+DARTS_CELLS = ("darts", "darts_search")
+CELLS_ON_BACKENDS = [
+    pytest.param(name, backend, id=f"{name}-{backend}" if backend else name)
+    for name in sorted(CELLS) for backend in (CPU_CELL_BACKENDS if name in DARTS_CELLS else (None,))
+]
+"""Every registered cell; the DARTS cells once per CPU backend (the baselines have none)."""
+
+
+def make_cell(name, variant="vanilla", input_size=INPUT, hidden_size=HIDDEN, backend=None):
+    """A cell of registry ``name`` (``darts``/``darts_search``: the DARTS cells, on ``backend``)."""
+    if name in DARTS_CELLS:
+        assert backend is not None, "a DARTS cell is built on a named backend, never 'auto'"
     if name == "darts":
-        return DartsCell(input_size, hidden_size, PAPER_GENOTYPES["vanilla"], variant)
+        return DartsCell(input_size, hidden_size, PAPER_GENOTYPES["vanilla"], variant, backend=backend)
     if name == "darts_search":
-        return DartsSearchCell(input_size, hidden_size, ArchitectureWeights(), variant)
+        return DartsSearchCell(input_size, hidden_size, ArchitectureWeights(), variant, backend=backend)
     return get_cell_class(name)(input_size, hidden_size)
 
 
@@ -41,22 +53,36 @@ def test_every_activation(name):
     assert name in PRIMITIVES
 
 
-@pytest.mark.parametrize("name", sorted(CELLS))
-def test_every_cell_steps_and_sweeps(name):
-    cell = make_cell(name)
-    x = torch.randn(LENGTH, BATCH, INPUT)
+@pytest.mark.parametrize(("name", "backend"), CELLS_ON_BACKENDS)
+def test_every_cell_steps_and_sweeps(name, backend):
+    """Shapes, and a gradient for every parameter: finite, not all zero, and (DARTS cells)
+    the eager backend's to round-off, whichever backend computed it."""
+    torch.manual_seed(0)
+    cell = make_cell(name, backend=backend and require_cell_backend(backend)).double()
+    x = torch.randn(LENGTH, BATCH, INPUT, dtype=torch.float64)
     out = cell.sweep(x)
     assert out.shape == (LENGTH, BATCH, 2 * HIDDEN)
-    output, _ = cell.step(torch.randn(2, BATCH, INPUT), cell.initial_state(BATCH, x))
+    output, _ = cell.step(torch.randn(2, BATCH, INPUT, dtype=torch.float64), cell.initial_state(BATCH, x))
     assert output.shape == (2, BATCH, HIDDEN)
-    out.sum().backward()
-    assert all(p.grad is not None for p in cell.parameters())
+    weights = torch.randn_like(out)  # a loss whose gradient differs per output
+    (out * weights).sum().backward()
+    for parameter_name, parameter in cell.named_parameters():
+        assert parameter.grad is not None, parameter_name
+        assert torch.isfinite(parameter.grad).all() and parameter.grad.abs().sum() > 0, parameter_name
+    if name in DARTS_CELLS:
+        eager = copy.deepcopy(cell)
+        eager.use_backend("eager")
+        eager.zero_grad(set_to_none=True)
+        (eager.sweep(x) * weights).sum().backward()
+        for (parameter_name, parameter), reference in zip(cell.named_parameters(), eager.parameters(), strict=True):
+            torch.testing.assert_close(parameter.grad, reference.grad, rtol=1e-9, atol=1e-11, msg=parameter_name)
 
 
 @pytest.mark.parametrize("variant", sorted(VARIANTS))
 @pytest.mark.parametrize("name", ["darts", "darts_search"])
-def test_every_variant_in_search_and_derived_cells(name, variant):
-    cell = make_cell(name, variant)
+def test_every_variant_in_search_and_derived_cells(name, variant, cell_backend):
+    cell = make_cell(name, variant, backend=cell_backend)
+    assert cell.backend == cell_backend
     assert cell.sweep(torch.randn(LENGTH, BATCH, INPUT)).shape == (LENGTH, BATCH, 2 * HIDDEN)
     spec = get_variant(variant)
     assert (cell.input_gate is not None) == spec.sigmoid_weighting
@@ -119,14 +145,15 @@ def one_hot_alpha(genotype):
 
 @pytest.mark.parametrize("variant", sorted(VARIANTS))
 @pytest.mark.parametrize("genotype_name", sorted(PAPER_GENOTYPES))
-def test_search_cell_with_one_hot_alpha_equals_derived_cell(genotype_name, variant):
+def test_search_cell_with_one_hot_alpha_equals_derived_cell(genotype_name, variant, cell_backend):
     torch.manual_seed(0)
     genotype = PAPER_GENOTYPES[genotype_name]
-    derived = DartsCell(INPUT, HIDDEN, genotype, variant)
+    derived = DartsCell(INPUT, HIDDEN, genotype, variant, backend=cell_backend)
     architecture = ArchitectureWeights()
     with torch.no_grad():
         architecture.alpha.copy_(one_hot_alpha(genotype))
-    search = DartsSearchCell(INPUT, HIDDEN, architecture, variant)
+    search = DartsSearchCell(INPUT, HIDDEN, architecture, variant, backend=cell_backend)
+    assert (derived.backend, search.backend) == (cell_backend, cell_backend)
     missing, unexpected = search.load_state_dict(derived.state_dict(), strict=False)
     assert not [k for k in missing if "architecture" not in k and "node_norm" not in k]
     assert all(k.startswith("node_norms") for k in unexpected)
@@ -162,10 +189,10 @@ def test_baseline_renet_sweeps_equal_torch_rnn_on_the_same_patches(cell_class, t
 
 
 # --- direction correctness --------------------------------------------------------
-@pytest.mark.parametrize("name", sorted(CELLS))
-def test_forward_half_depends_on_the_past_backward_half_on_the_future(name):
+@pytest.mark.parametrize(("name", "backend"), CELLS_ON_BACKENDS)
+def test_forward_half_depends_on_the_past_backward_half_on_the_future(name, backend):
     torch.manual_seed(0)
-    cell = make_cell(name)
+    cell = make_cell(name, backend=backend and require_cell_backend(backend))
     x = torch.randn(LENGTH, BATCH, INPUT, requires_grad=True)
     out = cell.sweep(x)
     for j in range(LENGTH):
@@ -177,11 +204,12 @@ def test_forward_half_depends_on_the_past_backward_half_on_the_future(name):
         assert torch.all(per_position_b[:j] == 0) and torch.all(per_position_b[j:] > 0)
 
 
-@pytest.mark.parametrize("name", ["darts", "gru"])
-def test_renet_layer_directions_horizontally_and_vertically(name):
+@pytest.mark.parametrize(("name", "backend"), [*(("darts", b) for b in CPU_CELL_BACKENDS), ("gru", None)])
+def test_renet_layer_directions_horizontally_and_vertically(name, backend):
     """Perturb one image column (row): forward/backward halves change only on the expected side."""
     torch.manual_seed(0)
-    layer = ReNetLayer(2, HIDDEN, lambda i, h: make_cell(name, input_size=i, hidden_size=h)).eval()
+    backend = backend and require_cell_backend(backend)
+    layer = ReNetLayer(2, HIDDEN, lambda i, h: make_cell(name, input_size=i, hidden_size=h, backend=backend)).eval()
     images = torch.randn(3, 2, 8, 8)
     horizontal_out = lambda im: layer.horizontal.sweep(patch_rows(im))  # noqa: E731  (W/2, B·H/2, 2h)
     base = horizontal_out(images)
@@ -216,14 +244,14 @@ def test_renet_layer_handles_non_square_maps_and_refuses_odd_sizes():
         layer(torch.randn(2, 3, 5, 4))
 
 
-def test_cells_are_deep_copyable():
-    cell = make_cell("darts_search")
+def test_cells_are_deep_copyable(cell_backend):
+    cell = make_cell("darts_search", backend=cell_backend)
     clone = copy.deepcopy(cell)
     x = torch.randn(LENGTH, BATCH, INPUT)
     torch.testing.assert_close(clone.sweep(x), cell.sweep(x))
 
 
-def test_batchnorm_keeps_running_statistics_per_time_step():
+def test_batchnorm_keeps_running_statistics_per_time_step(cell_backend):
     """Eval mode must see each step's own population statistics (Cooijmans et al. 2017).
 
     REQUIRED of DirectionalBatchNorm (lead's decision, see its docstring): running_mean /
@@ -232,7 +260,7 @@ def test_batchnorm_keeps_running_statistics_per_time_step():
     all steps made eval-mode DARTS networks collapse to chance accuracy on digits.
     """
     torch.manual_seed(0)
-    cell = DartsCell(INPUT, HIDDEN, PAPER_GENOTYPES["vanilla"])
+    cell = DartsCell(INPUT, HIDDEN, PAPER_GENOTYPES["vanilla"], backend=cell_backend)
     x = torch.randn(LENGTH, 64, INPUT) * torch.arange(1, LENGTH + 1).view(LENGTH, 1, 1)  # step-dependent scale
     cell.sweep(x)
     norm = cell.input_norm
@@ -246,6 +274,6 @@ def test_batchnorm_keeps_running_statistics_per_time_step():
     cell.eval()
     torch.testing.assert_close(cell.sweep(x), train_out, rtol=0.05, atol=0.05)
     # The statistics survive a state_dict round trip into a fresh cell.
-    fresh = DartsCell(INPUT, HIDDEN, PAPER_GENOTYPES["vanilla"]).eval()
+    fresh = DartsCell(INPUT, HIDDEN, PAPER_GENOTYPES["vanilla"], backend=cell_backend).eval()
     fresh.load_state_dict(cell.state_dict())
     torch.testing.assert_close(fresh.sweep(x), cell.sweep(x))

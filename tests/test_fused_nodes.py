@@ -20,6 +20,7 @@ from dartsrenet.fused_nodes import ACTIVATION_CODES, NormArguments, mean_of_stat
 from dartsrenet.genotypes import PAPER_GENOTYPES, Genotype
 from dartsrenet.activations import get_activation
 from tests.cell_comparison import assert_same_cell_results
+from tests.ci import missing
 
 HIDDEN, BATCH = 6, 5
 TOLERANCE = {torch.float64: {"rtol": 1e-9, "atol": 1e-11}, torch.float32: {"rtol": 2e-4, "atol": 2e-5}}
@@ -176,7 +177,7 @@ def test_fused_derived_cell_equals_eager(genotype, variant, dtype):
 
 def test_mean_of_states_equals_torch_mean():
     if native.library() is None:
-        pytest.skip("kernels unavailable")
+        missing(f"the fused C kernels ({native.unavailable_reason()})")
     states = [torch.randn(2, 33, 7) for _ in range(5)]
     torch.testing.assert_close(mean_of_states(states), torch.stack(states).mean(0))
 

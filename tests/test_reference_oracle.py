@@ -27,6 +27,7 @@ from dartsrenet.cells import ArchitectureWeights, DartsCell, DartsSearchCell, mi
 from dartsrenet.genotypes import PAPER_GENOTYPES
 from dartsrenet.testing import reference_cells
 from dartsrenet.variants import VARIANTS
+from tests.recorders import MatrixProductDtypes
 
 
 DEVICE = torch.device(os.environ.get("DARTSRENET_TEST_DEVICE", "cpu"))
@@ -218,14 +219,16 @@ def test_compile_option_falls_back_to_eager_mode(monkeypatch):
 
 @pytest.mark.parametrize("kind", ["derived", "search"])
 def test_cells_run_under_bf16_autocast(kind):
-    """The bf16 option (a GPU option; autocast works on the CPU too): sweeps run, states stay finite."""
+    """The bf16 option (a GPU option; autocast works on the CPU too): every matrix product of
+    the sweep takes bf16 inputs, the sweeps run, states stay finite."""
     torch.manual_seed(4)
     cell = make_library_cell(kind, "sigmoid_weighting", "sigmoid_weighting").float()
     x = torch.randn(LENGTH, BATCH, INPUT, device=DEVICE, requires_grad=True)
     for training in (True, False):
         cell.train(training)
-        with torch.autocast(DEVICE.type, dtype=torch.bfloat16):
+        with torch.autocast(DEVICE.type, dtype=torch.bfloat16), MatrixProductDtypes() as products:
             out = cell.sweep(x)
+        assert products.seen and products.dtypes() == {torch.bfloat16}, products.seen
         out.float().sum().backward()
         assert out.shape == (LENGTH, BATCH, 2 * HIDDEN) and torch.isfinite(out).all()
         assert cell.input_norm.running_mean.dtype == torch.float32

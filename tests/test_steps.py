@@ -56,6 +56,7 @@ def test_graphed_step_runs_the_step_on_the_cpu():
     assert step.graph is None and step.replays == 0 and not step.failed
 
 
+@pytest.mark.cuda
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="CUDA graphs need a CUDA device")
 def test_graphed_step_replays_a_captured_sgd_step_exactly_on_cuda():
     """On a GPU: a captured and replayed linear-model step equals the eager steps."""

@@ -303,12 +303,10 @@ def test_gpu_request_without_gpus_fails_fast(tmp_path):
         sys.executable, str(ROOT / "sweeps" / "search_all_variants.py"), "--num-cpus", "1", "--num-gpus", "0",
         "--gpus-per-trial", "1", "--storage", str(tmp_path), *SEARCH,
     ]
-    started = time.monotonic()
     result = subprocess.run(command, check=False, cwd=tmp_path, env=subprocess_env(), capture_output=True, text=True, timeout=120)
-    elapsed = time.monotonic() - started
     assert result.returncode == common.EXIT_USAGE
     assert "--gpus-per-trial 1 asks for a GPU, but the Ray cluster has none" in result.stderr
-    assert elapsed < 60, f"took {elapsed:.0f} s"
+    # fails fast, before Tune starts: no experiment (the timeout above only stops a hang)
     assert not any(tmp_path.glob("search_*")), "no experiment may be created"
 
 
@@ -331,16 +329,13 @@ def test_bad_config_values_are_refused_before_ray_starts(tmp_path, case):
     script, *args = argv
     storage = tmp_path / "results"
     args += ["--out", str(storage / "demo")] if script.endswith("demo.py") else ["--storage", str(storage)]
-    started = time.monotonic()
     result = subprocess.run([sys.executable, str(ROOT / script), *args], check=False, cwd=tmp_path,
                             env=subprocess_env(), capture_output=True, text=True, timeout=120)
-    elapsed = time.monotonic() - started
     assert result.returncode == common.EXIT_USAGE, result.stdout[-2000:] + result.stderr[-2000:]
     errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
     assert len(errors) == 1 and named in errors[0], result.stderr
     assert "Ray" not in result.stdout + result.stderr, "Ray was started"
     assert not storage.exists(), "no experiment may be written"
-    assert elapsed < 60, f"took {elapsed:.0f} s"
 
 
 def test_selection_skips_seeds_that_are_not_results(capsys):
