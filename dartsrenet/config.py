@@ -139,7 +139,7 @@ PRESETS: dict[str, dict[str, Any]] = {
         # sweeps/design_network.py on digits (docs/network-design.md): ~20 short trials on 2 CPU cores.
         "train": {
             "dataset": "digits", "epochs": 3, "patience": None, "batch_size": 32, "lr": 0.05, "cutout": 0,
-            "limit": 800,
+            "limit": 600,
         },
     },
     "study": {

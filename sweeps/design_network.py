@@ -48,8 +48,8 @@ from ray.tune.search.optuna import OptunaSearch
 
 from dartsrenet import results
 from dartsrenet.data import get_dataset_info
-from dartsrenet.design_space import DesignCell, DesignSpace, layouts, paper_cells, parse_count, pareto_front
-from dartsrenet.network_spec import LayerSpec, NetworkSpec
+from dartsrenet.design_results import OBJECTIVES, Outcome, finished_outcomes, front_of, most_accurate, with_ordering
+from dartsrenet.design_space import DesignCell, DesignSpace, layouts, paper_cells, parse_count
 from dartsrenet.orderings import ORDERINGS
 from dartsrenet.paper import MODELS
 from dartsrenet.variants import VARIANTS
@@ -58,7 +58,7 @@ from sweeps.evaluate_genotypes import load_genotypes
 
 SCRIPT = "sweeps/design_network.py"
 ACCURACY_METRIC = common.SELECTED_SCORE  # the selected epoch's validation accuracy (−1 while none is)
-COST_METRICS = {"params": "params", "latency": "latency_ms"}
+COST_METRICS = dict(zip(OBJECTIVES, ("params", "latency_ms"), strict=True))
 """``--objective`` → the reported metric minimised beside the accuracy."""
 SAMPLERS = ("nsga2", "motpe")
 REEVAL_SUFFIX = "_reeval"
@@ -139,8 +139,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="train the front's most accurate network with every ordering over K seeds (default: 2; 0: no ordering table)",
     )
     common.add_common_arguments(parser, default_name="design_<dataset>_<preset>_<objective>[_max<N>]_n<samples>_seed<seed>")
-    # a design whose outputs become non-finite fails the same way again: one retry is for real faults
-    parser.set_defaults(max_failures=1)
+    # a design whose outputs become non-finite fails the same way again (same seed): no retry by
+    # default; pass --max-failures on clusters where trials can fail for other reasons
+    parser.set_defaults(max_failures=0)
     return parser
 
 
@@ -278,58 +279,6 @@ def make_sampler(args: argparse.Namespace) -> optuna.samplers.BaseSampler:
     return optuna.samplers.TPESampler(n_startup_trials=args.population, multivariate=True, seed=args.seed)
 
 
-@dataclasses.dataclass(frozen=True)
-class Outcome:
-    """A finished trial of a design experiment, from its run folder."""
-
-    model: str
-    genotype: str | None
-    variant: str | None
-    network: str
-    lr: float
-    seed: int
-    params: int
-    latency_ms: float | None
-    val_accuracy: float
-    test_accuracy: float
-
-    def cost(self, objective: str) -> float:
-        value = self.params if objective == "params" else self.latency_ms
-        if value is None:
-            raise ValueError(f"a trial of {self.model} {self.network} has no {COST_METRICS[objective]}")
-        return float(value)
-
-
-def finished_outcomes(experiment: str) -> list[Outcome]:
-    """The finished trials of an experiment, from their run folders (sorted by trial folder)."""
-    outcomes = []
-    for folder in sorted(results.trial_folders(experiment)):
-        status, _, _, summary = results.trial_state(folder)
-        if status != results.FINISHED or summary is None:
-            continue
-        config = summary["config"]
-        outcomes.append(Outcome(
-            model=results.read_trial_config(folder).get("model") or config["cell"],
-            genotype=summary.get("genotype_string"), variant=summary.get("variant") if summary.get("genotype") else None,
-            network=config["network"], lr=config["lr"], seed=config["seed"], params=summary["params"],
-            latency_ms=summary.get("latency_ms"), val_accuracy=summary["best_val_accuracy"],
-            test_accuracy=summary["test_accuracy"],
-        ))
-    return outcomes
-
-
-def front_of(outcomes: Sequence[Outcome], objective: str) -> list[Outcome]:
-    """The non-dominated outcomes (accuracy max, cost min), by ascending cost."""
-    indices = pareto_front([(outcome.val_accuracy, outcome.cost(objective)) for outcome in outcomes])
-    return [outcomes[index] for index in indices]
-
-
-def with_ordering(network: str, ordering: str) -> str:
-    """The same network with every layer read in ``ordering``."""
-    spec = NetworkSpec.from_string(network)
-    return NetworkSpec(tuple(LayerSpec(layer.patch_size, layer.width, ordering) for layer in spec.layers)).to_string()
-
-
 def reevaluation_entries(front: Sequence[Outcome], orderings: Sequence[str], seed: int, front_seeds: int,
                          ordering_seeds: int) -> list[dict[str, Any]]:
     """Trial fields of the re-evaluation: every front member at seeds seed+1 … seed+K, and
@@ -348,7 +297,7 @@ def reevaluation_entries(front: Sequence[Outcome], orderings: Sequence[str], see
         for trial_seed in range(seed + 1, seed + 1 + front_seeds):
             add(outcome, outcome.network, trial_seed, "front")
     if front and ordering_seeds:
-        best = max(front, key=lambda outcome: (outcome.val_accuracy, -outcome.params))
+        best = most_accurate(front)
         for ordering in orderings:
             for trial_seed in range(seed, seed + ordering_seeds):
                 add(best, with_ordering(best.network, ordering), trial_seed, "ordering")
