@@ -205,8 +205,9 @@ def plan(args: argparse.Namespace) -> DesignPlan:
             raise common.SweepError(f"--set {field}: the design sweep chooses it per trial (see --widths, --lr)")
     if overrides.get("measure_latency") is False and args.objective == "latency":
         raise common.SweepError("--objective latency needs measure_latency (drop --set measure_latency=false)")
-    overrides.setdefault("measure_latency", True)
     dataset = args.dataset or common.default_dataset("train", preset)
+    name = args.name or default_name(args, dataset, preset, overrides)  # the user's overrides only
+    overrides.setdefault("measure_latency", True)
     try:
         num_classes = get_dataset_info(dataset, overrides["data_root"]).num_classes
         space = DesignSpace(
@@ -236,7 +237,7 @@ def plan(args: argparse.Namespace) -> DesignPlan:
         kind=results.DESIGN_KIND,
         planned=[{**base, "sample": index} for index in range(args.num_samples)],
         param_space=param_space,
-        name=args.name or default_name(args, dataset, preset, overrides),
+        name=name,
         storage=common.storage_location(args.storage),
         details={
             STAGE_FIELD: SEARCH_STAGE, "dataset": dataset, "preset": preset, "overrides": overrides,
