@@ -10,7 +10,8 @@ checked by :func:`validate_config`: each field against its valid range, and no
 field given that the chosen model or dataset would ignore.
 
 Presets: ``paper`` (the setup of docs/architecture.md), ``demo`` (small widths, few epochs: a
-search or an evaluation on ``digits`` in well under a minute on 2 CPU cores) and ``study``
+search or an evaluation on ``digits`` in well under a minute on 2 CPU cores), ``design``
+(short digits trainings for ``sweeps/design_network.py``, docs/network-design.md) and ``study``
 (Fashion-MNIST subsets for ``sweeps/study.py``: a few minutes a trial on one core). A
 JSON file with the same shape (``{"search": {...}, "train": {...}, "datasets":
 {"svhn": {"train": {...}}}}``) is accepted wherever a preset name is, e.g. the best
