@@ -362,7 +362,8 @@ def run(args: argparse.Namespace, command: str, sweep: DesignPlan) -> int:
     statuses = {common.result_status(result) for result in results_grid}
     outcomes = finished_outcomes(sweep.experiment)
     front = front_of(outcomes, args.objective)
-    print(f"Pareto front ({len(front)} of {len(outcomes)} finished trials; validation accuracy vs {args.objective}):")
+    print(f"Pareto front ({len(front)} of the {len(outcomes)} trials whose run folders hold a result, "
+          f"docs/design.md; validation accuracy vs {args.objective}):")
     print_front(front, args.objective)
     if statuses & {results.UNFINISHED, results.MISSING} or len(results_grid) < args.num_samples:
         print("the search did not finish: run the same command again to resume it before the re-evaluation")
