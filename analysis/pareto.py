@@ -42,7 +42,7 @@ from analysis.formatting import to_csv, to_markdown
 from dartsrenet.design_results import Outcome, finished_outcomes, front_of, most_accurate, orderings_of, with_ordering
 from dartsrenet.design_space import DesignSpace, layouts, paper_cells
 from dartsrenet.network_spec import paper_network
-from dartsrenet.paper import MODEL_LABELS, MODELS
+from dartsrenet.paper import MODELS
 from dartsrenet.results import DESIGN_KIND, ExperimentNotFoundError, exists, read_experiment
 
 REEVAL_SUFFIX = "_reeval"  # sweeps/design_network.py names its re-evaluation so
@@ -182,12 +182,16 @@ def paper_points(channels: int, num_classes: int, evaluation: str | None) -> lis
 
 
 PAPER_COLOURS = {"vanilla": "C0", "sigmoid_weighting": "C1", "directional_weight_sharing": "C2", "gru": "C3", "lstm": "C4"}
+PAPER_STYLES = {"vanilla": (0, (1, 1)), "sigmoid_weighting": (0, (4, 2)), "directional_weight_sharing": ":",
+                "gru": "--", "lstm": "-."}
+SHORT_LABELS = {"vanilla": "Vanilla", "sigmoid_weighting": "Sigmoid Weighting",
+                "directional_weight_sharing": "Dir. Weight Sharing", "gru": "GRU", "lstm": "LSTM"}
 
 
 def plot_front(design: DesignResults, paper: Sequence[PaperPoint], paper_note: str) -> Figure:
     """Validation accuracy against the cost: every trial, the front, the paper's networks."""
     objective = design.objective
-    figure = Figure(figsize=(7.5, 4.8), layout="constrained")
+    figure = Figure(figsize=(8, 5.2), layout="constrained")
     axes = figure.add_subplot()
     axes.scatter([o.cost(objective) for o in design.search], [100 * o.val_accuracy for o in design.search],
                  s=22, color="0.6", label=f"trials ({len(design.search)})")
@@ -195,22 +199,22 @@ def plot_front(design: DesignResults, paper: Sequence[PaperPoint], paper_note: s
     axes.plot([o.cost(objective) for o in front], [100 * o.val_accuracy for o in front], "-o", color="black",
               drawstyle="steps-post", markersize=6, label=f"Pareto front ({len(front)})")
     for point in paper:
-        label = MODEL_LABELS.get(point.model, point.model)
+        label = f"paper's {SHORT_LABELS.get(point.model, point.model)}"
         cost = point.params if objective == "params" else point.latency_ms
         if cost is None:
             continue
         if point.val_accuracy is None:
-            axes.axvline(cost, color=PAPER_COLOURS.get(point.model, "C5"), linestyle=":", linewidth=1.2,
-                         label=f"{label} (params only, {paper_note})")
+            axes.axvline(cost, color=PAPER_COLOURS.get(point.model, "C5"), linestyle=PAPER_STYLES.get(point.model, ":"),
+                         linewidth=1.4, label=f"{label} (params only)")
         else:
             axes.scatter([cost], [100 * point.val_accuracy], marker="*", s=120,
-                         color=PAPER_COLOURS.get(point.model, "C5"), label=f"{label} ({paper_note})", zorder=3)
+                         color=PAPER_COLOURS.get(point.model, "C5"), label=label, zorder=3)
     axes.set_xscale("log")
     axes.set_xlabel(OBJECTIVE_LABELS[objective] + " (log scale)")
     axes.set_ylabel("validation accuracy (%)")
-    axes.set_title(f"Network design: {design.name}", fontsize=9)
+    axes.set_title(f"Network design: {design.name}\npaper's networks: {paper_note}", fontsize=9)
     axes.grid(alpha=0.3)
-    figure.legend(loc="outside lower center", ncols=2, fontsize=7, frameon=False)
+    figure.legend(loc="outside lower center", ncols=3, fontsize=7.5, frameon=False)
     return figure
 
 
@@ -253,7 +257,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     note = f"evaluated in {Path(args.eval).name}" if args.eval else f"paper design, N = {channels}, not trained"
     render = to_markdown if args.format == "markdown" else to_csv
     print(f"Pareto front of {design.name} (validation accuracy vs {design.objective}; "
-          f"{len(design.front)} of {len(design.search)} finished trials):\n")
+          f"{len(design.front)} of the {len(design.search)} trials with a result):\n")
     print(render(front_table(design)))
     orderings = ordering_table(design)
     if not orderings.empty:

@@ -204,6 +204,6 @@ def test_figure_places_the_paper_networks(tmp_path, capsys):
     assert points[0].params == count_parameters(build_eval_model("gru", channels=16))
     figure = pareto.plot_front(pareto.load_design(str(experiment)), points, "paper design, N = 16, not trained")
     labels = figure.axes[0].get_legend_handles_labels()[1]
-    assert "Baseline ReNet with GRU (params only, paper design, N = 16, not trained)" in labels
+    assert "paper's GRU (params only)" in labels and "Pareto front (4)" in labels
     assert pareto.main([str(tmp_path / "nothing")]) == 2
     assert capsys.readouterr().err.startswith("error:")
