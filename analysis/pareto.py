@@ -39,13 +39,22 @@ import pandas as pd
 from matplotlib.figure import Figure
 
 from analysis.formatting import to_csv, to_markdown
-from dartsrenet.design_results import Outcome, finished_outcomes, front_of, most_accurate, orderings_of, with_ordering
+from dartsrenet.design_results import (
+    REEVAL_SUFFIX,
+    SEARCH_STAGE,
+    STAGE_FIELD,
+    Outcome,
+    finished_outcomes,
+    front_of,
+    most_accurate,
+    orderings_of,
+    with_ordering,
+)
 from dartsrenet.design_space import DesignSpace, layouts, paper_cells
 from dartsrenet.network_spec import paper_network
 from dartsrenet.paper import MODELS
 from dartsrenet.results import DESIGN_KIND, ExperimentNotFoundError, exists, read_experiment
 
-REEVAL_SUFFIX = "_reeval"  # sweeps/design_network.py names its re-evaluation so
 OBJECTIVE_LABELS = {"params": "parameters", "latency": "inference time per image (ms)"}
 
 
@@ -88,7 +97,7 @@ def load_design(experiment: str, reevaluation: str | None = None) -> DesignResul
         ValueError: not a design search experiment.
     """
     search = read_experiment(experiment)
-    if search.kind != DESIGN_KIND or search.marker.get("design_stage") != "search":
+    if search.kind != DESIGN_KIND or search.marker.get(STAGE_FIELD) != SEARCH_STAGE:
         raise ValueError(f"{experiment} is not a network-design search (sweeps/design_network.py), but {search.kind}")
     location = reevaluation or str(experiment).rstrip("/") + REEVAL_SUFFIX
     again, ordering_seeds = [], 0

@@ -19,6 +19,12 @@ from dartsrenet.network_spec import LayerSpec, NetworkSpec
 OBJECTIVES = ("params", "latency")
 """The cost objectives: parameter count, or inference milliseconds per image."""
 
+STAGE_FIELD, SEARCH_STAGE, REEVAL_STAGE = "design_stage", "search", "reevaluation"
+"""``sweep.json``'s field naming which of a design sweep's two experiments it is."""
+
+REEVAL_SUFFIX = "_reeval"
+"""The re-evaluation experiment's name is the search's name with this suffix."""
+
 
 @dataclass(frozen=True)
 class Outcome:

@@ -48,7 +48,18 @@ from ray.tune.search.optuna import OptunaSearch
 
 from dartsrenet import results
 from dartsrenet.data import get_dataset_info
-from dartsrenet.design_results import OBJECTIVES, Outcome, finished_outcomes, front_of, most_accurate, with_ordering
+from dartsrenet.design_results import (
+    OBJECTIVES,
+    REEVAL_STAGE,
+    REEVAL_SUFFIX,
+    SEARCH_STAGE,
+    STAGE_FIELD,
+    Outcome,
+    finished_outcomes,
+    front_of,
+    most_accurate,
+    with_ordering,
+)
 from dartsrenet.design_space import DesignCell, DesignSpace, layouts, paper_cells, parse_count
 from dartsrenet.orderings import ORDERINGS
 from dartsrenet.paper import MODELS
@@ -61,9 +72,6 @@ ACCURACY_METRIC = common.SELECTED_SCORE  # the selected epoch's validation accur
 COST_METRICS = dict(zip(OBJECTIVES, ("params", "latency_ms"), strict=True))
 """``--objective`` → the reported metric minimised beside the accuracy."""
 SAMPLERS = ("nsga2", "motpe")
-REEVAL_SUFFIX = "_reeval"
-STAGE_FIELD, SEARCH_STAGE, REEVAL_STAGE = "design_stage", "search", "reevaluation"
-"""``sweep.json``'s field naming which of the two experiments of a design sweep it is."""
 DESIGN_EXPERIMENT_FIELD = "design_experiment"
 """``sweep.json`` field of the re-evaluation: the search experiment it re-evaluates."""
 
