@@ -137,7 +137,7 @@ PRESETS: dict[str, dict[str, Any]] = {
         },
     },
     "design": {
-        # sweeps/design_network.py on digits (docs/network-design.md): ~20 short trials on 2 CPU cores.
+        # sweeps/design_network.py on digits (docs/network-design.md): 15 s to 2 min a trial on one core.
         "train": {
             "dataset": "digits", "epochs": 3, "patience": None, "batch_size": 32, "lr": 0.05, "cutout": 0,
             "limit": 600,
