@@ -207,3 +207,24 @@ def test_figure_places_the_paper_networks(tmp_path, capsys):
     assert "paper's GRU (params only)" in labels and "Pareto front (4)" in labels
     assert pareto.main([str(tmp_path / "nothing")]) == 2
     assert capsys.readouterr().err.startswith("error:")
+
+
+def test_the_space_takes_a_random_controls_genotypes(tmp_path):
+    from dartsrenet.genotypes import sample_genotypes
+
+    drawn = [genotype.to_string() for genotype in sample_genotypes(2, 0)]
+    planned = [
+        {"model": f"{variant}_random{index:02d}", "genotype": genotype, "variant": variant, "sample": index,
+         "dataset": "digits", "seed": 0, "preset": "design", "overrides": {}}
+        for variant in ("vanilla", "directional_weight_sharing") for index, genotype in enumerate(drawn)
+    ]
+    write_sweep(tmp_path / "random", results.RANDOM_KIND, planned, 1767330000.0)
+    args = design_network.parse_args(
+        ["--preset", "design", "--cells", "gru", "--random", str(tmp_path / "random"), "--storage", str(tmp_path)]
+    )
+    sweep = design_network.plan(args)
+    cells = {cell.name: cell for cell in sweep.space.cells}
+    assert sorted(cells) == ["gru", "random0_directional_weight_sharing", "random0_vanilla",
+                             "random1_directional_weight_sharing", "random1_vanilla"]
+    assert cells["random1_vanilla"].genotype == drawn[1] and cells["random1_vanilla"].variant == "vanilla"
+    assert sweep.name == "design_digits_design_params_n14_seed0" and sweep.kind == results.DESIGN_KIND
