@@ -10,7 +10,8 @@ checked by :func:`validate_config`: each field against its valid range, and no
 field given that the chosen model or dataset would ignore.
 
 Presets: ``paper`` (the setup of docs/architecture.md), ``demo`` (small widths, few epochs: a
-search or an evaluation on ``digits`` in well under a minute on 2 CPU cores) and ``study``
+search or an evaluation on ``digits`` in well under a minute on 2 CPU cores), ``design``
+(short digits trainings for ``sweeps/design_network.py``, docs/network-design.md) and ``study``
 (Fashion-MNIST subsets for ``sweeps/study.py``: a few minutes a trial on one core). A
 JSON file with the same shape (``{"search": {...}, "train": {...}, "datasets":
 {"svhn": {"train": {...}}}}``) is accepted wherever a preset name is, e.g. the best
@@ -33,6 +34,7 @@ from typing import Any, Literal
 
 from dartsrenet.cells.backends import BACKENDS
 from dartsrenet.data import DATASET_NAMES, DATASETS, IMAGEFOLDER_PREFIX, IMAGE_SIZE
+from dartsrenet.network_spec import NetworkSpec
 from dartsrenet.registry import UnknownNameError, lookup
 from dartsrenet.variants import VARIANTS
 
@@ -98,6 +100,8 @@ class TrainConfig:
     download: bool = False
     seed: int = 0
     channels: int = 256  # N of the evaluation network
+    network: str | None = None  # ReNet layers "PATCHxWIDTH[/ORDERING],…" (docs/network-design.md); None: the paper's, N = channels
+    measure_latency: bool = False  # time inference per image (eval mode, batch of batch_size) at start: latency_ms
     epochs: int = 300
     patience: int | None = 50  # early stopping on validation accuracy; None = off
     batch_size: int = 64
@@ -142,6 +146,13 @@ PRESETS: dict[str, dict[str, Any]] = {
         },
         "train": {
             "dataset": "digits", "channels": 32, "epochs": 8, "patience": None, "batch_size": 32, "lr": 0.05, "cutout": 0,
+        },
+    },
+    "design": {
+        # sweeps/design_network.py on digits (docs/network-design.md): 15 s to 2 min a trial on one core.
+        "train": {
+            "dataset": "digits", "epochs": 3, "patience": None, "batch_size": 32, "lr": 0.05, "cutout": 0,
+            "limit": 600,
         },
     },
     "study": {
@@ -471,6 +482,9 @@ def _range_problems(config: Config) -> list[str]:
             ),
             ("cell", lambda v: bool(v.strip()), "gru, lstm, a paper genotype name, a genotype JSON file or string"),
             ("head_init_range", lambda v: v is None or v > 0, "None (the dataset's) or a number > 0"),
+            ("network", lambda v: v is None or _network_problem(v) is None,
+             f"None (the paper's design) or PATCHxWIDTH[/ORDERING] layers fitting {IMAGE_SIZE}×{IMAGE_SIZE} images: "
+             f"{_network_problem(config.network)}"),
         ]
     problems = []
     if not _known_dataset(config.dataset):
@@ -482,6 +496,17 @@ def _range_problems(config: Config) -> list[str]:
         if not is_valid(value):
             problems.append(f"{name}={value!r} is out of range; valid: {valid}")
     return problems
+
+
+def _network_problem(network: str | None) -> str | None:
+    """Why a ``network`` string cannot build a network for the datasets' images, or None."""
+    if network is None:
+        return None
+    try:
+        NetworkSpec.from_string(network).output_size((IMAGE_SIZE, IMAGE_SIZE))
+    except ValueError as error:
+        return str(error)
+    return None
 
 
 def _known_dataset(name: str) -> bool:
@@ -511,6 +536,8 @@ def _ignored_field_problems(config: Config, given: set[str]) -> list[str]:
         )
     if isinstance(config, SearchConfig):
         problems += _strategy_field_problems(config, given)
+    if isinstance(config, TrainConfig) and config.network is not None and "channels" in given:
+        problems.append("channels is ignored with network set (the network gives every layer's width); leave channels unset")
     if not config.augment and config.cutout > 0 and "cutout" in given:
         problems.append(f"cutout={config.cutout} is ignored with augment=False; set cutout=0 or augment=True")
     return problems

@@ -4,6 +4,10 @@ Both are: a convolutional stem (3 × Conv → ReLU → BatchNorm2d, 32×32 → 1
 ReNet layers (16 → 8 → 4 → 2) and a linear head. The evaluation network (N = 256)
 puts a BatchNorm1d before its head and runs a derived DARTS cell, a GRU or an LSTM;
 the search network (N = 128) runs DARTS search cells that share one α.
+
+The evaluation network also takes any :class:`~dartsrenet.network_spec.NetworkSpec`
+(layers, patch sizes, widths, orderings; docs/network-design.md); the paper's design is
+the default.
 """
 
 from __future__ import annotations
@@ -16,11 +20,12 @@ from torch import Tensor, nn
 
 from dartsrenet.cells import ArchitectureWeights, CellFactory, DartsCell, DartsSearchCell, GRUCell, LSTMCell
 from dartsrenet.genotypes import PAPER_GENOTYPES, Genotype, derive_genotype, parse_genotype
+from dartsrenet.network_spec import NetworkSpec, paper_network, parse_network
 from dartsrenet.registry import UnknownNameError
-from dartsrenet.renet import PATCH_SIZE, ReNetLayer
+from dartsrenet.renet import ReNetLayer
 from dartsrenet.variants import Variant, get_variant
 
-NUM_RENET_LAYERS = 3
+NUM_RENET_LAYERS = 3  # the paper's (dartsrenet.network_spec.PAPER_NUM_LAYERS)
 EVAL_CHANNELS = 256
 SEARCH_CHANNELS = 128
 BASELINE_CELLS = {"gru": GRUCell, "lstm": LSTMCell}
@@ -48,14 +53,16 @@ class Stem(nn.Sequential):
 
 
 class ReNetBackbone(nn.Module):
-    """Stem and ReNet layers: (B, 3, H, W) → (B, N, H/16, W/16).
+    """Stem and ReNet layers: (B, 3, H, W) → (B, N, H/16, W/16) in the paper's design.
 
     Args:
         make_cell: builds the cell of every sweep from (input_size, hidden_size).
-        channels: N; each direction has N/2 hidden units.
+        channels: N; each direction has N/2 hidden units (ignored when ``network`` is given).
         image_size: (H, W) of the input; H/2 must be divisible by 2 at every ReNet layer.
         in_channels: image channels.
-        num_layers: ReNet layers.
+        num_layers: ReNet layers (ignored when ``network`` is given).
+        network: the layers' patch sizes, widths and orderings (default: the paper's
+            design, :func:`~dartsrenet.network_spec.paper_network`).
     """
 
     def __init__(
@@ -65,15 +72,19 @@ class ReNetBackbone(nn.Module):
         image_size: int | tuple[int, int] = 32,
         in_channels: int = 3,
         num_layers: int = NUM_RENET_LAYERS,
+        network: NetworkSpec | None = None,
     ):
         super().__init__()
-        if channels % 2:
-            raise ValueError(f"channels must be even (two directions of channels/2), got {channels}")
+        self.network = network if network is not None else paper_network(channels, num_layers)
         self.image_size = _pair(image_size)
-        self.output_size = _check_spatial_sizes(self.image_size, num_layers)
-        self.channels = channels
-        self.stem = Stem(in_channels, channels)
-        self.layers = nn.Sequential(*(ReNetLayer(channels, channels // 2, make_cell) for _ in range(num_layers)))
+        self.output_size = self.network.output_size(self.image_size)
+        self.channels = self.network.output_channels
+        self.stem = Stem(in_channels, self.network.stem_channels)
+        layers, inputs = [], self.network.stem_channels
+        for layer in self.network.layers:
+            layers.append(ReNetLayer(inputs, layer.width // 2, make_cell, layer.patch_size, layer.ordering))
+            inputs = layer.width
+        self.layers = nn.Sequential(*layers)
 
     @property
     def num_features(self) -> int:
@@ -89,19 +100,6 @@ class ReNetBackbone(nn.Module):
         return self.layers(self.stem(images))
 
 
-def _check_spatial_sizes(image_size: tuple[int, int], num_layers: int) -> tuple[int, int]:
-    """Spatial size after the stem and ``num_layers`` ReNet layers, or a clear error."""
-    height, width = ((image_size[0] + 1) // 2, (image_size[1] + 1) // 2)  # conv 7×7, stride 2, pad 3
-    for layer in range(1, num_layers + 1):
-        if height % PATCH_SIZE or width % PATCH_SIZE:
-            raise ValueError(
-                f"image size {image_size[0]}×{image_size[1]} gives a {height}×{width} map at ReNet layer "
-                f"{layer}, not divisible by {PATCH_SIZE}; use sizes divisible by {2 * 2 ** num_layers} (e.g. 32)"
-            )
-        height, width = height // PATCH_SIZE, width // PATCH_SIZE
-    return height, width
-
-
 class EvalNetwork(nn.Module):
     """The evaluation network (docs/architecture.md §2): backbone → flatten → BatchNorm1d → Linear.
 
@@ -111,6 +109,7 @@ class EvalNetwork(nn.Module):
         channels: N (256 in the paper).
         image_size: input size (32).
         head_init_range: the head's weights are U(−r, r): 0.5 for CIFAR-10, 0.05 for SVHN.
+        network: the ReNet layers (default: the paper's design with N = ``channels``).
     """
 
     def __init__(
@@ -120,9 +119,10 @@ class EvalNetwork(nn.Module):
         channels: int = EVAL_CHANNELS,
         image_size: int | tuple[int, int] = 32,
         head_init_range: float = 0.5,
+        network: NetworkSpec | None = None,
     ):
         super().__init__()
-        self.backbone = ReNetBackbone(make_cell, channels, image_size)
+        self.backbone = ReNetBackbone(make_cell, channels, image_size, network=network)
         self.head_norm = nn.BatchNorm1d(self.backbone.num_features)
         self.classifier = nn.Linear(self.backbone.num_features, num_classes)
         nn.init.uniform_(self.classifier.weight, -head_init_range, head_init_range)
@@ -218,6 +218,7 @@ def build_eval_model(
     head_init_range: float = 0.5,
     fused_baselines: bool = True,
     backend: str = "auto",
+    network: str | NetworkSpec | None = None,
 ) -> EvalNetwork:
     """Build the evaluation network for a cell (docs/architecture.md §2).
 
@@ -233,13 +234,16 @@ def build_eval_model(
         fused_baselines: run GRU/LSTM sweeps with torch's fused kernels.
         backend: the DARTS cells' compute backend (:mod:`dartsrenet.cells.backends`); chosen
             again for the device when the model is moved.
+        network: the ReNet layers as a :class:`~dartsrenet.network_spec.NetworkSpec` or its
+            string form (docs/network-design.md); replaces ``channels``. Default: the paper's.
     """
     kind, genotype, variant_name = resolve_cell(cell, variant)
     if kind == "darts":
         make_cell: CellFactory = partial(DartsCell, genotype=genotype, variant=variant_name, backend=backend)
     else:
         make_cell = partial(BASELINE_CELLS[kind], fused=fused_baselines)
-    return EvalNetwork(make_cell, num_classes, channels, image_size, head_init_range)
+    spec = parse_network(network) if network is not None else None
+    return EvalNetwork(make_cell, num_classes, channels, image_size, head_init_range, spec)
 
 
 def build_search_model(

@@ -75,9 +75,13 @@ from scratch and tested; ``sweeps/evaluate_genotypes.py`` runs such experiments)
 ``sweeps/random_baseline.py``), kept apart so Table 1 never mixes them in; ``tune`` is
 hyperparameter tuning."""
 
-KINDS: tuple[str, ...] = (SEARCH_KIND, TRAIN_KIND, RANDOM_KIND, TUNE_KIND)
-"""Experiment kinds: cell searches, evaluations (Table 1), random-genotype controls and
-hyperparameter tuning."""
+DESIGN_KIND = "design"
+"""A network-design sweep (``sweeps/design_network.py``): ``train`` runs of sampled network
+configurations, and its re-evaluation of the front and of the orderings (docs/network-design.md)."""
+
+KINDS: tuple[str, ...] = (SEARCH_KIND, TRAIN_KIND, RANDOM_KIND, TUNE_KIND, DESIGN_KIND)
+"""Experiment kinds: cell searches, evaluations (Table 1), random-genotype controls,
+hyperparameter tuning and network-design sweeps."""
 
 FORMER_KIND_NAMES: dict[str, str] = {"eval": TRAIN_KIND}
 """Kinds that experiments written before the names were unified record: read as the

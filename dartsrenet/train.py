@@ -16,6 +16,7 @@ import torch
 
 from dartsrenet.config import TrainConfig, validate_config
 from dartsrenet.data import make_train_loaders
+from dartsrenet.latency import inference_ms_per_image
 from dartsrenet.networks import build_eval_model, count_parameters, resolve_cell
 from dartsrenet.runs import RunFolder, resolve_device
 from dartsrenet.steps import apply_matmul_precision
@@ -66,8 +67,10 @@ def run_train(config: TrainConfig, report: Report | None = None, *, resume_from:
     model = build_eval_model(
         genotype if kind == "darts" else kind, variant if kind == "darts" else None,
         num_classes=info.num_classes, channels=config.channels, head_init_range=head_init_range,
-        backend=config.backend,
+        backend=config.backend, network=config.network,
     ).to(device)
+    # measured at every start (a resumed run measures again), before the optimiser touches anything
+    latency = {"latency_ms": inference_ms_per_image(model, device, config.batch_size)} if config.measure_latency else {}
     optimizer = torch.optim.SGD(
         model.parameters(), lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay
     )
@@ -95,7 +98,7 @@ def run_train(config: TrainConfig, report: Report | None = None, *, resume_from:
         metrics: dict[str, Any] = {
             "epoch": epoch, "train_loss": train_loss, "train_accuracy": train_accuracy,
             **validation_metrics(model, val_loader, device, autocast_mode=config.autocast), "lr": lr, "params": params,
-            "epoch_time_s": time.perf_counter() - started,
+            "epoch_time_s": time.perf_counter() - started, **latency,
         }
         if driver.end_epoch(metrics):
             metrics["test_loss"], metrics["test_accuracy"] = _test_best(model, driver, test_loader, device)
@@ -105,7 +108,7 @@ def run_train(config: TrainConfig, report: Report | None = None, *, resume_from:
     return driver.summary(
         device, params, model=kind if kind != "darts" else variant, cell=config.cell, variant=variant,
         genotype=genotype.to_dict() if genotype else None, genotype_string=str(genotype) if genotype else None,
-        dataset=config.dataset, seed=config.seed,
+        dataset=config.dataset, seed=config.seed, network=config.network, **latency,
         test_accuracy=final.get("test_accuracy"), test_loss=final.get("test_loss"),
     )
 

@@ -483,6 +483,9 @@ the paper's values lie inside."""
 HPARAM_FIELDS: tuple[str, ...] = tuple(TUNING_SPACE)
 """Training hyperparameters that a trial config may carry at top level (tune_hparams.py)."""
 
+NETWORK_FIELDS: tuple[str, ...] = ("network",)
+"""The network's shape, which a trial config may carry at top level (design_network.py)."""
+
 
 def trial_run_config(kind: str, trial_config: Mapping[str, Any], out: Path) -> Any:
     """The library config of a trial: preset ← overrides ← the trial's identity fields."""
@@ -493,7 +496,7 @@ def trial_run_config(kind: str, trial_config: Mapping[str, Any], out: Path) -> A
     else:
         overrides["cell"] = trial_config.get("genotype") or trial_config["model"]
         overrides["variant"] = trial_config.get("variant")
-        overrides.update({name: trial_config[name] for name in HPARAM_FIELDS if name in trial_config})
+        overrides.update({name: trial_config[name] for name in (*HPARAM_FIELDS, *NETWORK_FIELDS) if name in trial_config})
     return resolve_config(kind, trial_config["preset"], overrides)
 
 
@@ -507,6 +510,11 @@ def scheduler_score(metrics: dict[str, Any]) -> float:
     last. Not an accuracy — tables and selection read ``val_accuracy`` from the run folder."""
     accuracy = metrics.get("val_accuracy")
     return float(accuracy) if metrics.get("val_finite", accuracy is not None) and accuracy is not None else -1.0
+
+
+SELECTED_SCORE = "selected_score"
+"""The validation accuracy of the epoch selected so far, or −1 while none is (a rank for
+multi-objective searchers, which see a trial's last report only; see :func:`scheduler_score`)."""
 
 
 def _run_trial(kind: str, trial_config: dict[str, Any]) -> None:
@@ -523,7 +531,10 @@ def _run_trial(kind: str, trial_config: dict[str, Any]) -> None:
 
     def report(metrics: dict[str, Any], checkpoint_dir: Any) -> None:
         tune.report(
-            {**metrics, SCHEDULER_SCORE: scheduler_score(metrics), "device": device, "gpu_ids": gpu_ids},
+            {
+                **metrics, SCHEDULER_SCORE: scheduler_score(metrics), "device": device, "gpu_ids": gpu_ids,
+                SELECTED_SCORE: -1.0 if metrics.get("best_val_accuracy") is None else float(metrics["best_val_accuracy"]),
+            },
             checkpoint=tune.Checkpoint.from_directory(str(checkpoint_dir)),
         )
         inject_fault(fail_at, metrics["epoch"], workdir)
