@@ -25,7 +25,9 @@ from dartsrenet.data import make_search_loaders
 from dartsrenet.genotypes import Genotype, derive_genotype
 from dartsrenet.networks import SearchNetwork, build_search_model, count_parameters
 from dartsrenet.runs import resolve_device, write_json
-from dartsrenet.steps import EpochTotals, FiniteWatch, GraphedStep, apply_matmul_precision, autocast, checks_every_step
+from dartsrenet.steps import (
+    CaptureReport, EpochTotals, FiniteWatch, GraphedStep, apply_matmul_precision, autocast, checks_every_step, select_device,
+)
 from dartsrenet.training import Log, Report, RunDriver, StepCallback, cosine_schedule, seed_epoch, validation_metrics
 
 FINITE_DIFFERENCE_SCALE = 0.01
@@ -69,9 +71,10 @@ def search_epoch(
     grad_clip: float = 1.0,
     on_step: StepCallback | None = None,
     *,
-    capture: bool = False,
+    capture: bool | str = False,
     autocast_mode: str = "none",
     arch_order: int = 1,
+    capture_report: CaptureReport | None = None,
 ) -> tuple[float, float]:
     """One epoch of DARTS; returns (train_cs loss, train_cs accuracy).
 
@@ -82,7 +85,8 @@ def search_epoch(
     step, so α changes only through the α optimiser and the weights only through the
     weight optimiser. Losses, accuracy and the finiteness of the losses and of α are
     tracked on the device (:mod:`dartsrenet.steps`); with ``capture`` on CUDA the whole
-    step, both optimiser steps included, is replayed from one CUDA graph. Capture does
+    step, both optimiser steps included, is replayed from one CUDA graph (``"strict"``: a
+    failed capture is raised; counted in ``capture_report``). Capture does
     not apply to second-order steps (their finite difference scales by a norm and swaps
     the weights in and out): with ``arch_order=2`` the steps run eagerly, ``capture`` or
     not.
@@ -96,7 +100,7 @@ def search_epoch(
         raise ValueError(f"arch_order must be 1 (first-order DARTS) or 2 (second-order, unrolled), got {arch_order!r}")
     model.train()
     weights = model.weight_parameters()
-    graphed = capture and device.type == "cuda" and arch_order == 1
+    graphed = capture if device.type == "cuda" and arch_order == 1 else False
     arch_totals = EpochTotals(device, "search α")
     totals = EpochTotals(device, "search weight")
     alpha_watch = FiniteWatch(
@@ -128,7 +132,7 @@ def search_epoch(
         weight_optimizer.step()
         totals.add(loss, logits, labels)
 
-    run_step = GraphedStep(step, capture=graphed)
+    run_step = GraphedStep(step, capture=graphed, report=capture_report)
     every_step = checks_every_step(device)
     for (images, labels), (val_images, val_labels) in zip(train_cs, val_cs, strict=False):
         run_step(*(tensor.to(device, non_blocking=True) for tensor in (images, labels, val_images, val_labels)))
@@ -376,6 +380,7 @@ def run_search(config: SearchConfig, report: Report | None = None, *, resume_fro
     """
     validate_config(config)
     device = resolve_device(config.device)
+    select_device(device)
     train_cs, val_cs, info = make_search_loaders(
         config.dataset, config.data_root, batch_size=config.batch_size, seed=config.seed,
         augment=config.augment, cutout=config.cutout, download=config.download,
@@ -387,7 +392,8 @@ def run_search(config: SearchConfig, report: Report | None = None, *, resume_fro
         config.variant, num_classes=info.num_classes, channels=config.channels, head_init_range=info.head_init_range,
         backend=config.backend,
     ).to(device)
-    graphed = config.capture and device.type == "cuda" and config.arch_order == 1  # second order: eager steps
+    graphed = bool(config.capture) and device.type == "cuda" and config.arch_order == 1  # second order: eager steps
+    capture_report = CaptureReport(mode=config.capture)
     weight_optimizer, arch_optimizer = make_optimizers(model, config, capturable=graphed)
     scheduler = cosine_schedule(weight_optimizer, config.epochs, config.lr_min)
     driver = RunDriver(
@@ -412,6 +418,7 @@ def run_search(config: SearchConfig, report: Report | None = None, *, resume_fro
             train_loss, train_accuracy = search_epoch(
                 model, train_cs, val_cs, weight_optimizer, arch_optimizer, device, config.grad_clip, on_step=progress,
                 capture=config.capture, autocast_mode=config.autocast, arch_order=config.arch_order,
+                capture_report=capture_report,
             )
         scheduler.step()
         genotype = model.genotype()
@@ -435,7 +442,7 @@ def run_search(config: SearchConfig, report: Report | None = None, *, resume_fro
     return driver.summary(
         device, params, variant=config.variant, dataset=config.dataset, seed=config.seed,
         genotype=best.to_dict(), genotype_string=best.to_string(),
-        final_genotype_string=derive_genotype(model.alpha).to_string(),
+        final_genotype_string=derive_genotype(model.alpha).to_string(), capture=capture_report.as_dict(),
     )
 
 

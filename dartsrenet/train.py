@@ -18,7 +18,7 @@ from dartsrenet.config import TrainConfig, validate_config
 from dartsrenet.data import make_train_loaders
 from dartsrenet.networks import build_eval_model, count_parameters, resolve_cell
 from dartsrenet.runs import resolve_device
-from dartsrenet.steps import apply_matmul_precision
+from dartsrenet.steps import CaptureReport, apply_matmul_precision, select_device
 from dartsrenet.training import (
     Log,
     Report,
@@ -53,6 +53,7 @@ def run_train(config: TrainConfig, report: Report | None = None, *, resume_from:
     validate_config(config)
     kind, genotype, variant = resolve_cell(config.cell, config.variant)  # fail fast on a bad cell
     device = resolve_device(config.device)
+    select_device(device)
     train_loader, val_loader, test_loader, info = make_train_loaders(
         config.dataset, config.data_root, batch_size=config.batch_size, seed=config.seed,
         val_fraction=config.val_fraction, augment=config.augment, cutout=config.cutout,
@@ -76,6 +77,7 @@ def run_train(config: TrainConfig, report: Report | None = None, *, resume_from:
     params = count_parameters(model)
     # CUDA-graph replay for DARTS cells only: GRU/LSTM run cuDNN's fused sweeps, not launch-bound,
     # and a captured cuDNN RNN step is unproven (an earlier capture attempt failed at its first replay)
+    capture_report = CaptureReport(mode=config.capture if kind == "darts" else False)
     model_name = kind if kind != "darts" else f"darts[{variant}] {genotype}"
     if driver.start_epoch == 1:
         log and log(f"[train] {model_name} on {config.dataset}, seed {config.seed}: {params:,} parameters on {device}")
@@ -88,7 +90,8 @@ def run_train(config: TrainConfig, report: Report | None = None, *, resume_from:
         with driver.epoch_progress(epoch, len(train_loader)) as progress:
             train_loss, train_accuracy = train_epoch(
                 model, train_loader, optimizer, device, config.grad_clip, where=f"epoch {epoch}", on_step=progress,
-                capture=config.capture and kind == "darts", autocast_mode=config.autocast,
+                capture=config.capture if kind == "darts" else False, autocast_mode=config.autocast,
+                capture_report=capture_report,
             )
         scheduler.step()
         metrics: dict[str, Any] = {
@@ -105,7 +108,7 @@ def run_train(config: TrainConfig, report: Report | None = None, *, resume_from:
         device, params, model=kind if kind != "darts" else variant, cell=config.cell, variant=variant,
         genotype=genotype.to_dict() if genotype else None, genotype_string=str(genotype) if genotype else None,
         dataset=config.dataset, seed=config.seed,
-        test_accuracy=final.get("test_accuracy"), test_loss=final.get("test_loss"),
+        test_accuracy=final.get("test_accuracy"), test_loss=final.get("test_loss"), capture=capture_report.as_dict(),
     )
 
 

@@ -39,7 +39,7 @@ from tqdm import tqdm
 
 from dartsrenet.cells import model_backend
 from dartsrenet.config import Config
-from dartsrenet.steps import EpochTotals, GraphedStep, autocast, checks_every_step
+from dartsrenet.steps import CaptureReport, EpochTotals, GraphedStep, autocast, checks_every_step
 from dartsrenet.runs import (
     CheckpointError,
     NonFiniteOutputError,
@@ -161,14 +161,16 @@ def train_epoch(
     where: str = "training",
     on_step: StepCallback | None = None,
     *,
-    capture: bool = False,
+    capture: bool | str = False,
     autocast_mode: str = "none",
+    capture_report: CaptureReport | None = None,
 ) -> tuple[float, float]:
     """One epoch of SGD on ``loader``; returns (mean loss, accuracy).
 
     The loss, accuracy and finiteness are summed on the device (:class:`~dartsrenet.steps.EpochTotals`)
-    and read back per step on the CPU, once per epoch on GPUs; with ``capture`` on CUDA each
-    step is replayed from a CUDA graph (:class:`~dartsrenet.steps.GraphedStep`).
+    and read back per step on the CPU, once per epoch on GPUs; with ``capture`` (True or
+    ``"strict"``) on CUDA each step is replayed from a CUDA graph
+    (:class:`~dartsrenet.steps.GraphedStep`), counted in ``capture_report``.
 
     Raises:
         NonFiniteLossError: a step's loss is NaN or infinite (``where`` and the step are
@@ -177,7 +179,7 @@ def train_epoch(
     model.train()
     totals = EpochTotals(device, where)
     parameters = list(model.parameters())
-    graphed = capture and device.type == "cuda"
+    graphed = capture if device.type == "cuda" else False
 
     def step(images: torch.Tensor, labels: torch.Tensor) -> None:
         optimizer.zero_grad(set_to_none=not graphed)  # a graph's gradients keep their memory
@@ -190,7 +192,7 @@ def train_epoch(
         optimizer.step()
         totals.add(loss, logits, labels)
 
-    run_step = GraphedStep(step, capture=graphed)
+    run_step = GraphedStep(step, capture=graphed, report=capture_report)
     every_step = checks_every_step(device)
     for images, labels in loader:
         run_step(images.to(device, non_blocking=True), labels.to(device, non_blocking=True))
