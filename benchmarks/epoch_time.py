@@ -84,21 +84,29 @@ def timed_epoch(run, device: torch.device) -> tuple[float, int]:
     return clock.stop()
 
 
-def validation_seconds(model: torch.nn.Module, data: list, device: torch.device, kind: str) -> float:
-    """Seconds of the run's validation pass over its whole split, scaled from ``data`` (after one untimed batch)."""
-    evaluate(model, data[:1], device)
+def validation_seconds(
+    model: torch.nn.Module, data: list, device: torch.device, kind: str, capture: bool
+) -> tuple[float, CaptureReport]:
+    """Seconds of the run's validation pass over its whole split, scaled from ``data``, as a run
+    validates: with ``capture``, its forward replayed from a graph kept for the run (warmed up
+    and captured by an untimed pass first)."""
+    report, run_steps = CaptureReport(mode=capture), {}
+    evaluate(model, data[:3], device, capture=capture, capture_report=report, run_steps=run_steps)
     synchronise(device)
     start = time.perf_counter()
-    evaluate(model, data, device)
+    evaluate(model, data, device, capture=capture, capture_report=report, run_steps=run_steps)
     synchronise(device)
-    return (time.perf_counter() - start) * VALIDATION_BATCHES[kind] / len(data)
+    return (time.perf_counter() - start) * VALIDATION_BATCHES[kind] / len(data), report
 
 
-def epoch_figures(kind: str, seconds: float, steps: int, batch: int, validation_s: float, report: CaptureReport) -> dict:
-    epoch_s = seconds * EPOCH_STEPS[kind] / steps
+def epoch_figures(
+    kind: str, seconds: float, steps: int, batch: int, validation: tuple[float, CaptureReport], report: CaptureReport
+) -> dict:
+    epoch_s, (validation_s, validation_report) = seconds * EPOCH_STEPS[kind] / steps, validation
     return {"steps": steps, "seconds": round(seconds, 3), "epoch_s": round(epoch_s, 2),
             "validation_s": round(validation_s, 2), "epoch_with_validation_s": round(epoch_s + validation_s, 2),
-            "images_per_s": round(steps * batch / seconds, 1), "capture": report.as_dict()}
+            "images_per_s": round(steps * batch / seconds, 1), "capture": report.as_dict(),
+            "validation_capture": validation_report.as_dict()}
 
 
 def profile_epoch(run, device: torch.device) -> dict:
@@ -134,8 +142,8 @@ def search_epoch_time(args, device: torch.device) -> dict:
                             autocast_mode=args.autocast, capture_report=report)  # fmt: skip
 
     seconds, timed = timed_epoch(run, device)
-    validation_s = validation_seconds(model, val[: args.steps], device, "search")
-    result = {"backend": model_backend(model), **epoch_figures("search", seconds, timed, size["batch"], validation_s, report)}
+    validation = validation_seconds(model, val[: max(args.steps, 3)], device, "search", capture)
+    result = {"backend": model_backend(model), **epoch_figures("search", seconds, timed, size["batch"], validation, report)}
     if args.profile and device.type == "cuda":
         result.update(per_step(profile_epoch(run, device), steps))
     return result
@@ -162,8 +170,9 @@ def train_epoch_time(args, device: torch.device) -> dict:
                            autocast_mode=args.autocast, capture_report=report)  # fmt: skip
 
     seconds, timed = timed_epoch(run, device)
-    validation_s = validation_seconds(model, data[: min(args.steps, VALIDATION_BATCHES["train"])], device, "train")
-    result = {"backend": model_backend(model), **epoch_figures("train", seconds, timed, size["batch"], validation_s, report)}
+    validation = validation_seconds(model, data[: max(3, min(args.steps, VALIDATION_BATCHES["train"]))], device, "train",
+                                    not args.no_capture)  # fmt: skip
+    result = {"backend": model_backend(model), **epoch_figures("train", seconds, timed, size["batch"], validation, report)}
     if args.profile and device.type == "cuda":
         result.update(per_step(profile_epoch(run, device), steps))
     return result

@@ -26,7 +26,8 @@ from dartsrenet.genotypes import Genotype, derive_genotype
 from dartsrenet.networks import SearchNetwork, build_search_model, count_parameters
 from dartsrenet.runs import resolve_device, write_json
 from dartsrenet.steps import (
-    CaptureReport, EpochTotals, FiniteWatch, GraphedStep, apply_matmul_precision, autocast, checks_every_step, select_device,
+    CaptureReport, EpochTotals, FiniteWatch, GraphedStep, apply_matmul_precision, autocast, checks_every_step,
+    learning_rates_on_device, select_device,
 )
 from dartsrenet.training import Log, Report, RunDriver, StepCallback, cosine_schedule, seed_epoch, validation_metrics
 
@@ -75,6 +76,7 @@ def search_epoch(
     autocast_mode: str = "none",
     arch_order: int = 1,
     capture_report: CaptureReport | None = None,
+    run_steps: dict | None = None,
 ) -> tuple[float, float]:
     """One epoch of DARTS; returns (train_cs loss, train_cs accuracy).
 
@@ -86,7 +88,9 @@ def search_epoch(
     weight optimiser. Losses, accuracy and the finiteness of the losses and of α are
     tracked on the device (:mod:`dartsrenet.steps`); with ``capture`` on CUDA the whole
     step, both optimiser steps included, is replayed from one CUDA graph (``"strict"``: a
-    failed capture is raised; counted in ``capture_report``). Capture does
+    failed capture is raised; counted in ``capture_report``). With ``run_steps`` (a dict the
+    run keeps from epoch to epoch) the step, its graph and its totals are made on the first
+    epoch and reused — reset in place — by the later ones: one capture per run. Capture does
     not apply to second-order steps (their finite difference scales by a norm and swaps
     the weights in and out): with ``arch_order=2`` the steps run eagerly, ``capture`` or
     not.
@@ -101,6 +105,12 @@ def search_epoch(
     model.train()
     weights = model.weight_parameters()
     graphed = capture if device.type == "cuda" and arch_order == 1 else False
+    run_steps = {} if run_steps is None else run_steps
+    if "search" in run_steps:
+        run_step, (arch_totals, totals, alpha_watch) = run_steps["search"]
+        for tracker in (arch_totals, totals, alpha_watch):
+            tracker.reset()
+        return _run_search_steps(model, train_cs, val_cs, device, on_step, run_step, arch_totals, totals, alpha_watch)
     arch_totals = EpochTotals(device, "search α")
     totals = EpochTotals(device, "search weight")
     alpha_watch = FiniteWatch(
@@ -133,6 +143,16 @@ def search_epoch(
         totals.add(loss, logits, labels)
 
     run_step = GraphedStep(step, capture=graphed, report=capture_report)
+    run_steps["search"] = (run_step, (arch_totals, totals, alpha_watch))
+    return _run_search_steps(model, train_cs, val_cs, device, on_step, run_step, arch_totals, totals, alpha_watch)
+
+
+def _run_search_steps(
+    model: SearchNetwork, train_cs: DataLoader, val_cs: DataLoader, device: torch.device,
+    on_step: StepCallback | None, run_step: GraphedStep, arch_totals: EpochTotals, totals: EpochTotals,
+    alpha_watch: FiniteWatch,
+) -> tuple[float, float]:  # fmt: skip
+    """The epoch's loop of :func:`search_epoch`."""
     every_step = checks_every_step(device)
     for (images, labels), (val_images, val_labels) in zip(train_cs, val_cs, strict=False):
         run_step(*(tensor.to(device, non_blocking=True) for tensor in (images, labels, val_images, val_labels)))
@@ -393,7 +413,10 @@ def run_search(config: SearchConfig, report: Report | None = None, *, resume_fro
         backend=config.backend,
     ).to(device)
     graphed = bool(config.capture) and device.type == "cuda" and config.arch_order == 1  # second order: eager steps
-    capture_report = CaptureReport(mode=config.capture)
+    capture_report, run_steps = CaptureReport(mode=config.capture), {}  # one step (and graph) for the run
+    validation_capture = {  # the validation forward: a second graph, its own report
+        "capture": config.capture, "capture_report": CaptureReport(mode=config.capture), "run_steps": {},
+    }
     weight_optimizer, arch_optimizer = make_optimizers(model, config, capturable=graphed)
     scheduler = cosine_schedule(weight_optimizer, config.epochs, config.lr_min)
     driver = RunDriver(
@@ -405,6 +428,7 @@ def run_search(config: SearchConfig, report: Report | None = None, *, resume_fro
     if graphed:  # a resumed Adam keeps its checkpoint's setting: make it capturable
         for optimizer in (weight_optimizer, arch_optimizer):
             _make_capturable(optimizer, device)
+        learning_rates_on_device(weight_optimizer, device)  # the schedule then changes no graph
     params = count_parameters(model)
     if driver.start_epoch == 1:
         log and log(f"[search] {config.variant} on {config.dataset}, seed {config.seed}: {params:,} parameters on {device}")
@@ -413,18 +437,19 @@ def run_search(config: SearchConfig, report: Report | None = None, *, resume_fro
         epoch = driver.start_epoch
         started = time.perf_counter()
         seed_epoch(config.seed, epoch, [train_cs, val_cs])
-        lr = weight_optimizer.param_groups[0]["lr"]
+        lr = float(weight_optimizer.param_groups[0]["lr"])
         with driver.epoch_progress(epoch, min(len(train_cs), len(val_cs))) as progress:
             train_loss, train_accuracy = search_epoch(
                 model, train_cs, val_cs, weight_optimizer, arch_optimizer, device, config.grad_clip, on_step=progress,
                 capture=config.capture, autocast_mode=config.autocast, arch_order=config.arch_order,
-                capture_report=capture_report,
+                capture_report=capture_report, run_steps=run_steps,
             )
         scheduler.step()
         genotype = model.genotype()
         metrics: dict[str, Any] = {
             "epoch": epoch, "train_loss": train_loss, "train_accuracy": train_accuracy,
-            **validation_metrics(model, val_cs, device, "val_cs split", autocast_mode=config.autocast), "lr": lr, "params": params,
+            **validation_metrics(model, val_cs, device, "val_cs split", autocast_mode=config.autocast, **validation_capture),
+            "lr": lr, "params": params,
             "epoch_time_s": time.perf_counter() - started, "genotype": genotype.to_string(),
         }
         driver.end_epoch(metrics)
@@ -443,6 +468,7 @@ def run_search(config: SearchConfig, report: Report | None = None, *, resume_fro
         device, params, variant=config.variant, dataset=config.dataset, seed=config.seed,
         genotype=best.to_dict(), genotype_string=best.to_string(),
         final_genotype_string=derive_genotype(model.alpha).to_string(), capture=capture_report.as_dict(),
+        validation_capture=validation_capture["capture_report"].as_dict(),
     )
 
 

@@ -18,6 +18,8 @@ Two pieces the training loops (:func:`dartsrenet.training.train_epoch`,
   was raised) and the run's steps go eager from then on: slower, never different. With
   ``capture="strict"`` the failure is raised instead. A :class:`CaptureReport` counts the
   replayed and eager steps and keeps the reason capture was abandoned (``summary.json``).
+  The validation pass uses a second :class:`GraphedStep` for its eval-mode forward
+  (:func:`dartsrenet.training.evaluate`), kept for the run like the train step's.
 * :class:`HostSyncDetector` — a dispatch mode that raises on what a graph cannot hold: a
   tensor's value read back to the host (``.item()``, ``int(t)``, ``if t:``) or a host list
   copied into a tensor (``torch.tensor(list)``); the tests run steps under it on the CPU.
@@ -27,8 +29,10 @@ Two pieces the training loops (:func:`dartsrenet.training.train_epoch`,
 What a step function must do to be capturable: zero gradients in place
 (``zero_grad(set_to_none=False)``), use optimisers that keep their step counters on the
 device (Adam's ``capturable=True``), no ``.item()``, and no Python branches on tensor
-values. A learning rate changed by a schedule is baked into the graph, so the loops make
-one :class:`GraphedStep` per epoch (capturing costs milliseconds).
+values. The loops keep one :class:`GraphedStep` (and the totals its step adds to, reset in
+place each epoch) for the whole run, so a run captures one graph per batch shape: the
+learning rate a schedule changes lives on the device (:func:`learning_rates_on_device`),
+filled in place by the scheduler between epochs, never baked into the graph.
 """
 
 from __future__ import annotations
@@ -68,6 +72,13 @@ class EpochTotals:
         self.steps = torch.zeros((), dtype=torch.int64, device=device)
         self.first_bad_step = torch.full((), -1, dtype=torch.int64, device=device)
         self.first_bad_loss = torch.zeros((), dtype=torch.float64, device=device)
+
+    def reset(self, where: str | None = None) -> None:
+        """Start a new epoch in place (the same tensors: a captured step keeps adding to them)."""
+        self.where = where if where is not None else self.where
+        for tensor in (self.loss_sum, self.correct, self.seen, self.steps, self.first_bad_loss):
+            tensor.zero_()
+        self.first_bad_step.fill_(-1)
 
     def add(self, loss: Tensor, logits: Tensor | None = None, labels: Tensor | None = None) -> None:
         """Count one step's mean ``loss`` (and its accuracy when ``logits`` and ``labels`` are given)."""
@@ -116,6 +127,11 @@ class FiniteWatch:
         self.message = message
         self.steps = torch.zeros((), dtype=torch.int64, device=device)
         self.first_bad_step = torch.full((), -1, dtype=torch.int64, device=device)
+
+    def reset(self) -> None:
+        """Start a new epoch in place (see :meth:`EpochTotals.reset`)."""
+        self.steps.zero_()
+        self.first_bad_step.fill_(-1)
 
     def add(self, tensor: Tensor) -> None:
         """Look at ``tensor`` after one more step (no host sync)."""
@@ -221,6 +237,18 @@ def describe_error(error: BaseException) -> str:
     frames = traceback.extract_tb(error.__traceback__)
     where = f" (at {frames[-1].filename}:{frames[-1].lineno})" if frames else ""
     return f"{type(error).__name__}: {text}{where}"
+
+
+def learning_rates_on_device(optimizer: torch.optim.Optimizer, device: torch.device) -> None:
+    """Each param group's learning rate as a 0-dim tensor on ``device``, so that one captured step
+    serves the whole run: PyTorch's schedulers fill a tensor learning rate in place. SGD switches
+    to its fused kernel, which reads the tensor on the device (its foreach kernel would read it
+    back to the host, a sync capture refuses); Adam reads it on the device when ``capturable``."""
+    for group in optimizer.param_groups:
+        if not isinstance(group["lr"], Tensor):
+            group["lr"] = torch.tensor(float(group["lr"]), device=device)
+        if isinstance(optimizer, torch.optim.SGD):
+            group["fused"], group["foreach"] = True, False
 
 
 def select_device(device: torch.device) -> None:

@@ -167,3 +167,73 @@ def test_summary_records_what_capture_did(tmp_path):
     })  # fmt: skip
     summary = run_search(config, log=None)
     assert summary["capture"] == {"mode": "strict", "graphs": 0, "replayed_steps": 0, "eager_steps": 1, "abandoned": None}
+    validation = summary["validation_capture"]  # the validation forward's own graph and report
+    assert validation["mode"] == "strict" and validation["replayed_steps"] == 0 and validation["eager_steps"] >= 1
+
+
+def test_a_tensor_learning_rate_filled_by_the_schedule_gives_the_float_ones_results():
+    """learning_rates_on_device: the schedule fills the tensor in place (a captured step reads it
+    each replay) and SGD's fused kernel reads it; the weights follow the float-lr run."""
+    from dartsrenet.steps import learning_rates_on_device
+    from dartsrenet.training import cosine_schedule
+
+    def run(on_device):
+        torch.manual_seed(3)
+        model = torch.nn.Linear(6, 3)
+        optimizer = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.7, weight_decay=3e-4)
+        schedule = cosine_schedule(optimizer, 4, 0.001)
+        if on_device:
+            learning_rates_on_device(optimizer, torch.device("cpu"))
+            lr = optimizer.param_groups[0]["lr"]
+        for epoch in range(4):
+            for _ in range(3):
+                optimizer.zero_grad(set_to_none=False)
+                F.cross_entropy(model(torch.randn(5, 6)), torch.randint(0, 3, (5,))).backward()
+                optimizer.step()
+            schedule.step()
+        if on_device:
+            assert optimizer.param_groups[0]["lr"] is lr  # the same tensor, filled in place
+        return model.weight.detach(), float(optimizer.param_groups[0]["lr"])
+
+    (eager_weight, eager_lr), (weight, lr) = run(False), run(True)
+    torch.testing.assert_close(weight, eager_weight)
+    assert lr == pytest.approx(eager_lr, rel=1e-6)
+
+
+def test_one_step_serves_the_whole_run_and_its_totals_restart_each_epoch(tmp_path):
+    """train_epoch with the run's run_steps dict: the second epoch reuses the first one's step
+    (and graph, on CUDA) and its totals, reset in place, and gives the results of a fresh step."""
+    from dartsrenet.networks import build_eval_model
+    from dartsrenet.training import train_epoch
+
+    torch.manual_seed(4)
+    batches = [(torch.randn(4, 3, 32, 32), torch.randint(0, 10, (4,))) for _ in range(2)]
+
+    def run(keep):
+        torch.manual_seed(5)
+        model = build_eval_model("vanilla", num_classes=10, channels=4)
+        optimizer = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.7)
+        run_steps = {} if keep else None
+        results = [train_epoch(model, batches, optimizer, torch.device("cpu"), 1.0, run_steps=run_steps) for _ in range(2)]
+        return results, run_steps
+
+    fresh, _ = run(False)
+    kept, run_steps = run(True)
+    assert kept == fresh and set(run_steps) == {"train"}
+    assert run_steps["train"][0].report.eager_steps == 4
+
+
+def test_the_validation_forward_kept_for_the_run_gives_the_results_of_a_fresh_one():
+    """evaluate with the run's run_steps: the second pass reuses the first one's forward (its graph
+    on CUDA) and its sums, reset in place; the figures equal a fresh evaluation's."""
+    from dartsrenet.networks import build_eval_model
+    from dartsrenet.training import evaluate
+
+    torch.manual_seed(6)
+    model = build_eval_model("vanilla", num_classes=10, channels=4)
+    batches = [(torch.randn(4, 3, 32, 32), torch.randint(0, 10, (4,))) for _ in range(3)]
+    report, run_steps = CaptureReport(mode=True), {}
+    kept = [evaluate(model, batches, torch.device("cpu"), capture=True, capture_report=report, run_steps=run_steps)
+            for _ in range(2)]  # fmt: skip
+    fresh = evaluate(model, batches, torch.device("cpu"))
+    assert kept == [fresh, fresh] and report.eager_steps == 6 and set(run_steps) == {"evaluate"}
