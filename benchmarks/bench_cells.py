@@ -73,6 +73,7 @@ import platform
 import sys
 import threading
 import time
+from pathlib import Path
 from collections.abc import Callable
 from contextlib import nullcontext
 from dataclasses import asdict, dataclass
@@ -84,6 +85,7 @@ from torch import nn
 from dartsrenet import cells
 from dartsrenet.cells import ArchitectureWeights, DartsCell, DartsSearchCell, GRUCell, LSTMCell
 from dartsrenet.genotypes import NUM_NODES, PAPER_GENOTYPES, num_edges
+from dartsrenet.config import BASELINE_CELL_NAMES
 from dartsrenet.cells.backends import BACKENDS, KERNEL_ACTIVATIONS, BackendError, resolve_backend
 from dartsrenet.networks import build_eval_model, build_search_model
 from dartsrenet.testing import reference_cells
@@ -261,8 +263,11 @@ def cuda_graphed(step: Callable[[], None], device: torch.device) -> Callable[[],
 
 
 def maybe_graphed(case: Case, plan: Plan, device: torch.device) -> Case:
-    """With ``--cuda-graph``, our train steps replay a captured graph (eager if capture fails)."""
-    if plan.cuda_graph and case.kind != "reference":
+    """With ``--cuda-graph``, our DARTS train steps replay a captured graph (eager if capture fails);
+    the GRU/LSTM baselines stay eager, as the engine runs them (cuDNN's fused sweeps)."""
+    if plan.cuda_graph and case.cell in BASELINE_CELL_NAMES:
+        case.note = "eager: baselines are never captured"
+    elif plan.cuda_graph and case.kind != "reference":
         try:
             case.run = cuda_graphed(case.run, device)
             case.note = "cuda graph"
@@ -559,6 +564,7 @@ def search_trial(steps: int, size: Size, device, plan: Plan) -> dict:
     case = search_train_case("vanilla", "ours", size.batch, size, device, plan)
     case.run()
     synchronise(device)
+    waited = wait_for_the_other_trials()
     start_wall = time.time()
     start = time.perf_counter()
     for _ in range(steps):
@@ -566,7 +572,27 @@ def search_trial(steps: int, size: Size, device, plan: Plan) -> dict:
     synchronise(device)
     elapsed = time.perf_counter() - start
     return {"steps": steps, "seconds": elapsed, "images_per_s": steps * size.batch / elapsed,
-            "start": start_wall, "end": time.time(), "pid": os.getpid(), "note": case.note}
+            "start": start_wall, "end": time.time(), "pid": os.getpid(), "note": case.note, "barrier_wait_s": waited}
+
+
+BARRIER_TIMEOUT_S = 300
+
+
+def wait_for_the_other_trials() -> float | None:
+    """With ``DARTSRENET_BARRIER=FOLDER:COUNT`` (set by gpu_sharing.py): say this trial is warmed up
+    (a file in FOLDER) and wait until COUNT trials are, so that the timed windows start together.
+    Returns the seconds waited (None without a barrier)."""
+    barrier = os.environ.get("DARTSRENET_BARRIER")
+    if not barrier:
+        return None
+    folder, count = barrier.rsplit(":", 1)
+    Path(folder, f"ready.{os.getpid()}").touch()
+    started = time.perf_counter()
+    while len(list(Path(folder).glob("ready.*"))) < int(count):
+        if time.perf_counter() - started > BARRIER_TIMEOUT_S:
+            raise RuntimeError(f"start barrier: only {len(list(Path(folder).glob('ready.*')))} of {count} trials ready")
+        time.sleep(0.01)
+    return round(time.perf_counter() - started, 3)
 
 
 def print_kernel_counts(as_json: bool) -> int:

@@ -11,9 +11,13 @@ Runs :func:`dartsrenet.search.search_epoch` (α step + weight step per batch) an
 does — backend, CUDA-graph capture, precision — on synthetic CIFAR-10-shaped batches that
 already sit on the device (so the figure is the model's time, not the data loader's).
 A paper-size search epoch is 390 steps of batch 64 (25,000 train_cs images); an
-evaluation epoch 704 steps (45,000 training images). ``--steps`` times fewer steps and
-scales the time to a full epoch (after one untimed warm-up epoch of the same steps, which
-also captures the graphs).
+evaluation epoch 704 steps (45,000 training images). The epoch runs the graph warm-up steps
+and the capture step first, untimed (they also compile the kernels), then ``--steps``
+timed steps, scaled to a full epoch. The validation pass a run adds to every epoch (the
+whole val_cs split, 390 batches, for a search; 79 batches of the 5,000-image validation
+split for an evaluation run) is timed on its own, so both ``epoch_s`` and
+``epoch_with_validation_s`` are reported, with the capture report (steps replayed, why
+capture was abandoned). ``--profile`` runs one more epoch under the profiler.
 """
 
 from __future__ import annotations
@@ -32,12 +36,16 @@ from dartsrenet.cells import model_backend
 from dartsrenet.config import SearchConfig
 from dartsrenet.networks import build_eval_model, build_search_model
 from dartsrenet.search import make_optimizers, search_epoch
-from dartsrenet.steps import apply_matmul_precision
-from dartsrenet.training import train_epoch
+from dartsrenet.steps import GRAPH_WARMUP_STEPS, CaptureReport, apply_matmul_precision, select_device
+from dartsrenet.training import evaluate, train_epoch
 
 SIZES = {"paper": {"search_channels": 128, "eval_channels": 256, "batch": 64},
-         "demo": {"search_channels": 16, "eval_channels": 32, "batch": 32}}
+         "demo": {"search_channels": 16, "eval_channels": 32, "batch": 32},
+         "tiny": {"search_channels": 4, "eval_channels": 4, "batch": 4}}
 EPOCH_STEPS = {"search": 390, "train": 704}
+VALIDATION_BATCHES = {"search": 390, "train": 79}
+UNTIMED_STEPS = GRAPH_WARMUP_STEPS + 1
+"""Steps before the timed window: the graph warm-up steps, then the capture step."""
 
 
 def synchronise(device: torch.device) -> None:
@@ -50,18 +58,55 @@ def batches(steps: int, batch: int, device: torch.device) -> list[tuple[torch.Te
             for _ in range(steps)]
 
 
-def time_epochs(run, device: torch.device, profile: dict | None = None) -> float:
-    """Seconds of one epoch ``run()`` after a warm-up epoch; with ``profile`` (CUDA), one more epoch
-    under the profiler fills it with launch and kernel counts and the kernels that take the time."""
-    run()  # warm-up epoch: kernel compilation, graph capture, lazily created state
+class StepClock:
+    """The ``on_step`` callback of an epoch: the time from the end of step ``skip`` to :meth:`stop`
+    (the device synchronised only at those two points)."""
+
+    def __init__(self, device: torch.device, skip: int):
+        self.device, self.skip, self.count, self.start = device, skip, 0, None
+
+    def __call__(self, images: int) -> None:
+        self.count += 1
+        if self.count == self.skip:
+            synchronise(self.device)
+            self.start = time.perf_counter()
+
+    def stop(self) -> tuple[float, int]:
+        """(seconds, steps) of the window."""
+        synchronise(self.device)
+        return time.perf_counter() - self.start, self.count - self.skip
+
+
+def timed_epoch(run, device: torch.device) -> tuple[float, int]:
+    """``run(on_step)`` once; the seconds and steps after the untimed warm-up and capture steps."""
+    clock = StepClock(device, UNTIMED_STEPS)
+    run(clock)
+    return clock.stop()
+
+
+def validation_seconds(
+    model: torch.nn.Module, data: list, device: torch.device, kind: str, capture: bool
+) -> tuple[float, CaptureReport]:
+    """Seconds of the run's validation pass over its whole split, scaled from ``data``, as a run
+    validates: with ``capture``, its forward replayed from a graph kept for the run (warmed up
+    and captured by an untimed pass first)."""
+    report, run_steps = CaptureReport(mode=capture), {}
+    evaluate(model, data[:3], device, capture=capture, capture_report=report, run_steps=run_steps)
     synchronise(device)
     start = time.perf_counter()
-    run()
+    evaluate(model, data, device, capture=capture, capture_report=report, run_steps=run_steps)
     synchronise(device)
-    seconds = time.perf_counter() - start
-    if profile is not None and device.type == "cuda":
-        profile.update(profile_epoch(run, device))
-    return seconds
+    return (time.perf_counter() - start) * VALIDATION_BATCHES[kind] / len(data), report
+
+
+def epoch_figures(
+    kind: str, seconds: float, steps: int, batch: int, validation: tuple[float, CaptureReport], report: CaptureReport
+) -> dict:
+    epoch_s, (validation_s, validation_report) = seconds * EPOCH_STEPS[kind] / steps, validation
+    return {"steps": steps, "seconds": round(seconds, 3), "epoch_s": round(epoch_s, 2),
+            "validation_s": round(validation_s, 2), "epoch_with_validation_s": round(epoch_s + validation_s, 2),
+            "images_per_s": round(steps * batch / seconds, 1), "capture": report.as_dict(),
+            "validation_capture": validation_report.as_dict()}
 
 
 def profile_epoch(run, device: torch.device) -> dict:
@@ -88,15 +133,20 @@ def search_epoch_time(args, device: torch.device) -> dict:
     model = build_search_model("vanilla", 10, channels=size["search_channels"], backend=args.backend).to(device)
     capture = not args.no_capture
     weights, arch = make_optimizers(model, SearchConfig(), capturable=capture and device.type == "cuda")
-    train, val = batches(args.steps, size["batch"], device), batches(args.steps, size["batch"], device)
-    profile = {} if args.profile else None
-    seconds = time_epochs(
-        lambda: search_epoch(model, train, val, weights, arch, device, 1.0, capture=capture, autocast_mode=args.autocast),
-        device, profile,
-    )
-    return {"backend": model_backend(model), "steps": args.steps, "seconds": round(seconds, 3),
-            "epoch_s": round(seconds * EPOCH_STEPS["search"] / args.steps, 2),
-            "images_per_s": round(args.steps * size["batch"] / seconds, 1), **per_step(profile, args.steps)}
+    steps = args.steps + UNTIMED_STEPS
+    train, val = batches(steps, size["batch"], device), batches(steps, size["batch"], device)
+    report = CaptureReport(mode=capture)
+
+    def run(on_step=None):
+        return search_epoch(model, train, val, weights, arch, device, 1.0, on_step, capture=capture,
+                            autocast_mode=args.autocast, capture_report=report)  # fmt: skip
+
+    seconds, timed = timed_epoch(run, device)
+    validation = validation_seconds(model, val[: max(args.steps, 3)], device, "search", capture)
+    result = {"backend": model_backend(model), **epoch_figures("search", seconds, timed, size["batch"], validation, report)}
+    if args.profile and device.type == "cuda":
+        result.update(per_step(profile_epoch(run, device), steps))
+    return result
 
 
 def per_step(profile: dict | None, steps: int) -> dict:
@@ -111,15 +161,21 @@ def train_epoch_time(args, device: torch.device) -> dict:
     torch.manual_seed(0)
     model = build_eval_model("vanilla", num_classes=10, channels=size["eval_channels"], backend=args.backend).to(device)
     optimizer = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.7, weight_decay=3e-4)
-    data = batches(args.steps, size["batch"], device)
-    profile = {} if args.profile else None
-    seconds = time_epochs(
-        lambda: train_epoch(model, data, optimizer, device, 1.0, capture=not args.no_capture, autocast_mode=args.autocast),
-        device, profile,
-    )
-    return {"backend": model_backend(model), "steps": args.steps, "seconds": round(seconds, 3),
-            "epoch_s": round(seconds * EPOCH_STEPS["train"] / args.steps, 2),
-            "images_per_s": round(args.steps * size["batch"] / seconds, 1), **per_step(profile, args.steps)}
+    steps = args.steps + UNTIMED_STEPS
+    data = batches(steps, size["batch"], device)
+    report = CaptureReport(mode=not args.no_capture)
+
+    def run(on_step=None):
+        return train_epoch(model, data, optimizer, device, 1.0, on_step=on_step, capture=not args.no_capture,
+                           autocast_mode=args.autocast, capture_report=report)  # fmt: skip
+
+    seconds, timed = timed_epoch(run, device)
+    validation = validation_seconds(model, data[: max(3, min(args.steps, VALIDATION_BATCHES["train"]))], device, "train",
+                                    not args.no_capture)  # fmt: skip
+    result = {"backend": model_backend(model), **epoch_figures("train", seconds, timed, size["batch"], validation, report)}
+    if args.profile and device.type == "cuda":
+        result.update(per_step(profile_epoch(run, device), steps))
+    return result
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -138,6 +194,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.steps < 1:
         parser.error(f"--steps must be >= 1, got {args.steps}")
     device = torch.device(args.device)
+    select_device(device)
     apply_matmul_precision(args.matmul_precision, device)
     result = {"device": str(device), "size": args.size, "capture": not args.no_capture, "autocast": args.autocast,
               "matmul_precision": args.matmul_precision}
@@ -151,8 +208,9 @@ def main(argv: list[str] | None = None) -> int:
         for kind in EPOCH_STEPS:
             if kind in result:
                 r = result[kind]
-                print(f"{kind:6s} {r['backend']:7s} epoch {r['epoch_s']:8.2f} s  ({r['images_per_s']:,.0f} images/s, "
-                      f"{r['steps']} steps timed)")
+                print(f"{kind:6s} {r['backend']:7s} epoch {r['epoch_s']:8.2f} s, with validation "
+                      f"{r['epoch_with_validation_s']:8.2f} s ({r['images_per_s']:,.0f} images/s, {r['steps']} steps timed, "
+                      f"{r['capture']['replayed_steps']} replayed)")
     return 0
 
 

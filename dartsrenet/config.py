@@ -74,7 +74,7 @@ class SearchConfig:
     num_workers: int = 0
     device: str = "auto"  # auto (cuda → mps → cpu) | cpu | cuda | cuda:1 | mps
     backend: Literal[BACKENDS] = "auto"  # the DARTS cells' compute: auto | eager | native (CPU) | triton (CUDA)
-    capture: bool = True  # CUDA: replay each train step from a CUDA graph (ignored elsewhere)
+    capture: bool | Literal["strict"] = True  # CUDA: replay each train step from a CUDA graph; strict: a failed capture is an error
     matmul_precision: Literal["tf32", "highest"] = "tf32"  # CUDA float32 matmuls on TF32 tensor cores, or full fp32
     autocast: Literal["none", "bf16"] = "none"  # bf16 matmuls (BatchNorm statistics and kernels stay fp32)
     # search strategy (dartsrenet/strategies, docs/search-strategies.md) and its fields
@@ -119,7 +119,7 @@ class TrainConfig:
     num_workers: int = 0
     device: str = "auto"
     backend: Literal[BACKENDS] = "auto"  # DARTS cells only (see SearchConfig)
-    capture: bool = True
+    capture: bool | Literal["strict"] = True
     matmul_precision: Literal["tf32", "highest"] = "tf32"
     autocast: Literal["none", "bf16"] = "none"
 

@@ -30,9 +30,12 @@ from dartsrenet.data import make_search_loaders
 from dartsrenet.genotypes import Genotype, derive_genotype
 from dartsrenet.networks import SearchNetwork, build_search_model, count_parameters
 from dartsrenet.runs import RunFolder, resolve_device, write_json
+from dartsrenet.steps import (
+    CaptureReport, EpochTotals, FiniteWatch, GraphedStep, apply_matmul_precision, autocast, checks_every_step,
+    learning_rates_on_device, select_device,
+)
 from dartsrenet.strategies import SearchStrategy, SelectionContext, make_strategy
 from dartsrenet.strategies.supernet import fixed_batches
-from dartsrenet.steps import EpochTotals, FiniteWatch, GraphedStep, apply_matmul_precision, autocast, checks_every_step
 from dartsrenet.training import Log, Report, RunDriver, StepCallback, cosine_schedule, seed_epoch, validation_metrics
 
 FINITE_DIFFERENCE_SCALE = 0.01
@@ -76,10 +79,12 @@ def search_epoch(
     grad_clip: float = 1.0,
     on_step: StepCallback | None = None,
     *,
-    capture: bool = False,
+    capture: bool | str = False,
     autocast_mode: str = "none",
     arch_order: int = 1,
     strategy: SearchStrategy | None = None,
+    capture_report: CaptureReport | None = None,
+    run_steps: dict | None = None,
 ) -> tuple[float, float]:
     """One epoch of DARTS (or of another search strategy); returns (train_cs loss, train_cs accuracy).
 
@@ -90,7 +95,10 @@ def search_epoch(
     step, so α changes only through the α optimiser and the weights only through the
     weight optimiser. Losses, accuracy and the finiteness of the losses and of α are
     tracked on the device (:mod:`dartsrenet.steps`); with ``capture`` on CUDA the whole
-    step, both optimiser steps included, is replayed from one CUDA graph. Capture does
+    step, both optimiser steps included, is replayed from one CUDA graph (``"strict"``: a
+    failed capture is raised; counted in ``capture_report``). With ``run_steps`` (a dict the
+    run keeps from epoch to epoch) the step, its graph and its totals are made on the first
+    epoch and reused — reset in place — by the later ones: one capture per run. Capture does
     not apply to second-order steps (their finite difference scales by a norm and swaps
     the weights in and out): with ``arch_order=2`` the steps run eagerly, ``capture`` or
     not.
@@ -111,9 +119,16 @@ def search_epoch(
     weights = model.weight_parameters()
     architecture = model.architecture
     updates_alpha = strategy is None or strategy.updates_alpha
-    graphed = capture and device.type == "cuda" and arch_order == 1 and (strategy is None or strategy.capturable)
+    capturable = arch_order == 1 and (strategy is None or strategy.capturable)
+    graphed = capture if device.type == "cuda" and capturable else False
     arch_step = nullcontext if strategy is None else strategy.arch_step
     weight_step = nullcontext if strategy is None else strategy.weight_step
+    run_steps = {} if run_steps is None else run_steps
+    if "search" in run_steps:
+        run_step, (arch_totals, totals, alpha_watch) = run_steps["search"]
+        for tracker in (arch_totals, totals, alpha_watch):
+            tracker.reset()
+        return _run_search_steps(model, train_cs, val_cs, device, on_step, run_step, arch_totals, totals, alpha_watch)
     arch_totals = EpochTotals(device, "search α")
     totals = EpochTotals(device, "search weight")
     alpha_watch = FiniteWatch(
@@ -148,7 +163,17 @@ def search_epoch(
         weight_optimizer.step()
         totals.add(loss, logits, labels)
 
-    run_step = GraphedStep(step, capture=graphed)
+    run_step = GraphedStep(step, capture=graphed, report=capture_report)
+    run_steps["search"] = (run_step, (arch_totals, totals, alpha_watch))
+    return _run_search_steps(model, train_cs, val_cs, device, on_step, run_step, arch_totals, totals, alpha_watch)
+
+
+def _run_search_steps(
+    model: SearchNetwork, train_cs: DataLoader, val_cs: DataLoader, device: torch.device,
+    on_step: StepCallback | None, run_step: GraphedStep, arch_totals: EpochTotals, totals: EpochTotals,
+    alpha_watch: FiniteWatch,
+) -> tuple[float, float]:  # fmt: skip
+    """The epoch's loop of :func:`search_epoch`."""
     every_step = checks_every_step(device)
     for (images, labels), (val_images, val_labels) in zip(train_cs, val_cs, strict=False):
         run_step(*(tensor.to(device, non_blocking=True) for tensor in (images, labels, val_images, val_labels)))
@@ -397,6 +422,7 @@ def run_search(config: SearchConfig, report: Report | None = None, *, resume_fro
     validate_config(config)
     RunFolder(config.out).check_writable()
     device = resolve_device(config.device)
+    select_device(device)
     train_cs, val_cs, info = make_search_loaders(
         config.dataset, config.data_root, batch_size=config.batch_size, seed=config.seed,
         augment=config.augment, cutout=config.cutout, download=config.download,
@@ -410,7 +436,12 @@ def run_search(config: SearchConfig, report: Report | None = None, *, resume_fro
     ).to(device)
     strategy = make_strategy(config)
     # second order, and strategies that draw on the host: eager steps
-    graphed = config.capture and device.type == "cuda" and config.arch_order == 1 and strategy.capturable
+    graphed = bool(config.capture) and device.type == "cuda" and config.arch_order == 1 and strategy.capturable
+    capture_report, run_steps = CaptureReport(mode=config.capture), {}  # one step (and graph) for the run
+    validation_capture = {  # the validation forward: a second graph (not for strategies that draw on the host)
+        "capture": config.capture if strategy.capturable else False, "capture_report": CaptureReport(mode=config.capture),
+        "run_steps": {},
+    }
     weight_optimizer, arch_optimizer = make_optimizers(model, config, capturable=graphed)
     scheduler = cosine_schedule(weight_optimizer, config.epochs, config.lr_min)
     driver = RunDriver(
@@ -422,6 +453,7 @@ def run_search(config: SearchConfig, report: Report | None = None, *, resume_fro
     if graphed:  # a resumed Adam keeps its checkpoint's setting: make it capturable
         for optimizer in (weight_optimizer, arch_optimizer):
             _make_capturable(optimizer, device)
+        learning_rates_on_device(weight_optimizer, device)  # the schedule then changes no graph
     params = count_parameters(model)
     if driver.start_epoch == 1:
         log and log(
@@ -434,16 +466,19 @@ def run_search(config: SearchConfig, report: Report | None = None, *, resume_fro
         started = time.perf_counter()
         seed_epoch(config.seed, epoch, [train_cs, val_cs])
         strategy.start_epoch(epoch)
-        lr = weight_optimizer.param_groups[0]["lr"]
+        lr = float(weight_optimizer.param_groups[0]["lr"])
         with driver.epoch_progress(epoch, min(len(train_cs), len(val_cs))) as progress:
             train_loss, train_accuracy = search_epoch(
                 model, train_cs, val_cs, weight_optimizer, arch_optimizer, device, config.grad_clip, on_step=progress,
                 capture=config.capture, autocast_mode=config.autocast, arch_order=config.arch_order, strategy=strategy,
+                capture_report=capture_report, run_steps=run_steps,
             )
         scheduler.step()
         genotype = strategy.epoch_genotype(model)
         with strategy.validation(model.architecture):
-            validation = validation_metrics(model, val_cs, device, "val_cs split", autocast_mode=config.autocast)
+            validation = validation_metrics(
+                model, val_cs, device, "val_cs split", autocast_mode=config.autocast, **validation_capture
+            )
         metrics: dict[str, Any] = {
             "epoch": epoch, "train_loss": train_loss, "train_accuracy": train_accuracy,
             **validation, "lr": lr, "params": params,
@@ -470,7 +505,8 @@ def run_search(config: SearchConfig, report: Report | None = None, *, resume_fro
     return driver.summary(
         device, params, variant=config.variant, dataset=config.dataset, seed=config.seed, strategy=config.strategy,
         genotype=best.to_dict(), genotype_string=best.to_string(),
-        final_genotype_string=derive_genotype(model.alpha).to_string(), **selection,
+        final_genotype_string=derive_genotype(model.alpha).to_string(), **selection, capture=capture_report.as_dict(),
+        validation_capture=validation_capture["capture_report"].as_dict(),
     )
 
 

@@ -19,7 +19,7 @@ from dartsrenet.data import make_train_loaders
 from dartsrenet.latency import inference_ms_per_image
 from dartsrenet.networks import build_eval_model, count_parameters, resolve_cell
 from dartsrenet.runs import RunFolder, resolve_device
-from dartsrenet.steps import apply_matmul_precision
+from dartsrenet.steps import CaptureReport, apply_matmul_precision, learning_rates_on_device, select_device
 from dartsrenet.training import (
     Log,
     Report,
@@ -55,6 +55,7 @@ def run_train(config: TrainConfig, report: Report | None = None, *, resume_from:
     kind, genotype, variant = resolve_cell(config.cell, config.variant)  # fail fast on a bad cell
     RunFolder(config.out).check_writable()
     device = resolve_device(config.device)
+    select_device(device)
     train_loader, val_loader, test_loader, info = make_train_loaders(
         config.dataset, config.data_root, batch_size=config.batch_size, seed=config.seed,
         val_fraction=config.val_fraction, augment=config.augment, cutout=config.cutout,
@@ -80,6 +81,12 @@ def run_train(config: TrainConfig, report: Report | None = None, *, resume_from:
     params = count_parameters(model)
     # CUDA-graph replay for DARTS cells only: GRU/LSTM run cuDNN's fused sweeps, not launch-bound,
     # and a captured cuDNN RNN step is unproven (an earlier capture attempt failed at its first replay)
+    capture_report, run_steps = CaptureReport(mode=config.capture if kind == "darts" else False), {}
+    validation_capture = {  # the validation forward: a second graph, its own report
+        "capture": capture_report.mode, "capture_report": CaptureReport(mode=capture_report.mode), "run_steps": {},
+    }
+    if config.capture and kind == "darts" and device.type == "cuda":
+        learning_rates_on_device(optimizer, device)  # one captured step for the run: the schedule fills the lr in place
     model_name = kind if kind != "darts" else f"darts[{variant}] {genotype}"
     if driver.start_epoch == 1:
         log and log(f"[train] {model_name} on {config.dataset}, seed {config.seed}: {params:,} parameters on {device}")
@@ -88,16 +95,18 @@ def run_train(config: TrainConfig, report: Report | None = None, *, resume_from:
         epoch = driver.start_epoch
         started = time.perf_counter()
         seed_epoch(config.seed, epoch, [train_loader])
-        lr = optimizer.param_groups[0]["lr"]
+        lr = float(optimizer.param_groups[0]["lr"])
         with driver.epoch_progress(epoch, len(train_loader)) as progress:
             train_loss, train_accuracy = train_epoch(
                 model, train_loader, optimizer, device, config.grad_clip, where=f"epoch {epoch}", on_step=progress,
-                capture=config.capture and kind == "darts", autocast_mode=config.autocast,
+                capture=config.capture if kind == "darts" else False, autocast_mode=config.autocast,
+                capture_report=capture_report, run_steps=run_steps,
             )
         scheduler.step()
         metrics: dict[str, Any] = {
             "epoch": epoch, "train_loss": train_loss, "train_accuracy": train_accuracy,
-            **validation_metrics(model, val_loader, device, autocast_mode=config.autocast), "lr": lr, "params": params,
+            **validation_metrics(model, val_loader, device, autocast_mode=config.autocast, **validation_capture),
+            "lr": lr, "params": params,
             "epoch_time_s": time.perf_counter() - started, **latency,
         }
         if driver.end_epoch(metrics):
@@ -109,7 +118,8 @@ def run_train(config: TrainConfig, report: Report | None = None, *, resume_from:
         device, params, model=kind if kind != "darts" else variant, cell=config.cell, variant=variant,
         genotype=genotype.to_dict() if genotype else None, genotype_string=str(genotype) if genotype else None,
         dataset=config.dataset, seed=config.seed, network=config.network, **latency,
-        test_accuracy=final.get("test_accuracy"), test_loss=final.get("test_loss"),
+        test_accuracy=final.get("test_accuracy"), test_loss=final.get("test_loss"), capture=capture_report.as_dict(),
+        validation_capture=validation_capture["capture_report"].as_dict(),
     )
 
 

@@ -40,7 +40,7 @@ from tqdm import tqdm
 
 from dartsrenet.cells import model_backend
 from dartsrenet.config import Config
-from dartsrenet.steps import EpochTotals, GraphedStep, autocast, checks_every_step
+from dartsrenet.steps import CaptureReport, EpochTotals, GraphedStep, autocast, checks_every_step
 from dartsrenet.runs import (
     CHECKPOINT_FILE,
     CheckpointError,
@@ -164,23 +164,32 @@ def train_epoch(
     where: str = "training",
     on_step: StepCallback | None = None,
     *,
-    capture: bool = False,
+    capture: bool | str = False,
     autocast_mode: str = "none",
+    capture_report: CaptureReport | None = None,
+    run_steps: dict | None = None,
 ) -> tuple[float, float]:
     """One epoch of SGD on ``loader``; returns (mean loss, accuracy).
 
     The loss, accuracy and finiteness are summed on the device (:class:`~dartsrenet.steps.EpochTotals`)
-    and read back per step on the CPU, once per epoch on GPUs; with ``capture`` on CUDA each
-    step is replayed from a CUDA graph (:class:`~dartsrenet.steps.GraphedStep`).
+    and read back per step on the CPU, once per epoch on GPUs; with ``capture`` (True or
+    ``"strict"``) on CUDA each step is replayed from a CUDA graph
+    (:class:`~dartsrenet.steps.GraphedStep`), counted in ``capture_report``. With ``run_steps``
+    (a dict the run keeps) the step, its graph and its totals are reused by later epochs.
 
     Raises:
         NonFiniteLossError: a step's loss is NaN or infinite (``where`` and the step are
             named); nothing of the epoch is kept.
     """
     model.train()
+    run_steps = {} if run_steps is None else run_steps
+    if "train" in run_steps:
+        run_step, totals = run_steps["train"]
+        totals.reset(where)
+        return _run_train_steps(loader, device, on_step, run_step, totals)
     totals = EpochTotals(device, where)
     parameters = list(model.parameters())
-    graphed = capture and device.type == "cuda"
+    graphed = capture if device.type == "cuda" else False
 
     def step(images: torch.Tensor, labels: torch.Tensor) -> None:
         optimizer.zero_grad(set_to_none=not graphed)  # a graph's gradients keep their memory
@@ -193,7 +202,15 @@ def train_epoch(
         optimizer.step()
         totals.add(loss, logits, labels)
 
-    run_step = GraphedStep(step, capture=graphed)
+    run_step = GraphedStep(step, capture=graphed, report=capture_report)
+    run_steps["train"] = (run_step, totals)
+    return _run_train_steps(loader, device, on_step, run_step, totals)
+
+
+def _run_train_steps(
+    loader: DataLoader, device: torch.device, on_step: StepCallback | None, run_step: GraphedStep, totals: EpochTotals
+) -> tuple[float, float]:
+    """The epoch's loop of :func:`train_epoch`."""
     every_step = checks_every_step(device)
     for images, labels in loader:
         run_step(images.to(device, non_blocking=True), labels.to(device, non_blocking=True))
@@ -206,27 +223,44 @@ def train_epoch(
 
 @torch.no_grad()
 def evaluate(
-    model: nn.Module, loader: DataLoader, device: torch.device, where: str = "evaluation", *, autocast_mode: str = "none"
+    model: nn.Module, loader: DataLoader, device: torch.device, where: str = "evaluation", *, autocast_mode: str = "none",
+    capture: bool | str = False, capture_report: CaptureReport | None = None, run_steps: dict | None = None,
 ) -> tuple[float, float]:
     """Loss and accuracy in eval mode (BatchNorm on running statistics: docs/architecture.md §6.3),
     summed on the device and read back once.
+
+    With ``capture`` on CUDA the eval-mode forward pass of a batch is replayed from a CUDA
+    graph (a second graph beside the train step's, :class:`~dartsrenet.steps.GraphedStep`,
+    counted in ``capture_report``); with ``run_steps`` (the run's dict) that graph and the sums
+    it adds to are kept for the next validation pass (the sums reset in place).
 
     Raises:
         NonFiniteOutputError: some logits are NaN or infinite — their accuracy would be
             chance and their loss meaningless, so no number is returned.
     """
     model.eval()
-    loss_sum = torch.zeros((), dtype=torch.float64, device=device)
-    correct = torch.zeros((), dtype=torch.int64, device=device)
-    finite = torch.ones((), dtype=torch.bool, device=device)
+    run_steps = {} if run_steps is None else run_steps
+    if "evaluate" in run_steps:
+        run_forward, (loss_sum, correct, finite) = run_steps["evaluate"]
+        loss_sum.zero_(), correct.zero_(), finite.fill_(True)
+    else:
+        loss_sum = torch.zeros((), dtype=torch.float64, device=device)
+        correct = torch.zeros((), dtype=torch.int64, device=device)
+        finite = torch.ones((), dtype=torch.bool, device=device)
+
+        def forward(images: torch.Tensor, labels: torch.Tensor) -> None:
+            with torch.no_grad(), autocast(device, autocast_mode):
+                logits = model(images).float()
+            finite.logical_and_(torch.isfinite(logits).all())
+            loss_sum.add_(F.cross_entropy(logits, labels, reduction="sum").double())
+            correct.add_((logits.argmax(dim=1) == labels).sum())
+
+        graphed = capture if device.type == "cuda" else False
+        run_forward = GraphedStep(forward, capture=graphed, warmup_steps=1, report=capture_report)
+        run_steps["evaluate"] = (run_forward, (loss_sum, correct, finite))
     seen = 0
     for images, labels in loader:
-        images, labels = images.to(device, non_blocking=True), labels.to(device, non_blocking=True)
-        with autocast(device, autocast_mode):
-            logits = model(images).float()
-        finite &= torch.isfinite(logits).all()
-        loss_sum += F.cross_entropy(logits, labels, reduction="sum").double()
-        correct += (logits.argmax(dim=1) == labels).sum()
+        run_forward(images.to(device, non_blocking=True), labels.to(device, non_blocking=True))
         seen += labels.numel()
     if not bool(finite):
         raise NonFiniteOutputError(f"the network's outputs on the {where} are not finite (NaN or infinite)")
@@ -234,15 +268,17 @@ def evaluate(
 
 
 def validation_metrics(
-    model: nn.Module, loader: DataLoader, device: torch.device, where: str = "validation split", *, autocast_mode: str = "none"
+    model: nn.Module, loader: DataLoader, device: torch.device, where: str = "validation split", *, autocast_mode: str = "none",
+    **capture: Any,
 ) -> dict[str, Any]:
     """``val_loss``, ``val_accuracy`` and ``val_finite`` of an epoch (see :meth:`RunDriver.end_epoch`).
 
     Non-finite outputs are recorded as ``val_loss = val_accuracy = None`` with
-    ``val_finite = False``: the epoch is then not eligible for selection.
+    ``val_finite = False``: the epoch is then not eligible for selection. ``capture``:
+    :func:`evaluate`'s ``capture``, ``capture_report`` and ``run_steps``.
     """
     try:
-        val_loss, val_accuracy = evaluate(model, loader, device, where, autocast_mode=autocast_mode)
+        val_loss, val_accuracy = evaluate(model, loader, device, where, autocast_mode=autocast_mode, **capture)
     except NonFiniteOutputError:
         return {"val_loss": None, "val_accuracy": None, "val_finite": False}
     return {"val_loss": val_loss, "val_accuracy": val_accuracy, "val_finite": True}

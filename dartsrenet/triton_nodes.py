@@ -20,7 +20,13 @@ gradient to one buffer for the whole sweep (``affine_grads``, ``weight_grads``;
 How the work is laid out. A node's BatchNorm normalises each of its 2h features
 [forward ‖ backward] over the whole batch, so a program owns a block of feature columns
 of one direction for *all* B rows: its statistics are local, and every node is ONE launch
-each way, on a grid of 2 × ⌈h / columns⌉ programs (:func:`tile_shape`). The forward pass
+each way, on a grid of 2 × ⌈h / columns⌉ × r programs (:func:`layout`). Where no
+batch-wide reduction has to come first, the rows are split into r ranges side by side
+(:func:`row_splits`): the backward passes' second pass (each range redoes the first pass's
+reductions over all rows, in the same order) and forward passes with running statistics;
+the search node's backward pass also runs one program per predecessor (the grid's third
+axis is predecessor × range). ``benchmarks/README.md`` ("Filling the GPU") gives the
+reasoning and the grid at the paper's sizes. The forward pass
 loops over blocks of rows twice: pass 1 computes the node's update u, writes it to
 ``out`` and folds each block's column means and sums of squared deviations into running
 ones (Chan, Golub and LeVeque's pairwise update: no E[u²] − E[u]² cancellation, so
@@ -28,8 +34,8 @@ float32 sums match PyTorch to round-off even for states of size 1e3 with a small
 spread); pass 2 normalises ``out`` in place. The backward pass likewise: pass 1 the
 reductions Σdy and Σdy·x̂, pass 2 the gradients, recomputing σ(c), f(ĥ) and x̂ from the
 projection and the state as the C kernels do (nothing else is saved). The search node's
-backward pass writes (or adds to) the mixing weights' gradient as per-program partial sums
-that one ``torch.sum`` adds up — once per step, or once per sweep when accumulated
+backward pass writes (or adds to) the mixing weights' gradient as partial sums per program
+and predecessor that one ``torch.sum`` adds up — once per step, or once per sweep when accumulated
 (deterministic: no atomics).
 
 Maths. σ(x) = 1/(1 + e) for x ≥ 0 and e/(1 + e) below, with e = exp(−|x|) ≤ 1: it never
@@ -72,14 +78,23 @@ from torch import Tensor
 
 from dartsrenet.fused_nodes import ACTIVATION_CODES, NormArguments
 
-# Block sizes: first guesses, not yet measured on a GPU.
+# Block sizes and grid axes, chosen by reasoning (benchmarks/README.md, "Filling the GPU"): not
+# yet timed on a GPU.
 MAX_TILE = 1024
 """Most elements of the (rows × columns) block one program holds at a time: with 4 warps, 8
 per thread for each of the ~15 block-sized values the search node's backward pass keeps live."""
 
-MAX_COLUMNS = 16
-"""Most feature columns per program: narrower blocks make more programs (2·⌈h/columns⌉, 16 for
-h = 128), each looping over all B rows."""
+MAX_COLUMNS = 8
+"""Most feature columns per program: 8 float32 values are one 32-byte memory sector, the
+narrowest block that still reads whole sectors; narrower blocks make more programs
+(2·⌈h/columns⌉: 16 for the search cell's h = 64, 32 for the evaluation cell's h = 128)."""
+
+MIN_ROWS_PER_SPLIT = 128
+"""A kernel whose rows need no batch-wide reduction before they are written splits them over
+programs (:func:`row_splits`), each range at least this many rows."""
+
+MAX_ROW_SPLITS = 4
+"""Most row ranges per column block (4 × 128 = the 512 rows of a paper-size first layer)."""
 
 STATES_PER_LAUNCH = 8
 """:func:`mean_of_states` adds up to this many states per launch (a cell averages at most 9)."""
@@ -104,6 +119,19 @@ def tile_shape(rows: int, hidden: int) -> tuple[int, int]:
     return min(_next_power_of_2(rows), max(1, MAX_TILE // columns)), columns
 
 
+def row_splits(rows: int) -> int:
+    """How many row ranges (a grid axis) a kernel splits ``rows`` into where it may: the backward
+    passes' second pass (every program redoes the cheap first pass over all rows, so the
+    reductions stay local and in one fixed order) and the forward passes with running statistics.
+    A forward pass with batch statistics never splits: its BatchNorm needs every row first."""
+    return max(1, min(MAX_ROW_SPLITS, rows // MIN_ROWS_PER_SPLIT))
+
+
+def layout(rows: int, hidden: int, splits: bool = True) -> tuple[int, int, int]:
+    """(block rows, block columns, row splits) of a node kernel on (2, ``rows``, ``hidden``) states."""
+    return (*tile_shape(rows, hidden), row_splits(rows) if splits else 1)
+
+
 # --- device code ----------------------------------------------------------------------
 # Plain functions here. On the first call, _load() makes each a triton.jit function under
 # the same module-level name (Triton resolves the calls between them by those names), so
@@ -126,6 +154,15 @@ def _fill(value, like):
     """A tensor like ``like`` filled with the float ``value`` in its dtype. (Not ``tl.cast(value, …)``:
     Triton's interpreter rounds a Python float through float32 there, which float64 must not.)"""
     return (tl.full(like.shape, 0.0, like.dtype) + value).to(like.dtype)
+
+
+def _row_range(split, splits, rows, BLOCK_ROWS: tl.constexpr):
+    """The rows [start, end) of row range ``split`` of ``splits``: whole blocks, the last range
+    ragged (or empty when there are more ranges than blocks)."""
+    per_range = (rows + splits - 1) // splits  # (not tl.cdiv: a triton.jit function of Triton's library)
+    span = (per_range + BLOCK_ROWS - 1) // BLOCK_ROWS * BLOCK_ROWS
+    start = tl.minimum(split * span, rows)
+    return start, tl.minimum(start + span, rows)
 
 
 def _divide(numerator, denominator):
@@ -220,12 +257,13 @@ def _fold_block(count, shift, mean, m2, update, mask, row, first, rows, BLOCK_RO
 
 def _normalise(
     out, out_dir, out_row, statistics, statistics_stride, weight, bias, running_mean, running_var,
-    count, mean, m2, eps, direction, columns, rows, hidden,
+    count, mean, m2, eps, direction, columns, start, end, split, hidden,
     HAS_WEIGHT: tl.constexpr, HAS_BIAS: tl.constexpr, BATCH_STATS: tl.constexpr,
     BLOCK_ROWS: tl.constexpr, BLOCK_COLUMNS: tl.constexpr,
 ):  # fmt: skip
     """The BatchNorm of a forward pass once u is in ``out``: the statistics (batch or running),
-    written to ``statistics``, then y = γ(u − μ)/σ + β in place over all rows."""
+    written to ``statistics`` by row range 0, then y = γ(u − μ)/σ + β in place over the rows
+    [start, end) (all of them with batch statistics)."""
     in_columns = columns < hidden
     feature = direction * hidden + columns  # the BatchNorm channel: [forward ‖ backward]
     if BATCH_STATS:
@@ -234,9 +272,10 @@ def _normalise(
         mean = tl.load(running_mean + feature, mask=in_columns, other=0.0).to(mean.dtype)
         variance = tl.load(running_var + feature, mask=in_columns, other=1.0).to(mean.dtype)
     inverse = _inverse_sqrt(variance + _fill(eps, variance))
-    tl.store(statistics + feature, mean, mask=in_columns)
-    tl.store(statistics + statistics_stride + feature, variance, mask=in_columns)
-    tl.store(statistics + 2 * statistics_stride + feature, inverse, mask=in_columns)
+    writes = in_columns & (split == 0)
+    tl.store(statistics + feature, mean, mask=writes)
+    tl.store(statistics + statistics_stride + feature, variance, mask=writes)
+    tl.store(statistics + 2 * statistics_stride + feature, inverse, mask=writes)
     scale = inverse  # γ/σ
     if HAS_WEIGHT:
         scale = scale * tl.load(weight + feature, mask=in_columns, other=1.0).to(mean.dtype)
@@ -244,9 +283,9 @@ def _normalise(
     if HAS_BIAS:
         beta = tl.load(bias + feature, mask=in_columns, other=0.0).to(mean.dtype)
     tl.debug_barrier()  # pass 2 reads the u that pass 1 stored
-    for first in tl.range(0, rows, BLOCK_ROWS):
+    for first in tl.range(start, end, BLOCK_ROWS):
         row = first + tl.arange(0, BLOCK_ROWS)
-        mask = (row < rows)[:, None] & in_columns[None, :]
+        mask = (row < end)[:, None] & in_columns[None, :]
         at = out + direction * out_dir + row.to(tl.int64)[:, None] * out_row + columns[None, :]
         update = tl.load(at, mask=mask, other=0.0)
         y = (update - mean[None, :].to(update.dtype)) * scale[None, :].to(update.dtype) + beta[None, :].to(update.dtype)
@@ -255,23 +294,26 @@ def _normalise(
 
 def _node_forward_kernel(
     projection, projection_dir, projection_row, source, source_dir, source_row, out, out_dir, out_row,
-    weight, bias, running_mean, running_var, statistics, statistics_stride, rows, hidden, eps: tl.float64,
+    weight, bias, running_mean, running_var, statistics, statistics_stride, rows, hidden, splits, eps: tl.float64,
     ACTIVATION: tl.constexpr, HAS_WEIGHT: tl.constexpr, HAS_BIAS: tl.constexpr, BATCH_STATS: tl.constexpr,
     BLOCK_ROWS: tl.constexpr, BLOCK_COLUMNS: tl.constexpr,
 ):  # fmt: skip
-    """Program (direction, column block): pass 1 u = s + σ(c)(f(ĥ) − s) into ``out`` and the column
-    statistics, pass 2 the BatchNorm in place (:func:`_normalise`)."""
+    """Program (direction, column block, row range): pass 1 u = s + σ(c)(f(ĥ) − s) into ``out`` and
+    the column statistics, pass 2 the BatchNorm in place (:func:`_normalise`). Batch statistics
+    need one row range (all rows); running statistics let ``splits`` ranges run side by side."""
     direction = tl.program_id(0)
     columns = tl.program_id(1) * BLOCK_COLUMNS + tl.arange(0, BLOCK_COLUMNS)
     in_columns = columns < hidden
+    split = tl.program_id(2)
+    start, end = _row_range(split, splits, rows, BLOCK_ROWS)
     accumulator = out.dtype.element_ty
     count = tl.full([BLOCK_COLUMNS], 0.0, dtype=accumulator)
     shift = tl.full([BLOCK_COLUMNS], 0.0, dtype=accumulator)
     mean = tl.full([BLOCK_COLUMNS], 0.0, dtype=accumulator)  # of u − shift
     m2 = tl.full([BLOCK_COLUMNS], 0.0, dtype=accumulator)
-    for first in tl.range(0, rows, BLOCK_ROWS):
+    for first in tl.range(start, end, BLOCK_ROWS):
         row = first + tl.arange(0, BLOCK_ROWS)
-        mask = (row < rows)[:, None] & in_columns[None, :]
+        mask = (row < end)[:, None] & in_columns[None, :]
         row = row.to(tl.int64)[:, None]
         at = projection + direction * projection_dir + row * projection_row + columns[None, :]
         gate = tl.load(at, mask=mask, other=0.0)
@@ -283,7 +325,7 @@ def _node_forward_kernel(
             count, shift, mean, m2 = _fold_block(count, shift, mean, m2, update, mask, row, first, rows, BLOCK_ROWS)
     _normalise(
         out, out_dir, out_row, statistics, statistics_stride, weight, bias, running_mean, running_var,
-        count, shift + mean, m2, eps, direction, columns, rows, hidden,
+        count, shift + mean, m2, eps, direction, columns, start, end, split, hidden,
         HAS_WEIGHT, HAS_BIAS, BATCH_STATS, BLOCK_ROWS, BLOCK_COLUMNS,
     )  # fmt: skip
 
@@ -306,22 +348,26 @@ def _node_backward_kernel(
     projection, projection_dir, projection_row, source, source_dir, source_row,
     weight, statistics, statistics_stride,
     grad_state, grad_state_dir, grad_state_row, grad_projection, grad_projection_dir, grad_projection_row,
-    grad_weight, grad_bias, add_affine, rows, hidden,
+    grad_weight, grad_bias, add_affine, rows, hidden, splits,
     ACTIVATION: tl.constexpr, HAS_GRAD: tl.constexpr, HAS_EXTRA: tl.constexpr, HAS_WEIGHT: tl.constexpr,
     BATCH_STATS: tl.constexpr, ACCUMULATE: tl.constexpr, BLOCK_ROWS: tl.constexpr, BLOCK_COLUMNS: tl.constexpr,
 ):  # fmt: skip
-    """Program (direction, column block). With N = B and per feature Σdy, Σdy·x̂:
+    """Program (direction, column block, row range). Pass 1 over all rows, pass 2 over the
+    program's range (every range redoes pass 1, in the same order: the same sums). With N = B
+    and per feature Σdy, Σdy·x̂:
 
         dγ = Σdy·x̂,  dβ = Σdy,  du = γ/σ · (dy − Σdy/N − x̂·Σdy·x̂/N)   (running statistics: γ/σ·dy),
         ds = du ⊙ (1 − g),  dc = du ⊙ (a − s) ⊙ g(1 − g),  dĥ = du ⊙ g ⊙ f'(ĥ).
 
-    dγ and dβ are written to ``grad_weight``/``grad_bias``, or added to them when ``add_affine``
-    is non-zero (a sweep's steps accumulate there).
+    dγ and dβ are written to ``grad_weight``/``grad_bias`` by row range 0, or added to them when
+    ``add_affine`` is non-zero (a sweep's steps accumulate there).
     """
     direction = tl.program_id(0)
     columns = tl.program_id(1) * BLOCK_COLUMNS + tl.arange(0, BLOCK_COLUMNS)
     in_columns = columns < hidden
     feature = direction * hidden + columns
+    split = tl.program_id(2)
+    start, end = _row_range(split, splits, rows, BLOCK_ROWS)
     mean = tl.load(statistics + feature, mask=in_columns, other=0.0)
     inverse = tl.load(statistics + 2 * statistics_stride + feature, mask=in_columns, other=0.0)
     grad_sum = tl.full([BLOCK_COLUMNS], 0.0, dtype=mean.dtype)
@@ -340,9 +386,10 @@ def _node_backward_kernel(
                           mask, HAS_GRAD, HAS_EXTRA)  # fmt: skip
         grad_sum += _sum(tl.where(mask, dy, 0.0), axis=0)
         grad_dot += _sum(tl.where(mask, dy * normalised, 0.0), axis=0)
-    adding = in_columns & (add_affine != 0)
-    tl.store(grad_bias + feature, tl.load(grad_bias + feature, mask=adding, other=0.0) + grad_sum, mask=in_columns)
-    tl.store(grad_weight + feature, tl.load(grad_weight + feature, mask=adding, other=0.0) + grad_dot, mask=in_columns)
+    writes = in_columns & (split == 0)
+    adding = writes & (add_affine != 0)
+    tl.store(grad_bias + feature, tl.load(grad_bias + feature, mask=adding, other=0.0) + grad_sum, mask=writes)
+    tl.store(grad_weight + feature, tl.load(grad_weight + feature, mask=adding, other=0.0) + grad_dot, mask=writes)
     scale = inverse
     if HAS_WEIGHT:
         scale = scale * tl.load(weight + feature, mask=in_columns, other=1.0)
@@ -352,9 +399,9 @@ def _node_backward_kernel(
     else:
         grad_mean = tl.full([BLOCK_COLUMNS], 0.0, dtype=mean.dtype)
         grad_dot_mean = tl.full([BLOCK_COLUMNS], 0.0, dtype=mean.dtype)
-    for first in tl.range(0, rows, BLOCK_ROWS):  # pass 2: du, then the gradients
+    for first in tl.range(start, end, BLOCK_ROWS):  # pass 2: du, then the gradients
         row = first + tl.arange(0, BLOCK_ROWS)
-        mask = (row < rows)[:, None] & in_columns[None, :]
+        mask = (row < end)[:, None] & in_columns[None, :]
         row = row.to(tl.int64)[:, None]
         at = projection + direction * projection_dir + row * projection_row + columns[None, :]
         gate = tl.load(at, mask=mask, other=0.0)
@@ -389,22 +436,25 @@ def _mixed_update(gate, candidate, state, w_tanh, w_relu, w_sigmoid, w_identity)
 def _mixed_forward_kernel(
     projection, projection_dir, projection_source, projection_row,
     source, source_dir, source_source, source_row, weights, weights_stride, sources,
-    out, out_dir, out_row, running_mean, running_var, statistics, statistics_stride, rows, hidden, eps: tl.float64,
-    BATCH_STATS: tl.constexpr, BLOCK_ROWS: tl.constexpr, BLOCK_COLUMNS: tl.constexpr,
+    out, out_dir, out_row, running_mean, running_var, statistics, statistics_stride, rows, hidden, splits,
+    eps: tl.float64, BATCH_STATS: tl.constexpr, BLOCK_ROWS: tl.constexpr, BLOCK_COLUMNS: tl.constexpr,
 ):  # fmt: skip
-    """Program (direction, column block): pass 1 u = Σ_j [K_j s_j + g_j (m_j − K_j s_j)] into ``out``
-    and the column statistics, pass 2 the affine-free BatchNorm in place."""
+    """Program (direction, column block, row range): pass 1 u = Σ_j [K_j s_j + g_j (m_j − K_j s_j)]
+    into ``out`` and the column statistics, pass 2 the affine-free BatchNorm in place (row ranges
+    as in :func:`_node_forward_kernel`)."""
     direction = tl.program_id(0)
     columns = tl.program_id(1) * BLOCK_COLUMNS + tl.arange(0, BLOCK_COLUMNS)
     in_columns = columns < hidden
+    split = tl.program_id(2)
+    start, end = _row_range(split, splits, rows, BLOCK_ROWS)
     accumulator = out.dtype.element_ty
     count = tl.full([BLOCK_COLUMNS], 0.0, dtype=accumulator)
     shift = tl.full([BLOCK_COLUMNS], 0.0, dtype=accumulator)
     mean = tl.full([BLOCK_COLUMNS], 0.0, dtype=accumulator)  # of u − shift
     m2 = tl.full([BLOCK_COLUMNS], 0.0, dtype=accumulator)
-    for first in tl.range(0, rows, BLOCK_ROWS):
+    for first in tl.range(start, end, BLOCK_ROWS):
         row = first + tl.arange(0, BLOCK_ROWS)
-        mask = (row < rows)[:, None] & in_columns[None, :]
+        mask = (row < end)[:, None] & in_columns[None, :]
         row = row.to(tl.int64)[:, None]
         update = tl.full([BLOCK_ROWS, BLOCK_COLUMNS], 0.0, dtype=accumulator)
         for j in tl.range(0, sources):
@@ -423,7 +473,7 @@ def _mixed_forward_kernel(
             count, shift, mean, m2 = _fold_block(count, shift, mean, m2, update, mask, row, first, rows, BLOCK_ROWS)
     _normalise(
         out, out_dir, out_row, statistics, statistics_stride, None, None, running_mean, running_var,
-        count, shift + mean, m2, eps, direction, columns, rows, hidden,
+        count, shift + mean, m2, eps, direction, columns, start, end, split, hidden,
         False, False, BATCH_STATS, BLOCK_ROWS, BLOCK_COLUMNS,
     )  # fmt: skip
 
@@ -434,21 +484,27 @@ def _mixed_backward_kernel(
     source, source_dir, source_source, source_row, weights, weights_stride, sources, statistics, statistics_stride,
     grad_source, grad_source_dir, grad_source_source, grad_source_row,
     grad_projection, grad_projection_dir, grad_projection_source, grad_projection_row,
-    partial, partial_program, add_partial, rows, hidden,
+    partial, partial_program, add_partial, rows, hidden, splits,
     BATCH_STATS: tl.constexpr, BLOCK_ROWS: tl.constexpr, BLOCK_COLUMNS: tl.constexpr,
 ):  # fmt: skip
-    """Program (direction, column block). Without affine parameters x̂ = y, the output itself; with
+    """Program (direction, column block, predecessor j · splits + row range): pass 1 (the
+    reductions over all rows, redone alike by every program) then pass 2 for predecessor j over
+    the program's rows. Without affine parameters x̂ = y, the output itself; with
     du = (1/σ)(dy − Σdy/N − y·Σdy·y/N) (running statistics: dy/σ), per predecessor j:
 
         ds_j += du ⊙ K_j (1 − g_j),   dc_j = du ⊙ (m_j − K_j s_j) ⊙ g_j (1 − g_j),
         dĥ_j = du ⊙ g_j ⊙ Σ_f w_jf f'(ĥ_j),   dw_jf = Σ du ⊙ (s_j (1 − g_j) + g_j f(ĥ_j)),
 
     the last summed over this program's rows and columns into ``partial[program, j, f]`` (at
-    ``partial + program·partial_program + 4j + f``), or added there when ``add_partial`` is
-    non-zero (a sweep's steps accumulate there).
+    ``partial + program·partial_program + 4j + f``, program = (direction, column block, row
+    range) in row-major order), or added there when ``add_partial`` is non-zero (a sweep's steps
+    accumulate there). Each (program, j) has its own slot: no atomics, one fixed summation order.
     """
     direction = tl.program_id(0)
-    program = direction * tl.num_programs(1) + tl.program_id(1)
+    j = tl.program_id(2) // splits
+    split = tl.program_id(2) % splits
+    program = (direction * tl.num_programs(1) + tl.program_id(1)) * splits + split
+    start, end = _row_range(split, splits, rows, BLOCK_ROWS)
     columns = tl.program_id(1) * BLOCK_COLUMNS + tl.arange(0, BLOCK_COLUMNS)
     in_columns = columns < hidden
     feature = direction * hidden + columns
@@ -466,57 +522,56 @@ def _mixed_backward_kernel(
             grad_dot += _sum(dy * y, axis=0)
         grad_sum = _divide(grad_sum, tl.full(grad_sum.shape, 1.0, grad_sum.dtype) * rows)
         grad_dot = _divide(grad_dot, tl.full(grad_dot.shape, 1.0, grad_dot.dtype) * rows)
-    for j in tl.range(0, sources):  # pass 2, predecessor by predecessor
-        w_tanh = tl.load(weights + j * weights_stride)
-        w_relu = tl.load(weights + j * weights_stride + 1)
-        w_sigmoid = tl.load(weights + j * weights_stride + 2)
-        w_identity = tl.load(weights + j * weights_stride + 3)
-        kept = w_tanh + w_relu + w_sigmoid + w_identity
-        d_tanh = tl.full([BLOCK_COLUMNS], 0.0, dtype=inverse.dtype)
-        d_relu = tl.full([BLOCK_COLUMNS], 0.0, dtype=inverse.dtype)
-        d_sigmoid = tl.full([BLOCK_COLUMNS], 0.0, dtype=inverse.dtype)
-        d_identity = tl.full([BLOCK_COLUMNS], 0.0, dtype=inverse.dtype)
-        for first in tl.range(0, rows, BLOCK_ROWS):
-            row = first + tl.arange(0, BLOCK_ROWS)
-            mask = (row < rows)[:, None] & in_columns[None, :]
-            row = row.to(tl.int64)[:, None]
-            dy = tl.load(grad + direction * grad_dir + row * grad_row + columns[None, :], mask=mask, other=0.0)
-            y = tl.load(out + direction * out_dir + row * out_row + columns[None, :], mask=mask, other=0.0)
-            du = tl.where(mask, inverse[None, :] * (dy - grad_sum[None, :] - y * grad_dot[None, :]), 0.0)
-            at = projection + direction * projection_dir + j * projection_source + row * projection_row + columns[None, :]
-            gate = tl.load(at, mask=mask, other=0.0)
-            candidate = tl.load(at + hidden, mask=mask, other=0.0)
-            state_at = source + direction * source_dir + j * source_source + row * source_row + columns[None, :]
-            state = tl.load(state_at, mask=mask, other=0.0)
-            g = _sigmoid(gate)
-            t = _tanh(candidate)
-            r = tl.where(candidate < 0, 0.0, candidate)
-            q = _sigmoid(candidate)
-            mixed = w_tanh * t + w_relu * r + w_sigmoid * q + w_identity * candidate
-            held = kept * state
-            slope = w_tanh * _slope(t, 0) + w_relu * _slope(r, 1) + w_sigmoid * _slope(q, 2) + w_identity
-            source_grad_at = (
-                grad_source + direction * grad_source_dir + j * grad_source_source + row * grad_source_row + columns[None, :]
-            )  # fmt: skip
-            tl.store(source_grad_at, tl.load(source_grad_at, mask=mask, other=0.0) + du * kept * (1.0 - g), mask=mask)
-            projection_grad_at = (
-                grad_projection + direction * grad_projection_dir + j * grad_projection_source
-                + row * grad_projection_row + columns[None, :]
-            )  # fmt: skip
-            tl.store(projection_grad_at, du * (mixed - held) * g * (1.0 - g), mask=mask)
-            tl.store(projection_grad_at + hidden, du * g * slope, mask=mask)
-            common = du * state * (1.0 - g)
-            ug = du * g
-            d_tanh += _sum(tl.where(mask, common + ug * t, 0.0), axis=0)
-            d_relu += _sum(tl.where(mask, common + ug * r, 0.0), axis=0)
-            d_sigmoid += _sum(tl.where(mask, common + ug * q, 0.0), axis=0)
-            d_identity += _sum(tl.where(mask, common + ug * candidate, 0.0), axis=0)
-        at = partial + program * partial_program + j * 4
-        adding = add_partial != 0
-        tl.store(at, tl.load(at, mask=adding, other=0.0) + _sum(d_tanh, axis=0))
-        tl.store(at + 1, tl.load(at + 1, mask=adding, other=0.0) + _sum(d_relu, axis=0))
-        tl.store(at + 2, tl.load(at + 2, mask=adding, other=0.0) + _sum(d_sigmoid, axis=0))
-        tl.store(at + 3, tl.load(at + 3, mask=adding, other=0.0) + _sum(d_identity, axis=0))
+    w_tanh = tl.load(weights + j * weights_stride)
+    w_relu = tl.load(weights + j * weights_stride + 1)
+    w_sigmoid = tl.load(weights + j * weights_stride + 2)
+    w_identity = tl.load(weights + j * weights_stride + 3)
+    kept = w_tanh + w_relu + w_sigmoid + w_identity
+    d_tanh = tl.full([BLOCK_COLUMNS], 0.0, dtype=inverse.dtype)
+    d_relu = tl.full([BLOCK_COLUMNS], 0.0, dtype=inverse.dtype)
+    d_sigmoid = tl.full([BLOCK_COLUMNS], 0.0, dtype=inverse.dtype)
+    d_identity = tl.full([BLOCK_COLUMNS], 0.0, dtype=inverse.dtype)
+    for first in tl.range(start, end, BLOCK_ROWS):  # pass 2: predecessor j, this program's rows
+        row = first + tl.arange(0, BLOCK_ROWS)
+        mask = (row < end)[:, None] & in_columns[None, :]
+        row = row.to(tl.int64)[:, None]
+        dy = tl.load(grad + direction * grad_dir + row * grad_row + columns[None, :], mask=mask, other=0.0)
+        y = tl.load(out + direction * out_dir + row * out_row + columns[None, :], mask=mask, other=0.0)
+        du = tl.where(mask, inverse[None, :] * (dy - grad_sum[None, :] - y * grad_dot[None, :]), 0.0)
+        at = projection + direction * projection_dir + j * projection_source + row * projection_row + columns[None, :]
+        gate = tl.load(at, mask=mask, other=0.0)
+        candidate = tl.load(at + hidden, mask=mask, other=0.0)
+        state_at = source + direction * source_dir + j * source_source + row * source_row + columns[None, :]
+        state = tl.load(state_at, mask=mask, other=0.0)
+        g = _sigmoid(gate)
+        t = _tanh(candidate)
+        r = tl.where(candidate < 0, 0.0, candidate)
+        q = _sigmoid(candidate)
+        mixed = w_tanh * t + w_relu * r + w_sigmoid * q + w_identity * candidate
+        held = kept * state
+        slope = w_tanh * _slope(t, 0) + w_relu * _slope(r, 1) + w_sigmoid * _slope(q, 2) + w_identity
+        source_grad_at = (
+            grad_source + direction * grad_source_dir + j * grad_source_source + row * grad_source_row + columns[None, :]
+        )  # fmt: skip
+        tl.store(source_grad_at, tl.load(source_grad_at, mask=mask, other=0.0) + du * kept * (1.0 - g), mask=mask)
+        projection_grad_at = (
+            grad_projection + direction * grad_projection_dir + j * grad_projection_source
+            + row * grad_projection_row + columns[None, :]
+        )  # fmt: skip
+        tl.store(projection_grad_at, du * (mixed - held) * g * (1.0 - g), mask=mask)
+        tl.store(projection_grad_at + hidden, du * g * slope, mask=mask)
+        common = du * state * (1.0 - g)
+        ug = du * g
+        d_tanh += _sum(tl.where(mask, common + ug * t, 0.0), axis=0)
+        d_relu += _sum(tl.where(mask, common + ug * r, 0.0), axis=0)
+        d_sigmoid += _sum(tl.where(mask, common + ug * q, 0.0), axis=0)
+        d_identity += _sum(tl.where(mask, common + ug * candidate, 0.0), axis=0)
+    at = partial + program * partial_program + j * 4
+    adding = add_partial != 0
+    tl.store(at, tl.load(at, mask=adding, other=0.0) + _sum(d_tanh, axis=0))
+    tl.store(at + 1, tl.load(at + 1, mask=adding, other=0.0) + _sum(d_relu, axis=0))
+    tl.store(at + 2, tl.load(at + 2, mask=adding, other=0.0) + _sum(d_sigmoid, axis=0))
+    tl.store(at + 3, tl.load(at + 3, mask=adding, other=0.0) + _sum(d_identity, axis=0))
 
 
 def _mean_of_states_kernel(
@@ -547,7 +602,7 @@ def _mean_of_states_kernel(
 
 
 _DEVICE_FUNCTIONS = (
-    "_add", "_sum", "_fill", "_divide", "_inverse_sqrt", "_sigmoid", "_tanh", "_activate", "_slope", "_fold_block",
+    "_add", "_sum", "_fill", "_row_range", "_divide", "_inverse_sqrt", "_sigmoid", "_tanh", "_activate", "_slope", "_fold_block",
     "_normalise", "_node_forward_kernel", "_output_grad", "_node_backward_kernel", "_mixed_update",
     "_mixed_forward_kernel", "_mixed_backward_kernel", "_mean_of_states_kernel",
 )  # fmt: skip
@@ -561,20 +616,30 @@ _DEVICE_FUNCTIONS = (
 # stand-in aliasing a written argument would confuse torch.compile's functionalisation.
 
 
-def _grid(hidden: int, block_columns: int) -> tuple[int, int]:
-    return 2, -(-hidden // block_columns)
+def _grid(hidden: int, block_columns: int, third: int = 1) -> tuple[int, int, int]:
+    """(directions, column blocks, ``third``: row ranges, or predecessors × row ranges)."""
+    return 2, -(-hidden // block_columns), third
+
+
+def _check_splits(row_splits: int, batch_stats: bool) -> None:
+    if row_splits < 1 or (batch_stats and row_splits != 1):
+        raise ValueError(
+            f"triton kernels: row_splits {row_splits} is not possible here; valid: 1 with batch statistics, "
+            ">= 1 with running statistics"
+        )
 
 
 def _triton_node_forward(
     source: Tensor, projection: Tensor, code: int, weight: Tensor | None, bias: Tensor | None, batch_stats: bool,
     running_mean: Tensor | None, running_var: Tensor | None, eps: float, statistics: Tensor, out: Tensor,
-    block_rows: int, block_columns: int,
+    block_rows: int, block_columns: int, row_splits: int,
 ) -> None:  # fmt: skip
     _, rows, hidden = source.shape
-    torch.library.wrap_triton(_node_forward_kernel)[_grid(hidden, block_columns)](
+    _check_splits(row_splits, batch_stats)
+    torch.library.wrap_triton(_node_forward_kernel)[_grid(hidden, block_columns, row_splits)](
         projection, projection.stride(0), projection.stride(1), source, source.stride(0), source.stride(1),
         out, out.stride(0), out.stride(1),
-        weight, bias, running_mean, running_var, statistics, statistics.stride(0), rows, hidden, eps,
+        weight, bias, running_mean, running_var, statistics, statistics.stride(0), rows, hidden, row_splits, eps,
         ACTIVATION=code, HAS_WEIGHT=weight is not None, HAS_BIAS=bias is not None, BATCH_STATS=batch_stats,
         BLOCK_ROWS=block_rows, BLOCK_COLUMNS=block_columns,
     )  # fmt: skip
@@ -583,13 +648,13 @@ def _triton_node_forward(
 def _triton_node_backward(
     grad: Tensor | None, grad_scale: float, extra: Tensor | None, source: Tensor, projection: Tensor, code: int,
     weight: Tensor | None, batch_stats: bool, statistics: Tensor, grad_state: Tensor, accumulate: bool,
-    grad_projection: Tensor, block_rows: int, block_columns: int,
+    grad_projection: Tensor, block_rows: int, block_columns: int, row_splits: int,
 ) -> tuple[Tensor, Tensor]:  # fmt: skip
     _, rows, hidden = source.shape
     grad_weight, grad_bias = source.new_empty(2 * hidden), source.new_empty(2 * hidden)
     _triton_node_backward_accumulate(
         grad, grad_scale, extra, source, projection, code, weight, batch_stats, statistics, grad_state, accumulate,
-        grad_projection, grad_weight, grad_bias, False, block_rows, block_columns,
+        grad_projection, grad_weight, grad_bias, False, block_rows, block_columns, row_splits,
     )  # fmt: skip
     return grad_weight, grad_bias
 
@@ -598,16 +663,17 @@ def _triton_node_backward_accumulate(
     grad: Tensor | None, grad_scale: float, extra: Tensor | None, source: Tensor, projection: Tensor, code: int,
     weight: Tensor | None, batch_stats: bool, statistics: Tensor, grad_state: Tensor, accumulate: bool,
     grad_projection: Tensor, grad_weight: Tensor, grad_bias: Tensor, add_affine: bool, block_rows: int,
-    block_columns: int,
+    block_columns: int, row_splits: int,
 ) -> None:  # fmt: skip
     _, rows, hidden = source.shape
-    torch.library.wrap_triton(_node_backward_kernel)[_grid(hidden, block_columns)](
+    _check_splits(row_splits, False)
+    torch.library.wrap_triton(_node_backward_kernel)[_grid(hidden, block_columns, row_splits)](
         grad, *_row_strides(grad), grad_scale, extra, *_row_strides(extra),
         projection, projection.stride(0), projection.stride(1), source, source.stride(0), source.stride(1),
         weight, statistics, statistics.stride(0),
         grad_state, grad_state.stride(0), grad_state.stride(1),
         grad_projection, grad_projection.stride(0), grad_projection.stride(1),
-        grad_weight, grad_bias, int(add_affine), rows, hidden,
+        grad_weight, grad_bias, int(add_affine), rows, hidden, row_splits,
         ACTIVATION=code, HAS_GRAD=grad is not None, HAS_EXTRA=extra is not None, HAS_WEIGHT=weight is not None,
         BATCH_STATS=batch_stats, ACCUMULATE=accumulate, BLOCK_ROWS=block_rows, BLOCK_COLUMNS=block_columns,
     )  # fmt: skip
@@ -620,11 +686,14 @@ def _row_strides(tensor: Tensor | None) -> tuple[int, int]:
 def _triton_mixed_forward(
     sources: Tensor, projection: Tensor, weights: Tensor, batch_stats: bool, running_mean: Tensor | None,
     running_var: Tensor | None, eps: float, statistics: Tensor, out: Tensor, block_rows: int, block_columns: int,
+    row_splits: int,
 ) -> None:  # fmt: skip
     _, count, rows, hidden = sources.shape
-    torch.library.wrap_triton(_mixed_forward_kernel)[_grid(hidden, block_columns)](
+    _check_splits(row_splits, batch_stats)
+    torch.library.wrap_triton(_mixed_forward_kernel)[_grid(hidden, block_columns, row_splits)](
         projection, *projection.stride()[:3], sources, *sources.stride()[:3], weights, weights.stride(0), count,
-        out, out.stride(0), out.stride(1), running_mean, running_var, statistics, statistics.stride(0), rows, hidden, eps,
+        out, out.stride(0), out.stride(1), running_mean, running_var, statistics, statistics.stride(0), rows, hidden,
+        row_splits, eps,
         BATCH_STATS=batch_stats, BLOCK_ROWS=block_rows, BLOCK_COLUMNS=block_columns,
     )  # fmt: skip
 
@@ -632,13 +701,14 @@ def _triton_mixed_forward(
 def _triton_mixed_backward(
     grad: Tensor, out: Tensor, sources: Tensor, projection: Tensor, weights: Tensor, batch_stats: bool,
     statistics: Tensor, grad_sources: Tensor, grad_projection: Tensor, block_rows: int, block_columns: int,
+    row_splits: int,
 ) -> Tensor:  # fmt: skip
     _, count, rows, hidden = sources.shape
-    grid = _grid(hidden, block_columns)
-    partial = sources.new_empty(grid[0] * grid[1], count, 4)  # dw_jf per program
+    grid = _grid(hidden, block_columns, row_splits)
+    partial = sources.new_empty(grid[0] * grid[1] * grid[2], count, 4)  # dw_jf per program
     _triton_mixed_backward_accumulate(
         grad, out, sources, projection, weights, batch_stats, statistics, grad_sources, grad_projection, partial,
-        False, block_rows, block_columns,
+        False, block_rows, block_columns, row_splits,
     )  # fmt: skip
     return partial.sum(0)
 
@@ -646,15 +716,16 @@ def _triton_mixed_backward(
 def _triton_mixed_backward_accumulate(
     grad: Tensor, out: Tensor, sources: Tensor, projection: Tensor, weights: Tensor, batch_stats: bool,
     statistics: Tensor, grad_sources: Tensor, grad_projection: Tensor, partial: Tensor, add_partial: bool,
-    block_rows: int, block_columns: int,
+    block_rows: int, block_columns: int, row_splits: int,
 ) -> None:  # fmt: skip
     _, count, rows, hidden = sources.shape
-    torch.library.wrap_triton(_mixed_backward_kernel)[_grid(hidden, block_columns)](
+    _check_splits(row_splits, False)
+    torch.library.wrap_triton(_mixed_backward_kernel)[_grid(hidden, block_columns, count * row_splits)](
         grad, grad.stride(0), grad.stride(1), out, out.stride(0), out.stride(1),
         projection, *projection.stride()[:3], sources, *sources.stride()[:3], weights, weights.stride(0), count,
         statistics, statistics.stride(0),
         grad_sources, *grad_sources.stride()[:3], grad_projection, *grad_projection.stride()[:3],
-        partial, partial.stride(0), int(add_partial), rows, hidden,
+        partial, partial.stride(0), int(add_partial), rows, hidden, row_splits,
         BATCH_STATS=batch_stats, BLOCK_ROWS=block_rows, BLOCK_COLUMNS=block_columns,
     )  # fmt: skip
 
@@ -780,7 +851,7 @@ def node_forward(
     _check("out", out, (2, rows, hidden), dtype, device)
     torch.ops.dartsrenet.triton_node_forward(
         source, projection, code, norm.weight, norm.bias, norm.batch_stats, norm.running_mean, norm.running_var,
-        norm.eps, statistics, out, *tile_shape(rows, hidden),
+        norm.eps, statistics, out, *layout(rows, hidden, splits=not norm.batch_stats),
     )  # fmt: skip
     return out
 
@@ -828,12 +899,12 @@ def node_backward(
         torch.ops.dartsrenet.triton_node_backward_accumulate(
             grad, float(grad_scale), extra, source, projection, code, weight, bool(batch_stats), statistics,
             grad_state, bool(accumulate), grad_projection, affine_grads[0], affine_grads[1], True,
-            *tile_shape(rows, hidden),
+            *layout(rows, hidden),
         )  # fmt: skip
         return affine_grads
     return torch.ops.dartsrenet.triton_node_backward(
         grad, float(grad_scale), extra, source, projection, code, weight, bool(batch_stats), statistics,
-        grad_state, bool(accumulate), grad_projection, *tile_shape(rows, hidden),
+        grad_state, bool(accumulate), grad_projection, *layout(rows, hidden),
     )  # fmt: skip
 
 
@@ -872,7 +943,7 @@ def mixed_forward(
                 2 * hidden, dtype, device)  # fmt: skip
     torch.ops.dartsrenet.triton_mixed_forward(
         sources, projection, weights, norm.batch_stats, norm.running_mean, norm.running_var, norm.eps,
-        statistics, out, *tile_shape(rows, hidden),
+        statistics, out, *layout(rows, hidden, splits=not norm.batch_stats),
     )  # fmt: skip
 
 
@@ -906,19 +977,21 @@ def mixed_backward(
             )
         torch.ops.dartsrenet.triton_mixed_backward_accumulate(
             grad, out, sources, projection, weights, bool(batch_stats), statistics, grad_sources, grad_projection,
-            weight_grads, True, *tile_shape(rows, hidden),
+            weight_grads, True, *layout(rows, hidden),
         )  # fmt: skip
         return weight_grads
     return torch.ops.dartsrenet.triton_mixed_backward(
         grad, out, sources, projection, weights, bool(batch_stats), statistics, grad_sources, grad_projection,
-        *tile_shape(rows, hidden),
+        *layout(rows, hidden),
     )  # fmt: skip
 
 
 def _programs(rows: int, hidden: int) -> int:
-    """How many programs a node kernel of (2, ``rows``, ``hidden``) states runs."""
-    directions, blocks = _grid(hidden, tile_shape(rows, hidden)[1])
-    return directions * blocks
+    """How many (direction, column block, row range) programs a node's backward kernel on
+    (2, ``rows``, ``hidden``) states runs per predecessor."""
+    _, block_columns, splits = layout(rows, hidden)
+    directions, blocks, _ = _grid(hidden, block_columns)
+    return directions * blocks * splits
 
 
 def mixing_gradients(rows: int, hidden: int, edges: int, like: Tensor) -> Tensor:

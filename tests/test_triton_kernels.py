@@ -36,7 +36,18 @@ from tests.test_kernel_extremes import eager_node as eager_lerp_node  # noqa: E4
 pytestmark = pytest.mark.filterwarnings("ignore:(overflow|invalid value) encountered:RuntimeWarning")
 
 HIDDEN, BATCH, EPS = 6, 5, 1e-5
-SMALL_TILE = (2, 4)  # rows × columns per program: 3 row blocks and 2 column blocks (the last ones masked)
+SMALL_TILE = (2, 4, 1)  # rows × columns per program: 3 row blocks and 2 column blocks (the last ones masked), 1 row range
+SPLIT_TILES = [  # the same blocks with the rows split over programs (B = 5 rows in blocks of 2)
+    (2, 4, 2),  # ranges [0, 4) and [4, 5): a ragged last range
+    (2, 4, 3),  # [0, 2), [2, 4), [4, 5): one block each
+    (2, 4, 4),  # … and an empty fourth range
+    (1, 8, 5),  # one row per range, every column in one masked block
+]
+
+
+def forward_tile(tile, batch_stats):
+    """``tile`` for a forward pass: batch statistics need every row in one program (one range)."""
+    return (*tile[:2], 1) if batch_stats else tile
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -87,7 +98,7 @@ def run_node(source, projection, activation, norm, upstream, tile=None, extra=No
     else:
         torch.ops.dartsrenet.triton_node_forward(
             source, projection, code, norm.weight, norm.bias, norm.batch_stats, norm.running_mean, norm.running_var,
-            norm.eps, statistics, out, *tile,
+            norm.eps, statistics, out, *forward_tile(tile, norm.batch_stats),
         )  # fmt: skip
         grads = torch.ops.dartsrenet.triton_node_backward(
             upstream, scale, extra, source, projection, code, norm.weight, norm.batch_stats, statistics,
@@ -194,7 +205,8 @@ def run_mixed(states, projection, alpha, running, batch_stats, grads, tile=None)
         )
     else:
         torch.ops.dartsrenet.triton_mixed_forward(
-            sources, projection, weights, batch_stats, norm.running_mean, norm.running_var, EPS, statistics, out, *tile
+            sources, projection, weights, batch_stats, norm.running_mean, norm.running_var, EPS, statistics, out,
+            *forward_tile(tile, batch_stats),
         )
         grad_weights = torch.ops.dartsrenet.triton_mixed_backward(
             upstream, out, sources, projection, weights, batch_stats, statistics, grad_sources, grad_projection, *tile
@@ -232,6 +244,42 @@ def test_triton_blocks_smaller_than_the_tensors_give_the_same_results():
         actual = run_mixed(states, projection, alpha, running, batch_stats, grads, tile=SMALL_TILE)
         for value, truth in zip(actual, expected, strict=True):
             torch.testing.assert_close(value, truth, **TOLERANCE[torch.float64])
+
+
+@pytest.mark.parametrize("tile", SPLIT_TILES, ids=lambda tile: "x".join(map(str, tile)))
+def test_triton_rows_split_over_programs_give_the_same_results(tile):
+    """Rows split over programs (a grid axis): forward passes with running statistics, every
+    backward pass (each range redoes the reductions over all rows), the search node's backward
+    with one program per (predecessor, row range) and its mixing-weight partial sums per range;
+    ragged and empty last ranges. Float64 against eager, as tight as the default blocks."""
+    for batch_stats in (True, False):
+        source, projection, norm, running, upstream = node_case("sigmoid", True, batch_stats, torch.float64, seed=9)
+        actual = run_node(source, projection, "sigmoid", norm, 0.5 * upstream, tile=tile, extra=0.5 * upstream)
+        expected = expected_node(source, projection, "sigmoid", norm, running, upstream)
+        assert_node_results(actual, expected, TOLERANCE[torch.float64])
+        states, projection, alpha, running, grads = mixed_case(batch_stats, torch.float64, seed=10)
+        expected = expected_mixed(states[:, :3], projection, alpha, running, batch_stats, grads[:, 3])
+        actual = run_mixed(states, projection, alpha, running, batch_stats, grads, tile=tile)
+        for value, truth in zip(actual, expected, strict=True):
+            torch.testing.assert_close(value, truth, **TOLERANCE[torch.float64])
+
+
+def test_triton_forward_with_batch_statistics_refuses_split_rows():
+    source, projection, norm, _, _ = node_case("tanh", False, True, torch.float64)
+    statistics, out = source.new_empty(3, 2 * HIDDEN), torch.empty_like(source)
+    with pytest.raises(ValueError, match="row_splits 2 is not possible here; valid: 1 with batch statistics"):
+        torch.ops.dartsrenet.triton_node_forward(
+            source, projection, 0, None, None, True, None, None, EPS, statistics, out, 2, 4, 2
+        )  # fmt: skip
+
+
+def test_triton_paper_size_layout_fills_more_of_the_chip():
+    """The grid at the paper's sizes (benchmarks/README.md, "Filling the GPU"): 512 rows split in
+    4 ranges of 128, 8 columns a block; a batch-statistics forward pass keeps one range."""
+    assert triton_nodes.layout(512, 64) == (128, 8, 4)
+    assert triton_nodes.layout(512, 64, splits=False) == (128, 8, 1)
+    assert triton_nodes.layout(128, 128) == (128, 8, 1)
+    assert triton_nodes.layout(5, 6) == (8, 8, 1)
 
 
 def test_triton_statistics_of_large_states_with_a_small_spread():
@@ -402,6 +450,13 @@ def test_triton_backward_kernels_accumulate_where_a_sweep_sums_its_steps():
             torch.empty_like(projection), tiled, True, *SMALL_TILE,
         )  # fmt: skip
     torch.testing.assert_close(tiled.sum(0), first + second, **TOLERANCE[torch.float64])
+    split = states.new_zeros(2 * 2 * 3, 3, 4)  # 2 column blocks × 3 row ranges per direction
+    for upstream in (grads[:, 3], grads[:, 4]):
+        torch.ops.dartsrenet.triton_mixed_backward_accumulate(
+            upstream, out, sources, projection, weights, True, statistics, torch.zeros_like(sources),
+            torch.empty_like(projection), split, True, *SPLIT_TILES[1],
+        )  # fmt: skip
+    torch.testing.assert_close(split.sum(0), first + second, **TOLERANCE[torch.float64])
 
 
 def triton_cell_sweeps(backend, make_cell, steps=2):

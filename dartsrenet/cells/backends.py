@@ -10,7 +10,8 @@ Backends (``docs/design.md`` has the figures behind the choice):
   for CUDA GPUs; on a CPU only under ``TRITON_INTERPRET=1`` (the tests).
 * ``auto`` — by device: ``native`` on the CPU, ``triton`` on CUDA, ``eager`` elsewhere;
   ``eager`` (with a warning saying why) where the chosen one cannot run — no C compiler,
-  no Triton, ``DARTSRENET_NATIVE=0``, or a cell with activations the kernels lack.
+  no Triton, a torch or triton too old for the kernels (:func:`triton_stack_problem`,
+  checked once), ``DARTSRENET_NATIVE=0``, or a cell with activations the kernels lack.
 
 A backend named explicitly that cannot run, or does not cover the cell's activations, is
 an error when the model is built or moved to a device — never a silent fallback. The
@@ -24,6 +25,7 @@ dtypes are refused at the first step with the same kind of one-line error.
 from __future__ import annotations
 
 import importlib.util
+import logging
 import os
 import warnings
 from collections.abc import Callable, Iterable, Sequence
@@ -51,6 +53,45 @@ def triton_available() -> bool:
     return importlib.util.find_spec("triton") is not None
 
 
+TRITON_NEEDS = "torch >= 2.6 (torch.library.triton_op, torch.library.wrap_triton) and triton >= 3.4 (triton.knobs)"
+"""What the Triton kernels use from the installed torch and triton."""
+
+_TRITON_STACK: dict[str, str | None] = {}
+
+
+def triton_stack_problem() -> str | None:
+    """Why the installed torch and triton cannot run the Triton kernels, or None when they can.
+
+    Checked once per process (the result logged on the ``dartsrenet`` logger): Triton
+    installed and importable, ``torch.library.triton_op`` and ``wrap_triton`` (the kernels
+    are registered as PyTorch ops with them), ``triton.knobs`` (the interpreter setting is
+    read there). Importing triton happens here, so only where the triton backend is asked for.
+    """
+    if "problem" not in _TRITON_STACK:
+        _TRITON_STACK["problem"] = _check_triton_stack()
+        logging.getLogger("dartsrenet").info(
+            "triton backend: %s", _TRITON_STACK["problem"] or "torch and triton have what the kernels need"
+        )
+    return _TRITON_STACK["problem"]
+
+
+def _check_triton_stack() -> str | None:
+    if not triton_available():
+        return "the triton package is not installed (pip install triton)"
+    try:
+        import triton
+    except Exception as error:  # noqa: BLE001 — any import failure makes the backend unusable
+        return f"importing triton failed ({type(error).__name__}: {error})"
+    missing = [f"torch.library.{name}" for name in ("triton_op", "wrap_triton") if not hasattr(torch.library, name)]
+    missing += [] if hasattr(triton, "knobs") else ["triton.knobs"]
+    if missing:
+        return (
+            f"torch {torch.__version__} with triton {getattr(triton, '__version__', '?')} lacks {', '.join(missing)}; "
+            f"the kernels need {TRITON_NEEDS}"
+        )
+    return None
+
+
 def triton_interpreted() -> bool:
     """``TRITON_INTERPRET=1``: Triton kernels run on the CPU (slowly; for tests)."""
     return os.environ.get("TRITON_INTERPRET") == "1"
@@ -66,8 +107,9 @@ def _unavailable(name: str, device: torch.device) -> str | None:
     if name == "triton":
         if device.type != "cuda" and not (device.type == "cpu" and triton_interpreted()):
             return f"backend 'triton' runs on CUDA devices, not {device.type} (TRITON_INTERPRET=1 runs it on the CPU)"
-        if not triton_available():
-            return "backend 'triton' needs the triton package (pip install triton)"
+        problem = triton_stack_problem()
+        if problem is not None:
+            return f"backend 'triton' cannot run here: {problem}"
     return None
 
 

@@ -437,9 +437,18 @@ class DartsSearchCell(_DartsCellBase):
         self._primitives = [get_activation(name) for name in self._primitive_names]
         # the mixed-node kernels take (edges, 4) weights in SEARCH_PRIMITIVES order; a subset of
         # those primitives gets zero columns for the others (exact: they then contribute nothing)
-        self._kernel_columns = (
+        kernel_columns = (
             None if self._primitive_names == SEARCH_PRIMITIVES
             else [SEARCH_PRIMITIVES.index(name) for name in self._primitive_names if name in SEARCH_PRIMITIVES]
+        )
+        # buffers (moved with the cell), so a step never copies a host list to the device: the
+        # columns without 'none' as a slice where they are contiguous (the default), else an index
+        contiguous = self._columns == list(range(self._columns[0], self._columns[-1] + 1))
+        self.register_buffer(
+            "_column_index", None if contiguous else torch.tensor(self._columns), persistent=False
+        )
+        self.register_buffer(
+            "_kernel_columns", None if kernel_columns is None else torch.tensor(kernel_columns), persistent=False
         )
         self.use_backend(backend)
 
@@ -451,13 +460,17 @@ class DartsSearchCell(_DartsCellBase):
         in :data:`~dartsrenet.fused_nodes.SEARCH_PRIMITIVES` order."""
         if self._kernel_columns is None:
             return probabilities
-        columns = torch.tensor(self._kernel_columns, device=probabilities.device)
-        return probabilities.new_zeros(len(probabilities), len(SEARCH_PRIMITIVES)).index_copy(1, columns, probabilities)
+        return probabilities.new_zeros(len(probabilities), len(SEARCH_PRIMITIVES)).index_copy(
+            1, self._kernel_columns, probabilities
+        )
 
     def edge_probabilities(self) -> Tensor:
         """softmax(α) (or a strategy's mixing weights, :meth:`ArchitectureWeights.mixing`)
         without the 'none' column (it contributes nothing), (36, F)."""
-        return self.architecture.mixing()[:, self._columns]
+        probabilities = self.architecture.mixing()
+        if self._column_index is None:
+            return probabilities[:, self._columns[0] : self._columns[-1] + 1]
+        return probabilities.index_select(1, self._column_index)
 
     def mixing_weights(self, probabilities: Tensor | None = None) -> list[tuple[Tensor, Tensor]]:
         """Per node i: (p_f per primitive f ≠ none (F, 1, i, 1, 1), P = Σ_{f≠none} p_f (1, i, 1, 1)).

@@ -100,6 +100,13 @@ class DirectionalBatchNorm(nn.BatchNorm1d):
         self.grow(first_slot + len(means))
         with torch.no_grad():
             biased = variances if biased else variances * ((batch_size - 1) / batch_size)
+            if isinstance(momenta, Tensor):  # momentum None: one factor per row, on the device
+                momenta[max(0, seen - first_slot) :].fill_(1.0)  # a new slot starts from this batch
+                factors = momenta.to(self.running_mean.dtype)[:, None]
+                rows = slice(first_slot, first_slot + len(means))
+                self.running_mean[rows].lerp_(means, factors)
+                self.running_var[rows].lerp_(biased, factors)
+                return
             # a new slot starts from this batch (momentum 1); rows of equal momentum in one op each
             momenta = [1.0 if first_slot + row >= seen else momentum for row, momentum in enumerate(momenta)]
             start = 0
@@ -121,18 +128,20 @@ class DirectionalBatchNorm(nn.BatchNorm1d):
         """True when forward normalises with the batch's statistics (as ``nn.BatchNorm1d`` decides)."""
         return self.training or self.running_mean is None
 
-    def advance(self, steps: int) -> list[float]:
+    def advance(self, steps: int) -> list[float] | Tensor:
         """Count ``steps`` training-mode calls; return the momentum each call would use.
 
         Mirrors ``nn.BatchNorm1d.forward``: with ``momentum=None`` the cumulative average
-        factor 1/num_batches_tracked.
+        factor 1/num_batches_tracked, then as a float64 (steps,) tensor computed on the device
+        from the counter (never read back: no host sync, so a CUDA graph can hold it).
         """
         if not (self.training and self.track_running_stats):
             return [0.0] * steps
-        if self.momentum is None:  # reads the counter (a device sync); the default momentum does not
-            done = int(self.num_batches_tracked)
+        if self.momentum is None:
+            counts = torch.arange(1, steps + 1, dtype=torch.float64, device=self.num_batches_tracked.device)
+            factors = torch.reciprocal(self.num_batches_tracked.to(torch.float64) + counts)
             self.num_batches_tracked.add_(steps)
-            return [1.0 / (done + k) for k in range(1, steps + 1)]
+            return factors
         self.num_batches_tracked.add_(steps)
         return [self.momentum] * steps
 
