@@ -356,3 +356,54 @@ def test_the_checks_catch_drift() -> None:
     assert token_problem("runs.RunFolder") is None
     assert token_problem("SearchConfig.epochs") is None
     assert token_problem("--set epochs=1") is None
+
+
+SECTION_REFERENCE = re.compile(r"architecture(?:\.md)?`?\]?\s*((?:§[\d.]*\d(?:\s*(?:,|and|–|-)\s*)?)+)")
+DOC_PATH = re.compile(r"docs/[a-z0-9_-]+\.md")
+
+
+def cited_texts() -> list[Path]:
+    """The docs and the code whose comments and docstrings cite the docs."""
+    code = [path for folder in (*CODE_FOLDERS, "tests") for path in (ROOT / folder).rglob("*.py")]
+    code = [path for path in code if path != Path(__file__).resolve()]  # its own examples
+    return [*DOCS, ROOT / "benchmarks" / "README.md", *sorted(code)]
+
+
+@cache
+def architecture_sections() -> frozenset[str]:
+    architecture = (ROOT / "docs" / "architecture.md").read_text(encoding="utf-8")
+    return frozenset(re.findall(r"^#+ (\d+(?:\.\d+)?)\.? ", architecture, re.MULTILINE))
+
+
+def unknown_sections(text: str) -> list[str]:
+    """Section numbers that ``docs/architecture.md §…`` references in ``text`` name but lack."""
+    return [
+        number
+        for match in SECTION_REFERENCE.finditer(text)
+        for number in re.findall(r"§([\d.]*\d)", match.group(1))
+        if number not in architecture_sections()
+    ]
+
+
+def test_section_references_name_existing_sections() -> None:
+    """``docs/architecture.md §N.M`` (docs, docstrings, comments) names a numbered heading there."""
+    assert unknown_sections("docs/architecture.md §2.5, §9.1 and §3") == ["9.1"]
+    broken = [
+        f"{path.relative_to(ROOT)}: §{number}"
+        for path in cited_texts()
+        for number in unknown_sections(path.read_text(encoding="utf-8"))
+    ]
+    assert not broken, f"no such section of docs/architecture.md: {broken}"
+
+
+def test_cited_doc_files_exist() -> None:
+    """Every ``docs/NAME.md`` the docs or the code cite exists."""
+    missing = sorted(
+        {
+            f"{path.relative_to(ROOT)}: {cited}"
+            for path in cited_texts()
+            for cited in DOC_PATH.findall(path.read_text(encoding="utf-8"))
+            if not (ROOT / cited).is_file()
+        }
+    )
+    assert not missing, f"cited docs that do not exist: {missing}"
