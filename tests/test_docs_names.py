@@ -61,6 +61,7 @@ CONFIG_FILES = ("Makefile", "cluster.yaml", "cluster.local.yaml", "pyproject.tom
 CODE_FOLDERS = ("dartsrenet", "sweeps", "analysis", "benchmarks")
 
 BACKTICKED = re.compile(r"``?([^`\n]+?)``?")
+WRAPPED_BACKTICKED = re.compile(r"(``?)((?:(?!\n\s*\n)[^`])+?)\1")
 PATH_TOKEN = re.compile(r"[\w.\-/]+")
 IDENTIFIER = re.compile(r"[A-Za-z_]\w*")
 DOTTED = re.compile(r"[A-Za-z_]\w*(?:\.[A-Za-z_]\w*)+")
@@ -77,14 +78,17 @@ FOREIGN_NAMES = {
 
 
 def backticked(path: Path) -> Iterator[str]:
-    """Backticked spans of a Markdown file, outside fenced code blocks."""
+    """Backticked spans of a Markdown file outside fenced code blocks (a span may wrap a line)."""
     in_fence = False
+    prose = []
     for line in path.read_text(encoding="utf-8").splitlines():
         if line.lstrip().startswith("```"):
             in_fence = not in_fence
-            continue
-        if not in_fence:
-            yield from (match.group(1).strip() for match in BACKTICKED.finditer(line))
+            prose.append("")
+        elif not in_fence:
+            prose.append(line)
+    for match in WRAPPED_BACKTICKED.finditer("\n".join(prose)):
+        yield " ".join(match.group(2).split())
 
 
 def doc_tokens() -> list[tuple[str, str]]:
