@@ -7,9 +7,10 @@ test checks, token by token (a backticked span, trailing call arguments such as
 * **Repository paths**: a token of path characters ending in ``/`` or in a
   source extension (``.py .md .c .h .yaml .yml .toml .sh``). With a ``/``, when its
   first part is one of the repository's folders (``dartsrenet``, ``sweeps``,
-  ``analysis``, ``benchmarks``, ``tests``, ``docs``) or one of the library's
+  ``analysis``, ``benchmarks``, ``tests``, ``docs``, ``.ci``) or one of the library's
   subpackages (``cells``, ``strategies``, ``csrc``, ``testing``), it must exist
-  relative to the repository root, ``docs/`` or ``dartsrenet/``; other paths
+  relative to the repository root, ``docs/`` or ``dartsrenet/`` (under a repository
+  folder, with any extension or none: ``.ci/run``); other paths
   (``results/demo/``, ``run/metrics.jsonl``) name run outputs and are not
   checked. Without a ``/``, a ``.py``/``.c``/``.h``/``.yaml`` file name must be
   some file of the repository. A pytest id ``tests/x.py::name`` also needs its
@@ -51,7 +52,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 DOCS = sorted((ROOT / "docs").glob("*.md")) + [ROOT / "README.md"]
 PACKAGES = ("dartsrenet", "sweeps", "analysis", "benchmarks")
-REPO_FOLDERS = ("dartsrenet", "sweeps", "analysis", "benchmarks", "tests", "docs")
+REPO_FOLDERS = ("dartsrenet", "sweeps", "analysis", "benchmarks", "tests", "docs", ".ci")
 LIBRARY_SUBFOLDERS = ("cells", "strategies", "csrc", "testing")
 SOURCE_EXTENSIONS = (".py", ".md", ".c", ".h", ".yaml", ".yml", ".toml", ".sh")
 BARE_FILE_EXTENSIONS = (".py", ".c", ".h", ".yaml", ".yml")
@@ -226,7 +227,10 @@ def path_problem(token: str) -> str | None:
         if f"def {test_id.group(2)}(" not in test_file.read_text(encoding="utf-8"):
             return f"no test {test_id.group(2)} in {test_id.group(1)}"
         return None
-    if not PATH_TOKEN.fullmatch(token) or not (token.endswith("/") or token.endswith(SOURCE_EXTENSIONS)):
+    in_repo_folder = token.split("/")[0] in REPO_FOLDERS and "/" in token
+    if not PATH_TOKEN.fullmatch(token) or not (
+        in_repo_folder or token.endswith("/") or token.endswith(SOURCE_EXTENSIONS)
+    ):
         return None
     if "/" in token.rstrip("/"):
         if token.split("/")[0] not in REPO_FOLDERS + LIBRARY_SUBFOLDERS:
@@ -247,7 +251,7 @@ def path_problem(token: str) -> str | None:
 
 def token_problem(token: str) -> str | None:
     """Why a backticked token claims a name or path the project lacks, or None."""
-    if token.startswith(("dartsrenet/", "sweeps/", "analysis/", "benchmarks/", "tests/", "docs/")) or (
+    if token.startswith(tuple(f"{folder}/" for folder in REPO_FOLDERS)) or (
         PATH_TOKEN.fullmatch(token) and token.endswith(SOURCE_EXTENSIONS + ("/",))
     ):
         return path_problem(token.split(" ")[0])
@@ -356,6 +360,8 @@ def test_the_checks_catch_drift() -> None:
     assert token_problem("arguments_of_nothing(**values)") is not None
     assert token_problem("runs.no_such_function") is not None
     assert token_problem("dartsrenet/no_such_module.py") is not None
+    assert token_problem(".ci/no_such_script") is not None
+    assert token_problem("tests/test_docs_names.py::test_no_such_test") is not None
     assert token_problem("SearchConfig.no_such_field") is not None
     assert token_problem("runs.RunFolder") is None
     assert token_problem("SearchConfig.epochs") is None
