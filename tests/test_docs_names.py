@@ -417,3 +417,17 @@ def test_cited_doc_files_exist() -> None:
         }
     )
     assert not missing, f"cited docs that do not exist: {missing}"
+
+
+MARKDOWN_LINK = re.compile(r"\]\(([^)\s#]+)(#[^)\s]*)?\)")
+
+
+def test_markdown_links_point_at_files() -> None:
+    """Every relative link target of the docs (``[text](path#anchor)``) exists."""
+    broken = [
+        f"{doc.relative_to(ROOT)}: {target}"
+        for doc in [*DOCS, ROOT / "benchmarks" / "README.md"]
+        for target, _ in MARKDOWN_LINK.findall(doc.read_text(encoding="utf-8"))
+        if "://" not in target and not (doc.parent / target).exists()
+    ]
+    assert not broken, f"links to nothing: {broken}"
