@@ -431,3 +431,26 @@ def test_markdown_links_point_at_files() -> None:
         if "://" not in target and not (doc.parent / target).exists()
     ]
     assert not broken, f"links to nothing: {broken}"
+
+
+NAMED_SECTION = re.compile(r"(docs/[a-z0-9_-]+\.md),?\s+\"([^\"]+)\"")
+
+
+def plain_heading(text: str) -> str:
+    """A heading without backticks and parentheses: ``The `report` callback`` → ``The report callback``."""
+    text = re.sub(r"\([^)]*\)", "", text.replace("`", ""))
+    return " ".join(text.split())
+
+
+def test_named_sections_exist() -> None:
+    """``docs/NAME.md, "Section"`` (docs, docstrings, comments) names the start of a heading there."""
+    broken = []
+    for path in cited_texts():
+        for doc, title in NAMED_SECTION.findall(path.read_text(encoding="utf-8")):
+            title = " ".join(title.split())
+            if not (ROOT / doc).is_file():
+                continue  # test_cited_doc_files_exist reports it
+            headings = re.findall(r"^#+ (.+)$", (ROOT / doc).read_text(encoding="utf-8"), re.MULTILINE)
+            if not any(plain_heading(heading).startswith(plain_heading(title)) for heading in headings):
+                broken.append(f"{path.relative_to(ROOT)}: {doc}, \"{title}\"")
+    assert not broken, f"no heading starts so: {broken}"
