@@ -139,7 +139,7 @@ PRESETS: dict[str, dict[str, Any]] = {
     "demo": {
         # Small enough for 2 CPU cores, large enough to learn for real on digits.
         # α: 30× the paper's learning rate and no weight decay, so that the ~90 α steps of
-        # the demo's search visibly choose a cell (docs/architecture.md §8).
+        # the demo's search visibly choose a cell (docs/architecture.md §8.3).
         "search": {
             "dataset": "digits", "channels": 16, "epochs": 4, "patience": None, "batch_size": 32,
             "arch_lr": 0.1, "arch_weight_decay": 0.0,
@@ -158,7 +158,7 @@ PRESETS: dict[str, dict[str, Any]] = {
     "study": {
         # Fashion-MNIST on 2 CPU cores in about an hour (sweeps/study.py, docs/study-fashion-mnist.md):
         # training subsets and narrow networks; α: ~7× the paper's learning rate and no weight
-        # decay, as the search takes ~25× fewer α steps than the paper's (docs/architecture.md §8).
+        # decay, as the search takes ~25× fewer α steps than the paper's (docs/architecture.md §8.3).
         "search": {
             "dataset": "fashion_mnist", "channels": 16, "epochs": 6, "patience": None, "batch_size": 32,
             "limit": 4000, "arch_lr": 0.02, "arch_weight_decay": 0.0,

@@ -259,11 +259,6 @@ PAPER_GENOTYPES: dict[str, Genotype] = {
 """The cells the paper evaluated (docs/architecture.md §5: the original code's lists), keyed by variant."""
 
 
-def paper_genotype(variant: str) -> Genotype:
-    """The paper's genotype for ``variant``; unknown names list the valid ones."""
-    return lookup(PAPER_GENOTYPES, variant, "paper genotype")
-
-
 def parse_genotype(spec: str | os.PathLike[str] | Genotype) -> Genotype:
     """Resolve a genotype given as a value, a paper variant name, a JSON file or a string.
 

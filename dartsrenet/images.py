@@ -17,7 +17,7 @@ user put there. Each file is read once, when the folder is opened, by :func:`rea
   transparency), CMYK, YCbCr, LAB, HSV and the alpha modes are converted by Pillow;
   alpha is dropped. Floating-point images (mode ``F``) have no fixed range and are
   refused, as are modes Pillow cannot convert and ``I`` values outside 0…65535.
-* Then resized to 32×32 (bilinear, antialiased), as docs/architecture.md §6 describes.
+* Then resized to 32×32 (bilinear, antialiased), the network's input size (docs/architecture.md §2.1).
 
 Every refusal is an :class:`ImageFileError`: one line naming the file and what to do.
 """

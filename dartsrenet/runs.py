@@ -257,24 +257,6 @@ def _atomic_write_bytes(path: Path, data: bytes) -> None:
         raise
 
 
-def check_finite(loss: torch.Tensor, where: str) -> None:
-    """Raise :class:`NonFiniteLossError` if ``loss`` is NaN or infinite."""
-    if not math.isfinite(loss.item()):
-        raise NonFiniteLossError(
-            f"loss became {loss.item()} at {where}; stopping without writing a checkpoint "
-            "(lower the learning rate or check the data)"
-        )
-
-
-def check_finite_alpha(alpha: torch.Tensor, where: str) -> None:
-    """Raise :class:`NonFiniteLossError` if the architecture weights α hold a NaN or an infinity."""
-    if not bool(torch.isfinite(alpha).all()):
-        raise NonFiniteLossError(
-            f"α became non-finite after {where}; stopping without writing a checkpoint "
-            "(lower arch_lr or check the data)"
-        )
-
-
 class RunFolder:
     """The files of one run under ``path`` (see docs/design.md for the layout)."""
 

@@ -4,10 +4,10 @@ Result files are data that may come from elsewhere (a synced bucket, a colleague
 experiment, a hand-edited JSON): a variant key of ``selected_genotypes.json``, a
 variant read from a trial's ``params.json`` or an experiment name becomes part of a
 file name that we write. Such a value must be one plain file-name component, so that
-``../../owned`` never writes outside the output folder (docs/design.md, "Names read
-from files"). :func:`path_inside` builds a path from such values and refuses, with one
-line naming the value and the folder, anything that would land elsewhere — including a
-link already in the folder that points outside it.
+``../../owned`` never writes outside the output folder (docs/design.md, "Analysis":
+names read from files stay inside their folder). :func:`path_inside` builds a path from
+such values and refuses, with one line naming the value and the folder, anything that
+would land elsewhere — including a link already in the folder that points outside it.
 """
 
 from __future__ import annotations

@@ -687,8 +687,8 @@ def prepare_experiment(
 
 @dataclasses.dataclass(frozen=True)
 class SweepPlan:
-    """A sweep as planned from its arguments, once (presets resolved, every trial config
-    checked), before Ray starts.
+    """A sweep as planned from its arguments before Ray starts: every trial config resolved
+    once to check it (each trial resolves it again from its trial config: :func:`trial_run_config`).
 
     Attributes:
         kind: the experiment kind (``search``, ``train``, ``random``, ``tune``; :data:`dartsrenet.results.KINDS`).

@@ -81,7 +81,3 @@ def supernet_metrics(
         model.train(was_training)
     return correct / seen, loss_sum / seen
 
-
-def score_genotypes(model: SearchNetwork, genotypes: Sequence[Genotype], batches: Batches) -> list[tuple[float, float]]:
-    """(accuracy, loss) of the supernet on each genotype's path (RSWS, Kendall τ)."""
-    return [supernet_metrics(model, batches, path=genotype) for genotype in genotypes]
