@@ -22,7 +22,6 @@ terminal, and a plain progress line every 30 s otherwise (log files, Ray workers
 
 from __future__ import annotations
 
-import math
 import random
 import sys
 import time

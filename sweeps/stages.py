@@ -20,7 +20,7 @@ from typing import Any
 
 import ray
 
-from sweeps import common, evaluate_genotypes, random_baseline, search_all_variants
+from sweeps import common, evaluate_genotypes, random_baseline, ray_setup, search_all_variants
 
 
 @dataclass(frozen=True)
