@@ -124,6 +124,9 @@ from dartsrenet.results.selection import (
     selected_genotypes,
     selection_document,
     selection_location,
+    seed_from_run_folder,
+    seeds_from_run_folders,
+    select_from_run_folders,
     selection_problem,
 )
 
@@ -193,6 +196,9 @@ __all__ = [
     "selected_genotypes",
     "selection_document",
     "selection_location",
+    "seed_from_run_folder",
+    "seeds_from_run_folders",
+    "select_from_run_folders",
     "selection_problem",
     "status_counts_text",
     "trial_folders",

@@ -1,7 +1,8 @@
 """The seed-selection rule of a search (paper §3.3; docs/design.md, "Sweeps — experiment
 layout") and ``selected_genotypes.json``: among a variant's seeds that finished with a
 finite ``best_val_accuracy`` and a genotype that parses, the best val_cs accuracy, ties →
-lower seed. The sweep and the analysis both select through :func:`select_seed`.
+lower seed. The search sweep and the analysis both select with this rule on the seeds
+as their run folders record them (:func:`seed_from_run_folder`), never on Ray's reports.
 
 Genotypes are parsed (with torch) only inside the functions that need them.
 """
@@ -14,8 +15,9 @@ from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from dartsrenet.results.contract import FINISHED, SELECTION_FILE, fraction_problem, genotype_problem
-from dartsrenet.results.storage import join_location, read_text
+from dartsrenet.results.contract import FINISHED, MISSING, SELECTION_FILE, finite, fraction_problem, genotype_problem
+from dartsrenet.results.storage import join_location, location_name, read_text
+from dartsrenet.results.trials import read_trial_config, trial_state
 
 if TYPE_CHECKING:
     from dartsrenet.genotypes import Genotype
@@ -150,3 +152,87 @@ def read_selection(location: str | Path) -> dict[str, Any]:
     if not isinstance(document, dict) or not isinstance(document.get("variants"), dict):
         raise ValueError(f"{location}: not a {SELECTION_FILE} (no 'variants' object)")
     return document
+
+
+# --- seeds read from run folders: the one input of the sweep's and the analysis's selection
+
+
+def seed_from_run_folder(trial_dir: str | Path, stopped_early: bool = False) -> dict[str, Any]:
+    """One search seed as its trial folder records it: the entry :func:`select_genotypes`
+    takes, read from the run folder (``summary.json`` of a finished run, else its last
+    ``metrics.jsonl`` record) and Ray's ``params.json`` and ``error.txt``
+    (:func:`~dartsrenet.results.trials.trial_state`).
+
+    Args:
+        trial_dir: a search trial folder.
+        stopped_early: the sweep's scheduler stopped it (``sweep.json``'s ``stopped_early``).
+
+    Returns:
+        ``variant``, ``seed``, ``status``, ``best_val_accuracy`` (``None`` unless finite),
+        ``best_epoch``, ``epochs``, ``genotype`` (a dict when the seed can be selected),
+        ``genotype_string``, ``trial`` (the folder's name), ``trial_dir``, ``error``.
+    """
+    from dartsrenet.genotypes import Genotype  # torch, only when a seed is read
+
+    status, error, history, summary = trial_state(trial_dir, stopped_early)
+    config = read_trial_config(trial_dir)
+    last = history[-1] if history else {}
+    record = summary if summary is not None else last
+    genotype_string = summary.get("genotype_string") if summary is not None else last.get("best_genotype")
+    seed = {
+        "variant": config.get("variant"),
+        "seed": config.get("seed"),
+        "status": status,
+        "best_val_accuracy": finite(record.get("best_val_accuracy")),
+        "best_epoch": record.get("best_epoch"),
+        "epochs": last.get("epoch"),
+        "genotype": None,
+        "genotype_string": genotype_string,
+        "trial": location_name(trial_dir),
+        "trial_dir": str(trial_dir),
+        "error": error,
+    }
+    if selection_problem(seed) is None:
+        seed["genotype"] = Genotype.from_string(genotype_string).to_dict()
+    return seed
+
+
+def seeds_from_run_folders(
+    trial_dirs: Iterable[str | Path],
+    planned: Sequence[Mapping[str, Any]] = (),
+    stopped_early: Iterable[str] = (),
+) -> dict[str, list[dict[str, Any]]]:
+    """Per variant, one :func:`seed_from_run_folder` entry per trial folder, plus a
+    ``missing`` entry for every planned (variant, seed) without a folder — what
+    :func:`select_genotypes` and :func:`selection_document` take.
+
+    Args:
+        trial_dirs: the search experiment's trial folders
+            (:func:`~dartsrenet.results.trials.trial_folders`).
+        planned: the trial configs the sweep planned (``variant``, ``seed``).
+        stopped_early: names of the trial folders that the scheduler stopped early.
+    """
+    stopped = frozenset(stopped_early)
+    by_variant: dict[str, list[dict[str, Any]]] = {entry["variant"]: [] for entry in planned}
+    for trial_dir in trial_dirs:
+        seed = seed_from_run_folder(trial_dir, location_name(trial_dir) in stopped)
+        if seed["variant"] is not None:
+            by_variant.setdefault(seed["variant"], []).append(seed)
+    for entry in planned:
+        seeds = by_variant[entry["variant"]]
+        if not any(seed["seed"] == entry["seed"] for seed in seeds):
+            seeds.append({"variant": entry["variant"], "seed": entry["seed"], "status": MISSING,
+                          "best_val_accuracy": None, "best_epoch": None, "epochs": None, "genotype": None,
+                          "genotype_string": None, "trial": None, "trial_dir": None, "error": None})
+    return by_variant
+
+
+def select_from_run_folders(trial_dirs: Iterable[str | Path], stopped_early: Iterable[str] = ()) -> dict[str, Any] | None:
+    """The selected seed (:func:`select_seed`) among one variant's trial folders, as
+    :func:`seed_from_run_folder` reads it; ``None`` when none can be selected. The search
+    sweep (through :func:`seeds_from_run_folders`) and the analysis select with this
+    reading and this rule."""
+    stopped = frozenset(stopped_early)
+    seeds = [seed_from_run_folder(trial_dir, location_name(trial_dir) in stopped) for trial_dir in trial_dirs]
+    selected = select_seed(seeds)
+    return None if selected is None else dict(selected)
