@@ -278,27 +278,22 @@ def display_results_table(table: pd.DataFrame) -> pd.DataFrame:
 
 
 def select_seed(trials: pd.DataFrame) -> pd.Series | None:
-    """The selected search trial, by the sweeps' own rule (:func:`dartsrenet.results.select_seed`:
-    finished, best ``best_val_accuracy``, ties → lower seed, genotype parses).
+    """The selected search trial, by the sweep's own function on the same run folders
+    (:func:`dartsrenet.results.select_from_run_folders`: finished, best
+    ``best_val_accuracy``, ties → lower seed, genotype parses).
 
     Args:
-        trials: rows of one variant's search trials (from :func:`analysis.results.load_trials`).
+        trials: rows of one variant's search trials (from :func:`analysis.results.load_trials`;
+            its ``trial_dir`` column names their folders, ``None`` for a missing trial).
 
     Returns:
         The selected row, or ``None`` when no trial can be selected.
     """
-    seeds = [
-        {
-            "row": label,
-            "seed": numeric_column(trials, config_column("seed"))[label],
-            "status": row["status"],
-            "best_val_accuracy": numeric_column(trials, "best_val_accuracy")[label],
-            "genotype_string": row.get("genotype_string"),
-        }
-        for label, row in trials.iterrows()
-    ]
-    selected = results.select_seed(seeds)
-    return None if selected is None else trials.loc[selected["row"]]
+    folders = [folder for folder in trials["trial_dir"] if isinstance(folder, str)]
+    selected = results.select_from_run_folders(folders)
+    if selected is None:
+        return None
+    return trials[trials["trial_dir"] == selected["trial_dir"]].iloc[0]
 
 
 def search_summary(trials: pd.DataFrame) -> pd.DataFrame:

@@ -11,14 +11,46 @@ Public API::
     list_models()                                               # every registered network's name
 """
 
-from dartsrenet.activations import ACTIVATIONS, PRIMITIVES
-from dartsrenet.cells import CELLS
-from dartsrenet.genotypes import PAPER_GENOTYPES, Genotype, GenotypeError, derive_genotype, parse_genotype
-from dartsrenet.models import create_model, list_models
-from dartsrenet.network_spec import NetworkSpec
-from dartsrenet.networks import EvalNetwork, SearchNetwork, build_eval_model, build_search_model, count_parameters
-from dartsrenet.registry import UnknownNameError
-from dartsrenet.variants import VARIANTS
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+_PUBLIC_NAMES: dict[str, str] = {
+    "ACTIVATIONS": "dartsrenet.activations",
+    "PRIMITIVES": "dartsrenet.activations",
+    "CELLS": "dartsrenet.cells",
+    "PAPER_GENOTYPES": "dartsrenet.genotypes",
+    "Genotype": "dartsrenet.genotypes",
+    "GenotypeError": "dartsrenet.genotypes",
+    "derive_genotype": "dartsrenet.genotypes",
+    "parse_genotype": "dartsrenet.genotypes",
+    "create_model": "dartsrenet.models",
+    "list_models": "dartsrenet.models",
+    "NetworkSpec": "dartsrenet.network_spec",
+    "EvalNetwork": "dartsrenet.networks",
+    "SearchNetwork": "dartsrenet.networks",
+    "build_eval_model": "dartsrenet.networks",
+    "build_search_model": "dartsrenet.networks",
+    "count_parameters": "dartsrenet.networks",
+    "UnknownNameError": "dartsrenet.registry",
+    "VARIANTS": "dartsrenet.variants",
+}
+"""Where each public name lives. They are imported on first use (PEP 562), so that the
+torch-free parts of the package (:mod:`dartsrenet.results`) import without torch."""
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _PUBLIC_NAMES:
+        raise AttributeError(f"module 'dartsrenet' has no attribute {name!r}")
+    value = getattr(importlib.import_module(_PUBLIC_NAMES[name]), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *_PUBLIC_NAMES})
+
 
 __version__ = "0.1.0"
 

@@ -53,6 +53,8 @@ from typing import Any
 import torch
 import torchvision
 
+from dartsrenet.results.contract import BEST_WEIGHTS_FILE, CONFIG_FILE, METRICS_FILE, SUMMARY_FILE
+
 CHECKPOINT_DIR = "checkpoint"
 CHECKPOINT_FILE = "checkpoint.pt"
 TEMPORARY_SUFFIX = ".tmp"
@@ -269,19 +271,19 @@ class RunFolder:
 
     @property
     def config_file(self) -> Path:
-        return self.path / "config.json"
+        return self.path / CONFIG_FILE
 
     @property
     def metrics_file(self) -> Path:
-        return self.path / "metrics.jsonl"
+        return self.path / METRICS_FILE
 
     @property
     def summary_file(self) -> Path:
-        return self.path / "summary.json"
+        return self.path / SUMMARY_FILE
 
     @property
     def best_weights_file(self) -> Path:
-        return self.path / "best.pt"
+        return self.path / BEST_WEIGHTS_FILE
 
     def has_checkpoint(self) -> bool:
         return (self.checkpoint_dir / CHECKPOINT_FILE).is_file()

@@ -6,6 +6,8 @@ folder holds, per variant, the selected genotype (the finished seed with the bes
 val_cs accuracy, ties → lower seed) and every seed's status and genotype. A seed that
 did not finish, whose best val_cs accuracy is not a finite fraction in [0, 1], or whose
 genotype does not parse is never selected: a note says why (also in its ``note``).
+The seeds are read from the trials' run folders, as the analysis reads them
+(:func:`dartsrenet.results.seeds_from_run_folders`).
 
 Usage::
 
@@ -22,14 +24,12 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Callable, Sequence
-from pathlib import Path
 from typing import Any
 
 
 from ray import tune
 
 from dartsrenet import results
-from dartsrenet.genotypes import Genotype
 from dartsrenet.variants import VARIANTS
 from sweeps import common
 
@@ -96,30 +96,6 @@ def plan(args: argparse.Namespace) -> common.SweepPlan:
     )
 
 
-def seed_entry(result: Any, stopped_early: Sequence[str] | frozenset[str] = ()) -> dict[str, Any]:
-    """One seed's line of ``selected_genotypes.json`` from its Ray result; ``note`` says
-    why the seed cannot be selected (``None`` when it can;
-    :func:`dartsrenet.results.selection_problem`, on the values as reported)."""
-    metrics = result.metrics or {}
-    status = common.result_status(result, stopped_early)
-    genotype_string = metrics.get("best_genotype")
-    reported = {"status": status, "best_val_accuracy": metrics.get("best_val_accuracy"),
-                "genotype_string": genotype_string, "error": common.error_line(result)}
-    note = results.selection_problem(reported)
-    return {
-        "seed": result.config["seed"],
-        "status": status,
-        "best_val_accuracy": results.finite(metrics.get("best_val_accuracy")),
-        "best_epoch": metrics.get("best_epoch"),
-        "epochs": metrics.get("epoch"),
-        "genotype": None if note else Genotype.from_string(genotype_string).to_dict(),
-        "genotype_string": genotype_string,
-        "trial": Path(result.path).name,
-        "error": reported["error"],
-        "note": note,
-    }
-
-
 def select_genotypes(
     seeds_by_variant: dict[str, list[dict[str, Any]]], log: Callable[[str], None] = print
 ) -> dict[str, dict[str, Any]]:
@@ -128,23 +104,13 @@ def select_genotypes(
 
 
 def selection_document(
-    results_grid: Any, planned: Sequence[dict[str, Any]], dataset: str, experiment: str,
-    stopped_early: frozenset[str] = frozenset(),
+    experiment: str, planned: Sequence[dict[str, Any]], dataset: str, stopped_early: frozenset[str] = frozenset()
 ) -> dict[str, Any]:
-    """The content of ``selected_genotypes.json`` (:func:`dartsrenet.results.selection_document`);
-    planned trials that have no result (never started) are listed as ``missing``."""
-    by_variant: dict[str, list[dict[str, Any]]] = {}
-    for entry in planned:
-        by_variant.setdefault(entry["variant"], [])
-    for result in results_grid:
-        if result.config:  # a trial that never started may have none
-            by_variant.setdefault(result.config["variant"], []).append(seed_entry(result, stopped_early))
-    for entry in planned:
-        seeds = by_variant[entry["variant"]]
-        if not any(seed["seed"] == entry["seed"] for seed in seeds):
-            seeds.append({"seed": entry["seed"], "status": results.MISSING, "best_val_accuracy": None,
-                          "best_epoch": None, "epochs": None, "genotype": None, "genotype_string": None,
-                          "trial": None, "error": None})
+    """The content of ``selected_genotypes.json`` (:func:`dartsrenet.results.selection_document`),
+    selected from the experiment's run folders as the analysis selects
+    (:func:`dartsrenet.results.seeds_from_run_folders`); planned trials that have no
+    folder (never started) are listed as ``missing``."""
+    by_variant = results.seeds_from_run_folders(results.trial_folders(experiment), planned, stopped_early)
     return results.selection_document(dataset, experiment, by_variant)
 
 
@@ -165,11 +131,11 @@ def run(args: argparse.Namespace, command: str, sweep: common.SweepPlan) -> int:
     Args:
         command: the command line recorded in ``sweep.json`` (:func:`common.command_line`).
     """
-    results_grid, stopped, status = common.run_plan(
+    _, stopped, status = common.run_plan(
         sweep, args, command, common.search_trial
     )
     experiment = sweep.experiment
-    document = selection_document(results_grid, sweep.planned, sweep.details["dataset"], experiment, stopped)
+    document = selection_document(experiment, sweep.planned, sweep.details["dataset"], stopped)
     location = common.join_location(experiment, SELECTION_FILE)
     common.write_json(location, document)
     print("selected genotypes (" + results.SELECTION_RULE + "):")

@@ -273,17 +273,13 @@ def make_search_experiment(
     planned = [search_config(variant, seed) for variant in SEARCH_VARIANTS for seed in SEARCH_SEEDS]
     write_sweep(experiment_dir, "search", planned, created, dataset=SEARCH_DATASET, preset="demo")
     write_ray_bookkeeping(experiment_dir)
-    seeds_by_variant: dict[str, list[dict[str, Any]]] = {variant: [] for variant in SEARCH_VARIANTS}
     for index, config in enumerate(planned):
         key = (config["variant"], config["seed"])
-        seeds = seeds_by_variant[config["variant"]]
         if key not in SEARCH_VAL_ACCURACIES:
-            seeds.append({"seed": config["seed"], "status": results.MISSING, "best_val_accuracy": None,
-                          "genotype_string": None, "genotype": None, "trial": None})
-            continue
+            continue  # missing: planned, never started
         reports = search_reports(*key, SEARCH_VAL_ACCURACIES[key])
         error = "CUDA out of memory (simulated)" if key == ("sigmoid_weighting", 0) else None
-        trial_dir = write_trial(
+        write_trial(
             experiment_dir,
             index,
             config,
@@ -291,12 +287,8 @@ def make_search_experiment(
             error=error,
             truncate_last=key == ("directional_weight_sharing", 0),
         )
-        last = reports[-1]  # what the sweep sees of the trial: its last report to Ray
-        status = results.trial_status(finished=last["finished"], failed=error is not None, reported=True)
-        seeds.append({"seed": config["seed"], "status": status, "best_val_accuracy": last["best_val_accuracy"],
-                      "best_epoch": last["best_epoch"], "epochs": last["epoch"], "genotype": None,
-                      "genotype_string": last["best_genotype"], "trial": trial_dir.name, "error": error})
-    # selected_genotypes.json as the sweep writes it: the contract's selection rule
+    # selected_genotypes.json as the sweep writes it: selected from the run folders
+    seeds_by_variant = results.seeds_from_run_folders(results.trial_folders(experiment_dir), planned)
     document = results.selection_document(SEARCH_DATASET, str(experiment_dir), seeds_by_variant, log=lambda line: None)
     results.write_json(experiment_dir / results.SELECTION_FILE, document)
     return experiment_dir
@@ -378,3 +370,15 @@ def make_eval_experiment(
         write_trial(experiment_dir, index, config, reports, error="loss is NaN" if status == "failed" else None,
                     trial_hex="def34")
     return experiment_dir
+
+
+def write_search_seed(
+    experiment_dir: Path, index: int, variant: str, seed: int, accuracies: Sequence[float], *,
+    error: str | None = None, summary: Mapping[str, Any] | None = None,
+) -> Path:
+    """One search trial folder whose val_cs accuracy per epoch is ``accuracies`` (it
+    finishes when they cover :data:`SEARCH_EPOCHS`); ``summary`` replaces fields of its
+    ``summary.json``, ``error`` writes Ray's ``error.txt``."""
+    config = search_config(variant, seed)
+    return write_trial(experiment_dir, index, config, search_reports(variant, seed, accuracies),
+                       error=error, summary=summary)

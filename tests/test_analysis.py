@@ -51,6 +51,7 @@ from tests.fixtures_results import (
     make_search_experiment,
     search_config,
     search_reports,
+    write_search_seed,
     write_sweep,
     write_trial,
 )
@@ -334,17 +335,16 @@ def test_search_summary_selects_best_seed_ties_to_lower(search_trials):
     assert counts.loc["directional_weight_sharing"].tolist() == [1, 3, 0, 1, 1]
 
 
-def test_select_seed_ignores_unfinished_and_breaks_ties_by_seed():
-    trials = pd.DataFrame(
-        {
-            "status": [FINISHED, FINISHED, UNFINISHED, FAILED],
-            "config/seed": [7, 2, 0, 1],
-            "best_val_accuracy": [0.9, 0.9, 0.99, 0.95],
-            "genotype_string": [PAPER_GENOTYPES["vanilla"].to_string()] * 4,
-        }
-    )
+def test_select_seed_ignores_unfinished_and_breaks_ties_by_seed(tmp_path):
+    experiment = tmp_path / "search"
+    write_sweep(experiment, "search", [], "2026-01-02T03:04:05+00:00")
+    write_search_seed(experiment, 0, "vanilla", 7, [0.5, 0.6, 0.7, 0.9])  # finished
+    write_search_seed(experiment, 1, "vanilla", 2, [0.5, 0.6, 0.7, 0.9])  # finished, tied: lower seed
+    write_search_seed(experiment, 2, "vanilla", 0, [0.99])  # unfinished
+    write_search_seed(experiment, 3, "vanilla", 1, [0.5, 0.95], error="CUDA out of memory")  # failed
+    trials = load_trials(read_experiment(experiment))
     assert select_seed(trials)["config/seed"] == 2
-    assert select_seed(trials.iloc[2:]) is None
+    assert select_seed(trials[trials["config/seed"].isin([0, 1])]) is None
 
 
 # --- output formats and the command line ---------------------------------------------

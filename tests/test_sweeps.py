@@ -31,7 +31,14 @@ from dartsrenet import results
 from dartsrenet.config import resolve_config
 from dartsrenet.genotypes import Genotype
 from sweeps import common, demo, evaluate_genotypes, search_all_variants, tune_hparams
-from tests.fixtures_results import SEARCH_EXPECTED_SELECTION, make_eval_experiment, make_search_experiment
+from tests.fixtures_results import (
+    SEARCH_EXPECTED_SELECTION,
+    make_eval_experiment,
+    make_search_experiment,
+    search_config,
+    write_search_seed,
+    write_sweep,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = ["--set", "channels=4", "--set", "epochs=2", "--set", "limit=96", "--set", "batch_size=16"]
@@ -338,32 +345,31 @@ def test_bad_config_values_are_refused_before_ray_starts(tmp_path, case):
     assert not storage.exists(), "no experiment may be written"
 
 
-def test_selection_skips_seeds_that_are_not_results(capsys):
-    genotype = Genotype.from_string("tanh:0,relu:1,tanh:2,relu:3,tanh:4,relu:5,tanh:6,relu:7@1,2,3,4,5,6,7,8")
+def test_selection_skips_seeds_that_are_not_results(tmp_path, capsys):
+    experiment = tmp_path / "search"
+    planned = [search_config("vanilla", seed) for seed in range(5)]
+    write_sweep(experiment, "search", planned, "2026-01-02T03:04:05+00:00")
+    accuracies = [0.2, 0.3, 0.4, 0.5]
+    write_search_seed(experiment, 0, "vanilla", 0, accuracies, summary={"best_val_accuracy": float("nan")})
+    write_search_seed(experiment, 1, "vanilla", 1, accuracies, summary={"best_val_accuracy": 97.5})
+    write_search_seed(experiment, 2, "vanilla", 2, [0.2, 0.3, 0.4, 0.99], summary={"genotype_string": "tanh:0,bogus:1"})
+    write_search_seed(experiment, 3, "vanilla", 3, [0.999], error="loss is NaN")
+    write_search_seed(experiment, 4, "vanilla", 4, accuracies)
 
-    class Result:  # what Tuner.fit() gives per trial: config, metrics, path, error
-        def __init__(self, seed, accuracy, genotype_string=genotype.to_string(), error=None):
-            self.config = {"seed": seed, "variant": "vanilla"}
-            self.metrics = {"finished": error is None, "best_val_accuracy": accuracy, "best_epoch": 2, "epoch": 2,
-                            "best_genotype": genotype_string}
-            self.path, self.error = f"/results/search/vanilla_seed{seed}_x", error
-
-    entries = [
-        search_all_variants.seed_entry(Result(0, float("nan"))),
-        search_all_variants.seed_entry(Result(1, 97.5)),
-        search_all_variants.seed_entry(Result(2, 0.99, genotype_string="tanh:0,bogus:1")),
-        search_all_variants.seed_entry(Result(3, 0.999, error=RuntimeError("loss is NaN"))),
-        search_all_variants.seed_entry(Result(4, 0.5)),
-    ]
-    variants = search_all_variants.select_genotypes({"vanilla": entries})
+    document = search_all_variants.selection_document(str(experiment), planned, "digits")
+    variants = document["variants"]
     assert variants["vanilla"]["selected"]["seed"] == 4
     notes = capsys.readouterr().out.splitlines()
     assert notes[:2] == [
-        "note: vanilla seed 0 not selectable: best_val_accuracy is NaN, not a fraction in [0, 1]",
-        "note: vanilla seed 1 not selectable: best_val_accuracy is 97.5, not a fraction in [0, 1]",
+        "note: vanilla seed 0 not selectable: did not finish (failed: summary.json: best_val_accuracy is NaN, "
+        "not a fraction in [0, 1])",
+        "note: vanilla seed 1 not selectable: did not finish (failed: summary.json: best_val_accuracy is 97.5, "
+        "not a fraction in [0, 1])",
     ]
-    assert notes[2].startswith("note: vanilla seed 2 not selectable: best_genotype 'tanh:0,bogus:1' is not a genotype (")
-    assert notes[3] == "note: vanilla seed 3 not selectable: did not finish (failed: loss is NaN)"
+    assert notes[2].startswith(
+        "note: vanilla seed 2 not selectable: did not finish (failed: summary.json: genotype_string "
+        "'tanh:0,bogus:1' is not a genotype (")
+    assert notes[3] == "note: vanilla seed 3 not selectable: did not finish (failed: RuntimeError: loss is NaN)"
     assert len(notes) == 4
     assert [entry["note"] is None for entry in variants["vanilla"]["seeds"]] == [False] * 4 + [True]
     json.dumps(variants, allow_nan=False)  # selected_genotypes.json stays strict JSON
