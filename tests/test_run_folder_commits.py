@@ -65,8 +65,9 @@ def config(kind: str, out: Path):
     return resolve_config(kind, "demo", {**(SEARCH if kind == "search" else TRAIN), "out": str(out)})
 
 
-TIMING = {"epoch_time_s", "wall_time_s", "out"}
-"""Fields that differ between equal runs: timing, and the folder's own path."""
+TIMING = {"epoch_time_s", "wall_time_s", "out", "capture", "validation_capture"}
+"""Fields that differ between equal runs: timing, the folder's own path, and the capture
+reports (how this process ran its steps: a resumed run counts only the steps it ran)."""
 
 
 def comparable(value: Any) -> Any:
