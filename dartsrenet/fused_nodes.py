@@ -53,7 +53,6 @@ from torch import Tensor
 from torch.autograd.function import once_differentiable
 
 from dartsrenet import native
-from dartsrenet.cells.norms import record_together
 
 ACTIVATION_CODES = {"tanh": 0, "relu": 1, "sigmoid": 2, "identity": 3}
 """The activations the kernels know, by name, with their codes in node_kernels.c."""
@@ -610,6 +609,9 @@ def fused_derived_sweep(
         plan, graph, initial, x_parts.to(initial.dtype), hidden_weight, *node_weights, *gammas, *betas
     )
     statistics = plan.statistics.transpose(0, 1)  # (n + 1, T, 3, 2h)
+    # imported here, not at the top: dartsrenet.cells imports this module (an upward import)
+    from dartsrenet.cells.norms import record_together
+
     record_together(norms, first_slot, statistics[:, :, 0], statistics[:, :, 1], initial.shape[1], biased=True)
     return output
 
