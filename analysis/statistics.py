@@ -77,16 +77,22 @@ def _values(values: Sequence[float], name: str) -> np.ndarray:
     return array
 
 
+def _arms(a: Sequence[float], b: Sequence[float], paired: bool) -> tuple[np.ndarray, np.ndarray]:
+    """Both arms as finite 1-D arrays; paired arms must be as long as each other."""
+    a_values, b_values = _values(a, "a"), _values(b, "b")
+    if paired and len(a_values) != len(b_values):
+        raise ValueError(f"paired arms need as many values each, got {len(a_values)} and {len(b_values)}")
+    return a_values, b_values
+
+
 def bootstrap_interval(
     a: Sequence[float], b: Sequence[float], paired: bool, resamples: int = BOOTSTRAP_RESAMPLES,
     seed: int = BOOTSTRAP_SEED, confidence: float = CONFIDENCE,
 ) -> tuple[float, float]:
     """The percentile bootstrap interval of mean(a) − mean(b) (see the module docstring)."""
-    a, b = _values(a, "a"), _values(b, "b")
+    a, b = _arms(a, b, paired)
     rng = np.random.default_rng(seed)
     if paired:
-        if len(a) != len(b):
-            raise ValueError(f"paired arms need as many values each, got {len(a)} and {len(b)}")
         differences = a - b
         means = differences[rng.integers(0, len(differences), (resamples, len(differences)))].mean(axis=1)
     else:
@@ -102,11 +108,9 @@ def permutation_p_value(
     seed: int = BOOTSTRAP_SEED, exact_limit: int = EXACT_LIMIT,
 ) -> tuple[float, bool]:
     """(two-sided p-value, exact) of "mean(a) = mean(b)" (see the module docstring)."""
-    a, b = _values(a, "a"), _values(b, "b")
+    a, b = _arms(a, b, paired)
     rng = np.random.default_rng(seed)
     if paired:
-        if len(a) != len(b):
-            raise ValueError(f"paired arms need as many values each, got {len(a)} and {len(b)}")
         differences = a - b
         observed = abs(differences.mean())
         if 2 ** len(differences) <= exact_limit:

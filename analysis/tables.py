@@ -26,7 +26,8 @@ Conventions (also stated under the printed tables by :data:`RESULTS_NOTE`):
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
+from typing import Any
 
 import pandas as pd
 
@@ -223,19 +224,19 @@ def format_accuracy(mean: float, std: float, n_finished: int) -> str:
     return f"{mean:.2f} ± {std:.2f}"
 
 
-def format_seeds(
-    n_finished: int, n_planned: int, n_failed: int, n_unfinished: int, n_missing: int, n_stopped_early: int = 0
-) -> str:
-    """``"3/5 (1 failed, 1 not started)"``: finished/planned, then what became of the rest."""
+def format_seeds(record: Mapping[str, Any]) -> str:
+    """``"3/5 (1 failed, 1 not started)"``: finished/planned, then what became of the rest,
+    from a table record's ``n_finished``, ``n_planned``, ``n_failed``, ``n_unfinished``,
+    ``n_stopped_early`` and ``n_missing`` counts."""
     notes = [
-        f"{count} {label}"
-        for count, label in (
-            (n_failed, "failed"), (n_unfinished, "unfinished"), (n_stopped_early, "stopped early"),
-            (n_missing, "not started"),
+        f"{record[column]} {label}"
+        for column, label in (
+            ("n_failed", "failed"), ("n_unfinished", "unfinished"), ("n_stopped_early", "stopped early"),
+            ("n_missing", "not started"),
         )
-        if count
+        if record[column]
     ]
-    text = f"{n_finished}/{n_planned}"
+    text = f"{record['n_finished']}/{record['n_planned']}"
     return f"{text} ({', '.join(notes)})" if notes else text
 
 
@@ -258,14 +259,7 @@ def display_results_table(table: pd.DataFrame) -> pd.DataFrame:
                     record["accuracy_mean"], record["accuracy_std"], record["n_finished"]
                 ),
                 "Best [%]": format_number(record["accuracy_best"], 2),
-                "Seeds": format_seeds(
-                    record["n_finished"],
-                    record["n_planned"],
-                    record["n_failed"],
-                    record["n_unfinished"],
-                    record["n_missing"],
-                    record["n_stopped_early"],
-                ),
+                "Seeds": format_seeds(record),
                 "Paper [%]": format_number(record["paper_accuracy"], 2),
                 "Δ [pp]": format_number(record["difference"], 2, signed=True),
             }
@@ -369,14 +363,7 @@ def display_search_summary(summary: pd.DataFrame) -> pd.DataFrame:
             {
                 "Data set": dataset_label(record["dataset"]),
                 "Variant": variant_label(record["variant"]),
-                "Seeds": format_seeds(
-                    record["n_finished"],
-                    record["n_planned"],
-                    record["n_failed"],
-                    record["n_unfinished"],
-                    record["n_missing"],
-                    record["n_stopped_early"],
-                ),
+                "Seeds": format_seeds(record),
                 "Selected seed": MISSING_VALUE if pd.isna(seed) else str(int(seed)),
                 "val_cs acc. [%]": format_number(record["selected_val_accuracy"], 2),
                 "Genotype": genotype if isinstance(genotype, str) and genotype else MISSING_VALUE,

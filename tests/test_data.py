@@ -15,7 +15,7 @@ import pytest
 import torch
 from torchvision import transforms as T
 
-from dartsrenet import data
+from dartsrenet import builtin_datasets, data
 from dartsrenet.data import (
     Cutout,
     DatasetFileError,
@@ -65,7 +65,7 @@ def md5_ok():
 @pytest.fixture
 def no_system_fashion(monkeypatch, tmp_path):
     """Point the Debian Fashion-MNIST location at an empty folder."""
-    monkeypatch.setattr(data, "FASHION_MNIST_SYSTEM_DIR", tmp_path / "no-debian-package")
+    monkeypatch.setattr(builtin_datasets, "FASHION_MNIST_SYSTEM_DIR", tmp_path / "no-debian-package")
 
 
 def raw_pixels(tensor: torch.Tensor, info: DatasetInfo) -> np.ndarray:
@@ -214,7 +214,7 @@ def test_fashion_mnist_unpacks_debian_gzip_files(tmp_path, caplog):
     system = tmp_path / "debian"
     labels = write_fashion_mnist(system, gz=True)
     root = tmp_path / "root"
-    with caplog.at_level(logging.INFO, logger="dartsrenet.data"):
+    with caplog.at_level(logging.INFO, logger="dartsrenet.builtin_datasets"):
         assert data.prepare_fashion_mnist(root, system) is True
     assert "Fashion-MNIST" in caplog.text and str(system) in caplog.text
     assert sorted(p.name for p in (root / "FashionMNIST" / "raw").iterdir()) == sorted(
