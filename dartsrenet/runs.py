@@ -53,10 +53,10 @@ from typing import Any
 import torch
 import torchvision
 
-from dartsrenet.results.contract import BEST_WEIGHTS_FILE, CONFIG_FILE, METRICS_FILE, SUMMARY_FILE
+from dartsrenet.results.contract import (
+    BEST_WEIGHTS_FILE, CHECKPOINT_DIR, CHECKPOINT_FILE, CONFIG_FILE, METRICS_FILE, SUMMARY_FILE,
+)
 
-CHECKPOINT_DIR = "checkpoint"
-CHECKPOINT_FILE = "checkpoint.pt"
 TEMPORARY_SUFFIX = ".tmp"
 """Suffix of the temporary files of :func:`_atomic_write_bytes` (``.<name>.<random>.tmp``)."""
 

@@ -9,27 +9,23 @@ set is used once, at the end (docs/architecture.md §6.3).
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
 import torch
 
 from dartsrenet.config import TrainConfig, validate_config
 from dartsrenet.data import make_train_loaders
+from dartsrenet.engine import RunEngine, run_phase
+from dartsrenet.genotypes import Genotype
 from dartsrenet.latency import inference_ms_per_image
 from dartsrenet.networks import build_eval_model, count_parameters, resolve_cell
-from dartsrenet.runs import RunFolder, resolve_device
-from dartsrenet.steps import CaptureReport, apply_matmul_precision, learning_rates_on_device, select_device
+from dartsrenet.steps import CaptureReport, apply_matmul_precision, learning_rates_on_device
 from dartsrenet.training import (
-    Log,
-    Report,
-    RunDriver,
-    cosine_schedule,
-    evaluate,
-    seed_epoch,
-    train_epoch,
-    validation_metrics,
+    Log, Report, StepCallback, cosine_schedule, evaluate, train_epoch, validation_metrics,
 )
+
+Cell = tuple[str, Genotype | None, str]
+"""``(kind, genotype, variant)`` of :func:`~dartsrenet.networks.resolve_cell`."""
 
 
 def run_train(config: TrainConfig, report: Report | None = None, *, resume_from: Any = None, log: Log | None = print) -> dict[str, Any]:
@@ -52,86 +48,108 @@ def run_train(config: TrainConfig, report: Report | None = None, *, resume_from:
             epoch had finite validation outputs (so none can be selected).
     """
     validate_config(config)
-    kind, genotype, variant = resolve_cell(config.cell, config.variant)  # fail fast on a bad cell
-    RunFolder(config.out).check_writable()
-    device = resolve_device(config.device)
-    select_device(device)
-    train_loader, val_loader, test_loader, info = make_train_loaders(
-        config.dataset, config.data_root, batch_size=config.batch_size, seed=config.seed,
-        val_fraction=config.val_fraction, augment=config.augment, cutout=config.cutout,
-        download=config.download, svhn_extra=config.svhn_extra, limit=config.limit,
-        num_workers=config.num_workers,
-    )
-    torch.manual_seed(config.seed)
-    head_init_range = config.head_init_range if config.head_init_range is not None else info.head_init_range
-    apply_matmul_precision(config.matmul_precision, device)
-    model = build_eval_model(
-        genotype if kind == "darts" else kind, variant if kind == "darts" else None,
-        num_classes=info.num_classes, channels=config.channels, head_init_range=head_init_range,
-        backend=config.backend, network=config.network,
-    ).to(device)
-    # measured at every start (a resumed run measures again), before the optimiser touches anything
-    latency = {"latency_ms": inference_ms_per_image(model, device, config.batch_size)} if config.measure_latency else {}
-    optimizer = torch.optim.SGD(
-        model.parameters(), lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay
-    )
-    scheduler = cosine_schedule(optimizer, config.epochs, config.lr_min)
-    driver = RunDriver("train", config, {"model": model, "optimizer": optimizer, "scheduler": scheduler}, report, resume_from, log)
-    driver.start(device)
-    params = count_parameters(model)
-    # CUDA-graph replay for DARTS cells only: GRU/LSTM run cuDNN's fused sweeps, not launch-bound,
-    # and a captured cuDNN RNN step is unproven (an earlier capture attempt failed at its first replay)
-    capture_report, run_steps = CaptureReport(mode=config.capture if kind == "darts" else False), {}
-    validation_capture = {  # the validation forward: a second graph, its own report
-        "capture": capture_report.mode, "capture_report": CaptureReport(mode=capture_report.mode), "run_steps": {},
-    }
-    if config.capture and kind == "darts" and device.type == "cuda":
-        learning_rates_on_device(optimizer, device)  # one captured step for the run: the schedule fills the lr in place
-    model_name = kind if kind != "darts" else f"darts[{variant}] {genotype}"
-    if driver.start_epoch == 1:
-        log and log(f"[train] {model_name} on {config.dataset}, seed {config.seed}: {params:,} parameters on {device}")
-
-    while driver.should_continue():
-        epoch = driver.start_epoch
-        started = time.perf_counter()
-        seed_epoch(config.seed, epoch, [train_loader])
-        lr = float(optimizer.param_groups[0]["lr"])
-        with driver.epoch_progress(epoch, len(train_loader)) as progress:
-            train_loss, train_accuracy = train_epoch(
-                model, train_loader, optimizer, device, config.grad_clip, where=f"epoch {epoch}", on_step=progress,
-                capture=config.capture if kind == "darts" else False, autocast_mode=config.autocast,
-                capture_report=capture_report, run_steps=run_steps,
-            )
-        scheduler.step()
-        metrics: dict[str, Any] = {
-            "epoch": epoch, "train_loss": train_loss, "train_accuracy": train_accuracy,
-            **validation_metrics(model, val_loader, device, autocast_mode=config.autocast, **validation_capture),
-            "lr": lr, "params": params,
-            "epoch_time_s": time.perf_counter() - started, **latency,
-        }
-        if driver.end_epoch(metrics):
-            metrics["test_loss"], metrics["test_accuracy"] = _test_best(model, driver, test_loader, device)
-        driver.commit_epoch(metrics)
-
-    final = driver.history[-1]
-    return driver.summary(
-        device, params, model=kind if kind != "darts" else variant, cell=config.cell, variant=variant,
-        genotype=genotype.to_dict() if genotype else None, genotype_string=str(genotype) if genotype else None,
-        dataset=config.dataset, seed=config.seed, network=config.network, **latency,
-        test_accuracy=final.get("test_accuracy"), test_loss=final.get("test_loss"), capture=capture_report.as_dict(),
-        validation_capture=validation_capture["capture_report"].as_dict(),
-    )
+    cell = resolve_cell(config.cell, config.variant)  # fail fast on a bad cell
+    return run_phase(config, lambda device: TrainPhase(config, cell, device, log), report, resume_from, log)
 
 
-def _test_best(model: torch.nn.Module, driver: RunDriver, loader: Any, device: torch.device) -> tuple[float, float]:
-    """Test loss and accuracy of the selected epoch's weights (the model keeps its last weights)."""
-    driver.require_selected_epoch()
-    last_weights = {k: v.detach().clone() for k, v in model.state_dict().items()}
-    model.load_state_dict(driver.best_weights)
-    try:
-        return evaluate(
-            model, loader, device, where=f"test set (weights of the selected epoch {driver.best_epoch})",
-            autocast_mode=driver.config.autocast,
+class TrainPhase:
+    """The evaluation training's part of the run engine's loop (:class:`dartsrenet.engine.Phase`).
+
+    Each epoch is :func:`~dartsrenet.training.train_epoch` (SGD, cosine schedule, gradient
+    clipping), validated on the split carved from the training set; after the last epoch
+    the selected epoch's weights are tested once (docs/architecture.md §6.3), and the
+    inference latency is measured at every start when ``measure_latency`` is set.
+    """
+
+    kind = "train"
+
+    def __init__(self, config: TrainConfig, cell: Cell, device: torch.device, log: Log | None):
+        self.config, self.device = config, device
+        self.cell_kind, self.genotype, self.variant = kind, genotype, variant = cell
+        self.train_loader, self.val_loader, self.test_loader, info = make_train_loaders(
+            config.dataset, config.data_root, batch_size=config.batch_size, seed=config.seed,
+            val_fraction=config.val_fraction, augment=config.augment, cutout=config.cutout,
+            download=config.download, svhn_extra=config.svhn_extra, limit=config.limit,
+            num_workers=config.num_workers,
         )
-    finally:
-        model.load_state_dict(last_weights)
+        self.loaders, self.steps_per_epoch = [self.train_loader], len(self.train_loader)
+        torch.manual_seed(config.seed)
+        head_init_range = config.head_init_range if config.head_init_range is not None else info.head_init_range
+        apply_matmul_precision(config.matmul_precision, device)
+        self.model = build_eval_model(
+            genotype if kind == "darts" else kind, variant if kind == "darts" else None,
+            num_classes=info.num_classes, channels=config.channels, head_init_range=head_init_range,
+            backend=config.backend, network=config.network,
+        ).to(device)
+        self.params = count_parameters(self.model)
+        # measured at every start (a resumed run measures again), before the optimiser touches anything
+        self.latency = (
+            {"latency_ms": inference_ms_per_image(self.model, device, config.batch_size)} if config.measure_latency else {}
+        )
+        self.weight_optimizer = torch.optim.SGD(
+            self.model.parameters(), lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay
+        )
+        self.scheduler = cosine_schedule(self.weight_optimizer, config.epochs, config.lr_min)
+        self.stateful = {"model": self.model, "optimizer": self.weight_optimizer, "scheduler": self.scheduler}
+        self.views = None
+        # CUDA-graph replay for DARTS cells only: GRU/LSTM run cuDNN's fused sweeps, not launch-bound,
+        # and a captured cuDNN RNN step is unproven (an earlier capture attempt failed at its first replay)
+        self.capture = config.capture if kind == "darts" else False
+        self.capture_report, self.run_steps = CaptureReport(mode=self.capture), {}
+        self.validation_capture = {  # the validation forward: a second graph, its own report
+            "capture": self.capture_report.mode, "capture_report": CaptureReport(mode=self.capture_report.mode),
+            "run_steps": {},
+        }
+
+    def resumed(self) -> None:
+        if self.capture and self.device.type == "cuda":
+            learning_rates_on_device(self.weight_optimizer, self.device)  # one captured step: the schedule fills lr in place
+
+    def intro(self) -> str:
+        kind, config = self.cell_kind, self.config
+        model_name = kind if kind != "darts" else f"darts[{self.variant}] {self.genotype}"
+        return f"[train] {model_name} on {config.dataset}, seed {config.seed}: {self.params:,} parameters on {self.device}"
+
+    def train_epoch(self, epoch: int, on_step: StepCallback) -> tuple[float, float]:
+        return train_epoch(
+            self.model, self.train_loader, self.weight_optimizer, self.device, self.config.grad_clip,
+            where=f"epoch {epoch}", on_step=on_step, capture=self.capture, autocast_mode=self.config.autocast,
+            capture_report=self.capture_report, run_steps=self.run_steps,
+        )
+
+    def validate(self) -> dict[str, Any]:
+        return validation_metrics(
+            self.model, self.val_loader, self.device, autocast_mode=self.config.autocast, **self.validation_capture
+        )
+
+    def epoch_record(self) -> dict[str, Any]:
+        return dict(self.latency)
+
+    def complete_epoch(self, metrics: dict[str, Any], engine: RunEngine) -> None:
+        if metrics["finished"]:
+            metrics["test_loss"], metrics["test_accuracy"] = self._test_best(engine)
+
+    def summary_fields(self, engine: RunEngine) -> dict[str, Any]:
+        config, kind, genotype, variant = self.config, self.cell_kind, self.genotype, self.variant
+        final = engine.history[-1]
+        return dict(
+            model=kind if kind != "darts" else variant, cell=config.cell, variant=variant,
+            genotype=genotype.to_dict() if genotype else None, genotype_string=str(genotype) if genotype else None,
+            dataset=config.dataset, seed=config.seed, network=config.network, **self.latency,
+            test_accuracy=final.get("test_accuracy"), test_loss=final.get("test_loss"),
+            capture=self.capture_report.as_dict(), validation_capture=self.validation_capture["capture_report"].as_dict(),
+        )
+
+    def _test_best(self, engine: RunEngine) -> tuple[float, float]:
+        """Test loss and accuracy of the selected epoch's weights (the model keeps its last weights)."""
+        engine.require_selected_epoch()
+        model = self.model
+        last_weights = {k: v.detach().clone() for k, v in model.state_dict().items()}
+        model.load_state_dict(engine.best_weights)
+        try:
+            return evaluate(
+                model, self.test_loader, self.device,
+                where=f"test set (weights of the selected epoch {engine.best_epoch})", autocast_mode=self.config.autocast,
+            )
+        finally:
+            model.load_state_dict(last_weights)

@@ -1,20 +1,16 @@
-"""Training as plain functions: one epoch, evaluation, seeding, and the run driver.
+"""Training as plain functions: one epoch, evaluation, seeding, and the progress of an epoch's steps.
 
-:class:`RunDriver` is what :func:`~dartsrenet.search.run_search` and
-:func:`~dartsrenet.train.run_train` share: it resumes from a checkpoint, tracks the
-best validation epoch, stops early, writes the checkpoint and metrics of every
-epoch, calls ``report(metrics, checkpoint_dir)`` and writes the summary.
+The pieces the run engine (:mod:`dartsrenet.engine`) and the phases use:
+:func:`train_epoch` (SGD over a loader), :func:`evaluate` and :func:`validation_metrics`
+(eval mode, summed on the device), :func:`seed_epoch` (every epoch reseeded from
+``(seed, epoch)``, so a resumed run repeats an uninterrupted one), :func:`cosine_schedule`,
+and :class:`StepProgress`.
 
-Reproducibility: the model is initialised after ``torch.manual_seed(seed)``, and
-every epoch reseeds torch's RNG (augmentation) and each loader's generator (order)
-from ``(seed, epoch)``. So an epoch depends only on the state at its start, and a
-run resumed after epoch k ends with the same metrics as an uninterrupted one.
-
-Nothing non-finite is ever a result: a NaN or infinite training loss stops the run
-(:class:`~dartsrenet.runs.NonFiniteLossError`); an epoch whose validation outputs are
-not finite is recorded with ``val_loss``/``val_accuracy`` null and ``val_finite``
-false, and is never selected as the best epoch; non-finite test outputs stop the run
-(:class:`~dartsrenet.runs.NonFiniteOutputError`).
+Nothing non-finite is ever a result: a NaN or infinite training loss raises
+:class:`~dartsrenet.runs.NonFiniteLossError`; non-finite outputs on an evaluation split raise
+:class:`~dartsrenet.runs.NonFiniteOutputError`, which :func:`validation_metrics` records as
+``val_finite`` false (the epoch is then not eligible for selection:
+:mod:`dartsrenet.selection_rule`).
 
 Progress: each epoch shows a tqdm bar (steps, images/s, ETA) when stderr is a
 terminal, and a plain progress line every 30 s otherwise (log files, Ray workers).
@@ -26,9 +22,7 @@ import random
 import sys
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import asdict
 from datetime import timedelta
-from pathlib import Path
 from typing import Any, TextIO
 
 import torch
@@ -37,19 +31,8 @@ from torch import nn
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
-from dartsrenet.cells import model_backend
-from dartsrenet.config import Config
 from dartsrenet.steps import CaptureReport, EpochTotals, GraphedStep, autocast, checks_every_step
-from dartsrenet.runs import (
-    CHECKPOINT_FILE,
-    CheckpointError,
-    JsonViews,
-    NonFiniteOutputError,
-    RunFolder,
-    code_revision,
-    library_versions,
-    load_checkpoint,
-)
+from dartsrenet.runs import NonFiniteOutputError
 
 Report = Callable[[dict[str, Any], Any], None]
 Log = Callable[[str], None]
@@ -270,7 +253,7 @@ def validation_metrics(
     model: nn.Module, loader: DataLoader, device: torch.device, where: str = "validation split", *, autocast_mode: str = "none",
     **capture: Any,
 ) -> dict[str, Any]:
-    """``val_loss``, ``val_accuracy`` and ``val_finite`` of an epoch (see :meth:`RunDriver.end_epoch`).
+    """``val_loss``, ``val_accuracy`` and ``val_finite`` of an epoch (see :mod:`dartsrenet.selection_rule`).
 
     Non-finite outputs are recorded as ``val_loss = val_accuracy = None`` with
     ``val_finite = False``: the epoch is then not eligible for selection. ``capture``:
@@ -286,197 +269,3 @@ def validation_metrics(
 def cosine_schedule(optimizer: torch.optim.Optimizer, epochs: int, lr_min: float) -> torch.optim.lr_scheduler.LRScheduler:
     """Cosine annealing from the optimiser's lr to ``lr_min`` over ``epochs`` (docs/architecture.md §3, §6)."""
     return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=max(epochs, 1), eta_min=lr_min)
-
-
-class RunDriver:
-    """Resume, best-epoch tracking, early stopping, checkpoints, metrics, report, summary.
-
-    Args:
-        kind: ``"search"`` or ``"train"``.
-        config: the run's config (``config.out`` is the run folder).
-        stateful: objects with ``state_dict``/``load_state_dict`` saved in every
-            checkpoint (model, optimisers, scheduler), by name; ``"model"`` is required.
-        report: called once per epoch with (metrics, checkpoint folder).
-        resume_from: a checkpoint folder to resume from (e.g. given back by Ray Tune);
-            default: the run folder's own checkpoint, if any.
-        log: where progress lines go.
-        views: the run kind's own files derived from its history (a search's α history
-            and genotype), written with every commit and repaired on resume.
-    """
-
-    def __init__(
-        self,
-        kind: str,
-        config: Config,
-        stateful: dict[str, Any],
-        report: Report | None = None,
-        resume_from: Any = None,
-        log: Log | None = print,
-        views: JsonViews | None = None,
-    ):
-        self.kind = kind
-        self.views = views
-        self.config = config
-        self.folder = RunFolder(config.out)
-        self.stateful = stateful
-        self.report = report
-        self.log = log or (lambda message: None)
-        self._progress_log = log
-        self.history: list[dict[str, Any]] = []
-        self.best_val_accuracy: float | None = None  # None until an epoch is selected
-        self.best_epoch = 0  # 0: no epoch selected yet
-        self.best_weights: dict[str, Any] | None = None
-        self.epochs_without_improvement = 0
-        self.finished = False
-        self.wall_time_s = 0.0
-        self._started = time.perf_counter()
-        self._resume_from = resume_from
-
-    @property
-    def model(self) -> nn.Module:
-        return self.stateful["model"]
-
-    @property
-    def start_epoch(self) -> int:
-        return len(self.history) + 1
-
-    def start(self, device: torch.device) -> None:
-        """Check the folder, resume from a checkpoint if there is one, then write the config.
-
-        The folder's saved config is compared with this run's whenever it exists, so a
-        folder holding another run is refused before anything is written — whether or
-        not its checkpoint is still there. Then the folder's other files are made to
-        agree with the checkpoint (:meth:`~dartsrenet.runs.RunFolder.repair`: the state
-        of a run killed at any instant).
-        """
-        config_dict = asdict(self.config)
-        self.folder.check_config(config_dict, ignore=("device", "num_workers", "out"))
-        source = self._resume_from or (self.folder.checkpoint_dir if self.folder.has_checkpoint() else None)
-        state = None
-        if source is not None:
-            state = load_checkpoint(source, map_location=device)
-            try:
-                for name, obj in self.stateful.items():
-                    obj.load_state_dict(state[name] if name == "model" else state["stateful"][name])
-            except (KeyError, RuntimeError, ValueError) as error:
-                raise CheckpointError(
-                    f"{source}: checkpoint does not fit this run ({type(error).__name__}: {error}); nothing was overwritten"
-                ) from None
-            self.history = state["history"]
-            self.best_epoch = state["best_epoch"]
-            self.best_val_accuracy = state["best_val_accuracy"] if self.best_epoch else None
-            self.best_weights = state["best_weights"]
-            self.epochs_without_improvement = state["epochs_without_improvement"]
-            self.finished = state["finished"]
-            self.wall_time_s = state["wall_time_s"]
-            self.log(f"[{self.kind}] resumed from {source} after epoch {len(self.history)}")
-        source_file = None if source is None else Path(source) / CHECKPOINT_FILE
-        changes = self.folder.repair(state, self.views, source_file)
-        if changes:
-            self.log(f"[{self.kind}] run folder brought in line with its checkpoint: {', '.join(changes)}")
-        self.folder.path.mkdir(parents=True, exist_ok=True)
-        self.folder.write_config(config_dict)
-
-    def should_continue(self) -> bool:
-        return not self.finished and self.start_epoch <= self.config.epochs
-
-    def epoch_progress(self, epoch: int, total_steps: int) -> StepProgress:
-        """The progress display of an epoch's steps (a bar on a terminal, else a line every 30 s)."""
-        return StepProgress(f"[{self.kind}] epoch {epoch}/{self.config.epochs}", total_steps, self._progress_log)
-
-    def end_epoch(self, metrics: dict[str, Any]) -> bool:
-        """Update best/early-stopping state from ``metrics``; returns True if this epoch is the last.
-
-        An epoch is selected when its validation accuracy beats the best so far; an
-        epoch with ``val_finite`` false is not eligible and counts as no improvement.
-        """
-        epoch = metrics["epoch"]
-        eligible = metrics.get("val_finite", True)
-        if eligible and (self.best_epoch == 0 or metrics["val_accuracy"] > self.best_val_accuracy):
-            self.best_val_accuracy = metrics["val_accuracy"]
-            self.best_epoch = epoch
-            self.best_weights = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
-            self.epochs_without_improvement = 0
-            metrics["improved"] = True
-        else:
-            self.epochs_without_improvement += 1
-            metrics["improved"] = False
-        metrics["best_val_accuracy"] = self.best_val_accuracy
-        metrics["best_epoch"] = self.best_epoch
-        patience = self.config.patience
-        stopped_early = patience is not None and self.epochs_without_improvement >= patience
-        last = stopped_early or epoch >= self.config.epochs
-        metrics["stopped_early"] = stopped_early and epoch < self.config.epochs
-        metrics["finished"] = last
-        return last
-
-    def commit_epoch(self, metrics: dict[str, Any]) -> None:
-        """Commit a finished epoch (checkpoint, then the files derived from it), then progress line and report."""
-        self.history.append(metrics)
-        self.finished = metrics["finished"]
-        now = time.perf_counter()
-        self.wall_time_s += now - self._started
-        self._started = now
-        state = {
-            "epoch": metrics["epoch"],
-            "model": self.model.state_dict(),
-            "stateful": {name: obj.state_dict() for name, obj in self.stateful.items() if name != "model"},
-            "history": self.history,
-            "best_val_accuracy": self.best_val_accuracy,
-            "best_epoch": self.best_epoch,
-            "best_weights": self.best_weights,
-            "epochs_without_improvement": self.epochs_without_improvement,
-            "finished": self.finished,
-            "wall_time_s": self.wall_time_s,
-        }
-        checkpoint_dir = self.folder.commit(state, self.views, best_changed=metrics["improved"])
-        self.log(self.progress_line(metrics))
-        if self.report is not None:
-            self.report(dict(metrics), checkpoint_dir)
-
-    def require_selected_epoch(self) -> None:
-        """Raise :class:`NonFiniteOutputError` if no epoch could be selected (every validation non-finite)."""
-        if self.best_epoch == 0:
-            raise NonFiniteOutputError(
-                f"no epoch of {self.folder.path} had finite validation outputs, so none can be selected "
-                "(lower the learning rate or check the data)"
-            )
-
-    def progress_line(self, metrics: dict[str, Any]) -> str:
-        if metrics.get("val_finite", True):
-            validation = f"val loss {metrics['val_loss']:.4f} acc {metrics['val_accuracy']:.4f}"
-        else:
-            validation = "val NOT FINITE (epoch not eligible for selection)"
-        best = (
-            f"best {metrics['best_val_accuracy']:.4f}@{metrics['best_epoch']}" if metrics["best_epoch"] else "best none"
-        )
-        line = (
-            f"[{self.kind}] epoch {metrics['epoch']:>3}/{self.config.epochs}  "
-            f"train loss {metrics['train_loss']:.4f} acc {metrics['train_accuracy']:.4f}  "
-            f"{validation}  {best}  lr {metrics['lr']:.4g}  {metrics['epoch_time_s']:.1f}s"
-        )
-        if "test_accuracy" in metrics:
-            line += f"  test acc {metrics['test_accuracy']:.4f}"
-        if "genotype" in metrics:
-            line += f"\n        genotype {metrics['genotype']}"
-        return line
-
-    def summary(self, device: torch.device, params: int, **extra: Any) -> dict[str, Any]:
-        """Write and return ``summary.json``."""
-        summary = {
-            "kind": self.kind,
-            "params": params,
-            "best_val_accuracy": self.best_val_accuracy,
-            "best_epoch": self.best_epoch,
-            "epochs": len(self.history),
-            "stopped_early": bool(self.history and self.history[-1].get("stopped_early")),
-            "wall_time_s": round(self.wall_time_s, 3),
-            "device": str(device),
-            "backend": model_backend(self.model),  # which code computed the DARTS cells
-            "versions": library_versions(),
-            "code_revision": code_revision(),
-            **extra,
-            "config": asdict(self.config),
-        }
-        self.folder.write_summary(summary)
-        return summary

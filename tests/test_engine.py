@@ -13,6 +13,7 @@ import torch
 from dartsrenet import native
 from dartsrenet.cli import main
 from dartsrenet.config import PRESETS, resolve_config
+from dartsrenet.engine import RunEngine
 from dartsrenet.data import DatasetNotFoundError, make_search_loaders, make_train_loaders
 from dartsrenet.genotypes import Genotype, GenotypeError
 from dartsrenet.networks import build_eval_model, build_search_model
@@ -20,7 +21,7 @@ from dartsrenet.registry import UnknownNameError
 from dartsrenet.runs import CheckpointError, ConfigMismatchError, NonFiniteLossError, NonFiniteOutputError
 from dartsrenet.search import make_optimizers, run_search, search_epoch
 from dartsrenet.train import run_train
-from dartsrenet.training import RunDriver, StepProgress, evaluate, validation_metrics
+from dartsrenet.training import StepProgress, evaluate, validation_metrics
 from tests.ci import missing
 from tests.recorders import MatrixProductDtypes, native_kernel_calls
 
@@ -341,7 +342,7 @@ def test_non_finite_validation_is_recorded_as_null_and_never_selected(tmp_path):
     torch.manual_seed(0)
     model = build_eval_model("gru", channels=4)
     logs = []
-    driver = RunDriver("train", config, {"model": model}, log=logs.append)
+    driver = RunEngine("train", config, {"model": model}, log=logs.append)
     driver.start(torch.device("cpu"))
     bias = model.classifier.bias.detach().clone()
     first = _driven_epoch(driver, model, val_loader, 1)
@@ -366,7 +367,7 @@ def test_no_selectable_epoch_is_an_error_not_a_result(tmp_path):
     model = build_eval_model("gru", channels=4)
     with torch.no_grad():
         model.classifier.weight.fill_(float("inf"))
-    driver = RunDriver("train", config, {"model": model}, log=None)
+    driver = RunEngine("train", config, {"model": model}, log=None)
     driver.start(torch.device("cpu"))
     metrics = _driven_epoch(driver, model, val_loader, 1)
     assert metrics["best_epoch"] == 0 and metrics["best_val_accuracy"] is None

@@ -12,12 +12,8 @@ from torch.func import functional_call
 
 from dartsrenet.config import ConfigError, resolve_config
 from dartsrenet.networks import build_search_model
-from dartsrenet.search import (
-    hessian_vector_product,
-    make_optimizers,
-    run_search,
-    unrolled_arch_gradient,
-)
+from dartsrenet.search import make_optimizers, run_search
+from dartsrenet.second_order import hessian_vector_product, unrolled_arch_gradient
 from tests.test_engine import StopAfter, read_metrics, search_config, stop_after
 
 SIZE, BATCH = 16, 6

@@ -32,6 +32,24 @@ METRICS_FILE, SUMMARY_FILE = "metrics.jsonl", "summary.json"
 CONFIG_FILE, BEST_WEIGHTS_FILE = "config.json", "best.pt"
 """Files of the run folder: the resolved config, and the best epoch's weights."""
 
+CHECKPOINT_DIR, CHECKPOINT_FILE = "checkpoint", "checkpoint.pt"
+"""The run folder's checkpoint folder (the one Ray Tune is handed) and the file in it: an
+epoch's commit point, from which every other file of the run folder is derived."""
+
+GENOTYPE_FILE, ALPHA_HISTORY_FILE = "genotype.json", "alpha_history.json"
+"""Files of a search's run folder: the selected genotype, and softmax(α) per epoch."""
+
+SUPERNET_SELECTION_FILE = "selection.json"
+"""File of a search's run folder whose strategy chooses the genotype on the trained supernet
+(RSWS, DARTS-PT): how it was chosen."""
+
+
+def method_file(file_name: str, method: str) -> str:
+    """``genotype-rsws.json``: a run-folder file of a selection run later with ``method``
+    (:func:`dartsrenet.strategies.selection.select_on_run`), beside the run's own ``genotype.json``."""
+    stem, dot, suffix = file_name.rpartition(".")
+    return f"{stem}-{method}{dot}{suffix}"
+
 ERROR_FILE, PARAMS_FILE, RAY_RESULT_FILE = "error.txt", "params.json", "result.json"
 """Ray's files of a trial folder: the exception of a failed trial, the trial's config,
 its reports."""

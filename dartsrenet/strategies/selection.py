@@ -20,10 +20,10 @@ import torch
 from torch.utils.data import DataLoader
 
 from dartsrenet.config import SearchConfig, coerce_value, config_from_dict
-from dartsrenet.data import make_search_loaders
 from dartsrenet.genotypes import Genotype
-from dartsrenet.networks import SearchNetwork, build_search_model
+from dartsrenet.networks import SearchNetwork
 from dartsrenet.registry import lookup
+from dartsrenet.results.contract import GENOTYPE_FILE, SUPERNET_SELECTION_FILE, method_file
 from dartsrenet.runs import CheckpointError, RunFolder, load_checkpoint, resolve_device, write_json
 from dartsrenet.strategies.supernet import supernet_metrics
 from dartsrenet.training import Log
@@ -44,7 +44,7 @@ def load_supernet(
         UnknownNameError: an unknown override (the message lists the valid ones).
         CheckpointError: the folder holds no search run with a checkpoint.
     """
-    from dartsrenet.search import make_optimizers  # the search loop imports this package
+    from dartsrenet.search import make_optimizers, search_loaders, search_network  # the search loop imports this package
 
     overrides = dict(overrides or {})
     for name in overrides:
@@ -64,15 +64,8 @@ def load_supernet(
         values["arch_order"] = 1  # no α steps in a selection
     config = config_from_dict("search", values)
     device = resolve_device(config.device)
-    train_cs, val_cs, info = make_search_loaders(
-        config.dataset, config.data_root, batch_size=config.batch_size, seed=config.seed,
-        augment=config.augment, cutout=config.cutout, download=config.download,
-        svhn_extra=config.svhn_extra, limit=config.limit, num_workers=config.num_workers,
-    )
-    model = build_search_model(
-        config.variant, num_classes=info.num_classes, channels=config.channels, head_init_range=info.head_init_range,
-        backend=config.backend,
-    ).to(device)
+    train_cs, val_cs, info = search_loaders(config)
+    model = search_network(config, info, device)
     weight_optimizer, _ = make_optimizers(model, config)
     state = load_checkpoint(folder.checkpoint_dir, map_location=device)
     try:
@@ -107,8 +100,8 @@ def select_on_run(run_dir: str | Path, method: str, overrides: dict[str, Any] | 
     genotype, record = make_strategy(config).select(model, context)
     record = {**record, "genotype": genotype.to_string(), "run": str(folder.path), "run_strategy": run_strategy,
               "epochs_trained": len(state["history"])}
-    selection_file = folder.path / f"selection-{method}.json"
-    genotype_file = folder.path / f"genotype-{method}.json"
+    selection_file = folder.path / method_file(SUPERNET_SELECTION_FILE, method)
+    genotype_file = folder.path / method_file(GENOTYPE_FILE, method)
     write_json(selection_file, record)
     write_json(genotype_file, genotype.to_dict())
     return {**record, "files": [str(selection_file), str(genotype_file)]}

@@ -10,14 +10,14 @@ path. Every buffer is put back afterwards: scoring changes nothing in the networ
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F
-from torch import Tensor, nn
+from torch import Tensor
 from torch.utils.data import DataLoader
 
+from dartsrenet.buffers import preserved_buffers
 from dartsrenet.genotypes import Genotype
 from dartsrenet.networks import SearchNetwork
 from dartsrenet.runs import NonFiniteOutputError
@@ -36,23 +36,6 @@ def fixed_batches(loader: DataLoader, limit: int | None, device: torch.device) -
     if not batches:
         raise ValueError("no validation batches to score architectures on")
     return batches
-
-
-@contextmanager
-def preserved_buffers(model: nn.Module) -> Iterator[None]:
-    """Every buffer (BatchNorm statistics) is as before when the block ends."""
-    saved = [(module, name, buffer.detach().clone()) for module in model.modules()
-             for name, buffer in module.named_buffers(recurse=False) if buffer is not None]
-    try:
-        yield
-    finally:
-        with torch.no_grad():
-            for module, name, value in saved:
-                current = getattr(module, name)
-                if current is not None and current.shape == value.shape and current.dtype == value.dtype:
-                    current.copy_(value)
-                else:
-                    setattr(module, name, value)
 
 
 def supernet_metrics(
