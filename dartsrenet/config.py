@@ -319,6 +319,24 @@ def resolve_config(
         ConfigError: a value outside its valid range, or a field the chosen model ignores
             (see :func:`validate_config`).
     """
+    return config_from_values(kind, preset_values(kind, preset, overrides))
+
+
+def preset_values(
+    kind: Literal["search", "train"],
+    preset: str | os.PathLike[str] = "paper",
+    overrides: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """The field values a config gets besides its defaults: preset[kind] ← the preset's
+    section of the dataset (``overrides``' dataset, else the preset's, else the default)
+    ← ``overrides``. Plain data: :func:`config_from_values` builds the config from it
+    without reading the preset again (the sweeps plan these values once and ship them
+    to their trials, docs/design.md "Sweeps").
+
+    Raises:
+        UnknownNameError: an unknown preset or run kind.
+        FileNotFoundError, ValueError: an unreadable or malformed preset file.
+    """
     config_class = lookup(CONFIG_CLASSES, kind, "run kind")
     preset_data = load_preset(preset)
     overrides = dict(overrides or {})
@@ -327,6 +345,18 @@ def resolve_config(
     dataset = overrides.get("dataset", values.get("dataset", config_class.dataset))
     values.update(preset_data.get("datasets", {}).get(dataset, {}).get(kind, {}))
     values.update(overrides)
+    return values
+
+
+def config_from_values(kind: Literal["search", "train"], values: dict[str, Any]) -> Config:
+    """The config with ``values`` (:func:`preset_values`) over the defaults, checked by
+    :func:`validate_config` with ``values`` as the fields given.
+
+    Raises:
+        UnknownNameError: an unknown run kind or field name.
+        ConfigError: see :func:`validate_config`.
+    """
+    config_class = lookup(CONFIG_CLASSES, kind, "run kind")
     coerced = {name: coerce_value(config_class, name, value) for name, value in values.items()}
     config = config_class(**coerced)
     validate_config(config, given=values)

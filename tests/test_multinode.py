@@ -33,7 +33,7 @@ pytestmark = pytest.mark.skipif(
     not Path("/proc/self/stat").is_file(), reason="finds a node's processes through Linux's /proc"
 )
 
-from sweeps import common
+from dartsrenet.results import RUN_FOLDER
 from tests.multinode_helpers import (
     FinishedTrialWatcher,
     LocalCluster,
@@ -220,7 +220,7 @@ def kept_files(experiment: Path, names: Iterable[str]) -> dict[str, tuple[bytes,
     """``result.json`` and the run folder's ``metrics.jsonl`` of each named trial, as bytes."""
     return {
         name: ((experiment / name / "result.json").read_bytes(),
-               (experiment / name / common.RUN_FOLDER / "metrics.jsonl").read_bytes())
+               (experiment / name / RUN_FOLDER / "metrics.jsonl").read_bytes())
         for name in names
     }
 
