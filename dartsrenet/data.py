@@ -84,6 +84,7 @@ from torch.utils.data import ConcatDataset, DataLoader, Dataset
 from torchvision import datasets as tv_datasets
 from torchvision import transforms as T
 
+from dartsrenet.dataset_names import DATASET_NAMES, IMAGEFOLDER_PREFIX
 from dartsrenet.images import IMAGE_SIZE, ImageFileError, check_regular_file, max_image_pixels, read_image
 from dartsrenet.registry import lookup
 
@@ -114,7 +115,6 @@ __all__ = [
     "validation_split",
 ]
 
-IMAGEFOLDER_PREFIX = "imagefolder:"
 #: Where the Debian package ``dataset-fashion-mnist`` installs the gzip IDX files.
 FASHION_MNIST_SYSTEM_DIR = Path("/usr/share/datasets/fashion-mnist")
 #: ``random_state`` of the fixed stratified 80/20 train/test split of ``digits``
@@ -688,15 +688,14 @@ _FASHION_STD = 0.3318
 _DIGITS_MEAN = 0.3054
 _DIGITS_STD = 0.3237
 
-#: The registry of datasets with fixed names; ``imagefolder:PATH`` is resolved apart.
+#: The registry of datasets with fixed names (:data:`dartsrenet.dataset_names.FIXED_DATASETS`);
+#: ``imagefolder:PATH`` is resolved apart.
 DATASETS: dict[str, Any] = {
     "cifar10": _Cifar10Source(),
     "svhn": _SvhnSource(),
     "fashion_mnist": _FashionMnistSource(),
     "digits": _DigitsSource(),
 }
-#: Every accepted dataset name (``PATH`` stands for a directory).
-DATASET_NAMES: tuple[str, ...] = (*DATASETS, f"{IMAGEFOLDER_PREFIX}PATH")
 
 
 def _source(name: str) -> Any:
