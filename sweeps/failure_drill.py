@@ -38,11 +38,11 @@ def add_drill_arguments(parser: argparse.ArgumentParser) -> None:
     """The drill's flags (documented in docs/cluster.md, "Failure drill")."""
     drill = parser.add_argument_group("failure drill (docs/cluster.md: check that failed trials are retried)")
     drill.add_argument(
-        "--drill-fail-once-at-epoch", "--fail-once-at-epoch", dest="fail_once_at_epoch", type=int, metavar="K",
+        "--drill-fail-once-at-epoch", dest="fail_once_at_epoch", type=int, metavar="K",
         help="make every trial's first attempt fail right after epoch K's report",
     )
     drill.add_argument(
-        "--drill-hold-once-after-epoch", "--hold-once-after-epoch", dest="hold_once_after_epoch", nargs=2,
+        "--drill-hold-once-after-epoch", dest="hold_once_after_epoch", nargs=2,
         metavar=("K", "PATH"), help="the first trial to report epoch K creates PATH and waits there until killed",
     )
 

@@ -1,4 +1,4 @@
-"""Sweeps over ``imagefolder:PATH`` datasets (sweeps/common.py: ``dataset_argument``,
+"""Sweeps over ``imagefolder:PATH`` datasets (sweeps/options.py: ``dataset_argument``,
 ``dataset_tag``): the path is made absolute and checked while the sweep is planned, the
 experiment and trial folders are named after the image folder's own name, and the
 analysis finds the experiments.

@@ -204,7 +204,7 @@ def test_failed_trial_is_retried_from_its_checkpoint(search_sweep, tmp_path, mon
     trial_args = ["--variants", "vanilla", "--num-seeds", "1", "--gpus-per-trial", "0.5", *SEARCH,
                   "--set", "device=cpu"]
     status = search_all_variants.main(
-        [*trial_args, "--max-failures", "1", "--fail-once-at-epoch", "1", "--storage", str(tmp_path), "--name", "faulty"]
+        [*trial_args, "--max-failures", "1", "--drill-fail-once-at-epoch", "1", "--storage", str(tmp_path), "--name", "faulty"]
     )
     assert status == 0
     (faulty,) = trial_dirs(tmp_path / "faulty")
