@@ -33,7 +33,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from dartsrenet.cells.backends import BACKENDS
-from dartsrenet.data import DATASET_NAMES, DATASETS, IMAGEFOLDER_PREFIX, IMAGE_SIZE
+from dartsrenet.dataset_names import DATASET_NAMES, IMAGE_SIZE, is_dataset_name
 from dartsrenet.network_spec import NetworkSpec
 from dartsrenet.registry import UnknownNameError, lookup
 from dartsrenet.variants import VARIANTS
@@ -43,33 +43,22 @@ SEARCH_STRATEGIES = ("darts", "sdarts_rs", "gdas", "rsws", "darts_pt")
 
 
 @dataclass
-class SearchConfig:
-    """A DARTS cell search run (docs/architecture.md §3). Defaults: the original code's setup."""
+class SharedConfig:
+    """The fields both phases have, with one meaning and one default (docs/architecture.md
+    §3.7 and §6.2 data, §3.5 and §6.1 optimisation). :class:`SearchConfig` and
+    :class:`TrainConfig` add their own fields, and those whose defaults differ."""
 
-    variant: str = "vanilla"  # vanilla | sigmoid_weighting | directional_weight_sharing
-    out: str = "runs/search"  # the run folder (resumed if it holds a checkpoint)
     dataset: str = "cifar10"  # a dartsrenet.data name, e.g. digits, imagefolder:PATH
     data_root: str = "data"  # where datasets live (and are downloaded to)
     download: bool = False  # let torchvision download missing datasets
     seed: int = 0  # controls init, split, data order and augmentation
-    channels: int = 128  # N of the search network (h = N/2 per direction)
-    epochs: int = 50
-    patience: int | None = 10  # early stopping on val_cs accuracy (paper); None = off
     batch_size: int = 64
-    weight_optimizer: Literal["sgd", "adam"] = "sgd"  # sgd: the code (default); adam: the paper
-    lr: float = 0.1  # weight learning rate (use ~1e-3 with adam)
-    lr_min: float = 0.001  # end of the cosine schedule
+    lr: float = 0.1  # weight learning rate (SGD; use ~1e-3 with the search's adam)
     momentum: float = 0.7  # SGD only
     weight_decay: float = 3e-4
     grad_clip: float = 1.0  # gradient-norm clip of the weights; 0 = off
-    arch_lr: float = 3e-3  # α: Adam(lr, betas, weight decay)
-    arch_beta1: float = 0.5
-    arch_beta2: float = 0.999
-    arch_weight_decay: float = 1e-3
-    arch_order: int = 1  # α gradient: 1 first-order DARTS (the paper) | 2 second-order, unrolled (DARTS eq. 7–8)
     augment: bool = True  # crop + pad 4, flip (not SVHN/digits)
-    cutout: int = 0  # Cutout size; DARTS searches without Cutout
-    svhn_extra: bool = False
+    svhn_extra: bool = False  # SVHN: train + extra, as the original
     limit: int | None = None  # use only this many training examples (tests, demos)
     num_workers: int = 0
     device: str = "auto"  # auto (cuda → mps → cpu) | cpu | cuda | cuda:1 | mps
@@ -77,6 +66,25 @@ class SearchConfig:
     capture: bool | Literal["strict"] = True  # CUDA: replay each train step from a CUDA graph; strict: a failed capture is an error
     matmul_precision: Literal["tf32", "highest"] = "tf32"  # CUDA float32 matmuls on TF32 tensor cores, or full fp32
     autocast: Literal["none", "bf16"] = "none"  # bf16 matmuls (BatchNorm statistics and kernels stay fp32)
+
+
+@dataclass
+class SearchConfig(SharedConfig):
+    """A DARTS cell search run (docs/architecture.md §3). Defaults: the original code's setup."""
+
+    variant: str = "vanilla"  # vanilla | sigmoid_weighting | directional_weight_sharing
+    out: str = "runs/search"  # the run folder (resumed if it holds a checkpoint)
+    channels: int = 128  # N of the search network (h = N/2 per direction)
+    epochs: int = 50
+    patience: int | None = 10  # early stopping on val_cs accuracy (paper); None = off
+    weight_optimizer: Literal["sgd", "adam"] = "sgd"  # sgd: the code (default); adam: the paper
+    lr_min: float = 0.001  # end of the cosine schedule
+    arch_lr: float = 3e-3  # α: Adam(lr, betas, weight decay)
+    arch_beta1: float = 0.5
+    arch_beta2: float = 0.999
+    arch_weight_decay: float = 1e-3
+    arch_order: int = 1  # α gradient: 1 first-order DARTS (the paper) | 2 second-order, unrolled (DARTS eq. 7–8)
+    cutout: int = 0  # Cutout size; DARTS searches without Cutout
     # search strategy (dartsrenet/strategies, docs/search-strategies.md) and its fields
     strategy: Literal[SEARCH_STRATEGIES] = "darts"  # darts | sdarts_rs | gdas | rsws | darts_pt
     sdarts_epsilon_start: float = 0.03  # sdarts_rs: noise U(−ε, ε) on softmax(α), ε ramped linearly from start …
@@ -89,39 +97,21 @@ class SearchConfig:
 
 
 @dataclass
-class TrainConfig:
+class TrainConfig(SharedConfig):
     """An evaluation run: train a derived cell or baseline from scratch (docs/architecture.md §6)."""
 
     cell: str = "vanilla"  # gru | lstm | paper genotype name | genotype JSON file | genotype string
     variant: str | None = None  # None: implied by a paper genotype name, else vanilla
     out: str = "runs/train"  # the run folder (resumed if it holds a checkpoint)
-    dataset: str = "cifar10"
-    data_root: str = "data"
-    download: bool = False
-    seed: int = 0
     channels: int = 256  # N of the evaluation network
     network: str | None = None  # ReNet layers "PATCHxWIDTH[/ORDERING],…" (docs/network-design.md); None: the paper's, N = channels
     measure_latency: bool = False  # time inference per image (eval mode, batch of batch_size) at start: latency_ms
     epochs: int = 300
     patience: int | None = 50  # early stopping on validation accuracy; None = off
-    batch_size: int = 64
-    lr: float = 0.1  # SGD
     lr_min: float = 0.0  # end of the cosine schedule
-    momentum: float = 0.7
-    weight_decay: float = 3e-4
-    grad_clip: float = 1.0
     val_fraction: float = 0.1  # validation split carved from the training set
-    augment: bool = True
     cutout: int = 12  # Cutout after normalisation; 0 = off
     head_init_range: float | None = None  # None: the dataset's (0.5; SVHN 0.05)
-    svhn_extra: bool = False  # SVHN: train + extra, as the original
-    limit: int | None = None
-    num_workers: int = 0
-    device: str = "auto"
-    backend: Literal[BACKENDS] = "auto"  # DARTS cells only (see SearchConfig)
-    capture: bool | Literal["strict"] = True
-    matmul_precision: Literal["tf32", "highest"] = "tf32"
-    autocast: Literal["none", "bf16"] = "none"
 
 
 Config = SearchConfig | TrainConfig
@@ -319,6 +309,24 @@ def resolve_config(
         ConfigError: a value outside its valid range, or a field the chosen model ignores
             (see :func:`validate_config`).
     """
+    return config_from_values(kind, preset_values(kind, preset, overrides))
+
+
+def preset_values(
+    kind: Literal["search", "train"],
+    preset: str | os.PathLike[str] = "paper",
+    overrides: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """The field values a config gets besides its defaults: preset[kind] ← the preset's
+    section of the dataset (``overrides``' dataset, else the preset's, else the default)
+    ← ``overrides``. Plain data: :func:`config_from_values` builds the config from it
+    without reading the preset again (the sweeps plan these values once and ship them
+    to their trials, docs/design.md "Sweeps").
+
+    Raises:
+        UnknownNameError: an unknown preset or run kind.
+        FileNotFoundError, ValueError: an unreadable or malformed preset file.
+    """
     config_class = lookup(CONFIG_CLASSES, kind, "run kind")
     preset_data = load_preset(preset)
     overrides = dict(overrides or {})
@@ -327,6 +335,18 @@ def resolve_config(
     dataset = overrides.get("dataset", values.get("dataset", config_class.dataset))
     values.update(preset_data.get("datasets", {}).get(dataset, {}).get(kind, {}))
     values.update(overrides)
+    return values
+
+
+def config_from_values(kind: Literal["search", "train"], values: dict[str, Any]) -> Config:
+    """The config with ``values`` (:func:`preset_values`) over the defaults, checked by
+    :func:`validate_config` with ``values`` as the fields given.
+
+    Raises:
+        UnknownNameError: an unknown run kind or field name.
+        ConfigError: see :func:`validate_config`.
+    """
+    config_class = lookup(CONFIG_CLASSES, kind, "run kind")
     coerced = {name: coerce_value(config_class, name, value) for name, value in values.items()}
     config = config_class(**coerced)
     validate_config(config, given=values)
@@ -487,7 +507,7 @@ def _range_problems(config: Config) -> list[str]:
              f"{_network_problem(config.network)}"),
         ]
     problems = []
-    if not _known_dataset(config.dataset):
+    if not is_dataset_name(config.dataset):
         problems.append(f"unknown dataset {config.dataset!r}; valid datasets: {', '.join(DATASET_NAMES)} (PATH a directory)")
     if config.variant is not None and config.variant not in VARIANTS:
         problems.append(f"unknown variant {config.variant!r}; valid variants: {', '.join(sorted(VARIANTS))}")
@@ -507,12 +527,6 @@ def _network_problem(network: str | None) -> str | None:
     except ValueError as error:
         return str(error)
     return None
-
-
-def _known_dataset(name: str) -> bool:
-    if name.startswith(IMAGEFOLDER_PREFIX):
-        return bool(name[len(IMAGEFOLDER_PREFIX) :].strip())
-    return name in DATASETS
 
 
 BASELINE_CELL_NAMES = ("gru", "lstm")

@@ -88,7 +88,6 @@ from dartsrenet.builtin_datasets import (
     prepare_fashion_mnist,
 )
 from dartsrenet.dataset_base import (
-    IMAGEFOLDER_PREFIX,
     DatasetFileError,
     DatasetInfo,
     DatasetNotFoundError,
@@ -96,6 +95,7 @@ from dartsrenet.dataset_base import (
     channel_stats,
     dataset_lock,
 )
+from dartsrenet.dataset_names import DATASET_NAMES, IMAGEFOLDER_PREFIX
 from dartsrenet.image_folders import DecodedImageFolder, ImageFolderSource, check_image_folder
 from dartsrenet.images import IMAGE_SIZE
 from dartsrenet.registry import lookup
@@ -127,15 +127,14 @@ __all__ = [
     "validation_split",
 ]
 
-#: The registry of datasets with fixed names; ``imagefolder:PATH`` is resolved apart.
+#: The registry of datasets with fixed names (:data:`dartsrenet.dataset_names.FIXED_DATASETS`);
+#: ``imagefolder:PATH`` is resolved apart.
 DATASETS: dict[str, Any] = {
     "cifar10": Cifar10Source(),
     "svhn": SvhnSource(),
     "fashion_mnist": FashionMnistSource(),
     "digits": DigitsSource(),
 }
-#: Every accepted dataset name (``PATH`` stands for a directory).
-DATASET_NAMES: tuple[str, ...] = (*DATASETS, f"{IMAGEFOLDER_PREFIX}PATH")
 
 
 def _source(name: str) -> Any:

@@ -24,7 +24,6 @@ from dartsrenet.images import IMAGE_SIZE
 
 logger = logging.getLogger(__name__)
 
-IMAGEFOLDER_PREFIX = "imagefolder:"
 #: ``random_state`` of the fixed stratified 80/20 train/test split of ``digits``
 #: and of single-tree image folders.
 FIXED_SPLIT_SEED = 0

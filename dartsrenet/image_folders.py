@@ -17,7 +17,6 @@ from torch.utils.data import Dataset
 from torchvision import datasets as tv_datasets
 
 from dartsrenet.dataset_base import (
-    IMAGEFOLDER_PREFIX,
     DatasetFileError,
     DatasetInfo,
     DatasetNotFoundError,
@@ -25,6 +24,7 @@ from dartsrenet.dataset_base import (
     channel_stats,
     fixed_split,
 )
+from dartsrenet.dataset_names import IMAGEFOLDER_PREFIX
 from dartsrenet.images import IMAGE_SIZE, ImageFileError, check_regular_file, max_image_pixels, read_image
 
 

@@ -32,6 +32,8 @@ import numpy as np
 from PIL import Image
 from torchvision import transforms as T
 
+from dartsrenet.dataset_names import IMAGE_SIZE
+
 __all__ = [
     "DEFAULT_MAX_IMAGE_PIXELS",
     "IMAGE_SIZE",
@@ -43,8 +45,6 @@ __all__ = [
     "to_rgb8",
 ]
 
-IMAGE_SIZE = 32
-"""Height and width of every image at the network's input (docs/architecture.md §2)."""
 
 MAX_PIXELS_VARIABLE = "DARTSRENET_MAX_IMAGE_PIXELS"
 """Environment variable that lowers the pixel limit of :func:`max_image_pixels`."""

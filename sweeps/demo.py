@@ -42,9 +42,10 @@ os.environ.setdefault("RAY_DEDUP_LOGS", "0")
 from analysis import draw_cells, make_table, plot_random, plot_search
 from analysis.results import load_trials
 from dartsrenet.genotypes import GenotypeError
-from dartsrenet.results import SELECTION_FILE, read_experiment
+from dartsrenet.results import PARAMS_FILE, SELECTION_FILE, SWEEP_MARKER, read_experiment
 from dartsrenet.variants import VARIANTS
-from sweeps import common, stages
+from sweeps import stages
+from sweeps.errors import EXIT_INCOMPLETE, EXIT_OK, EXIT_USAGE, SweepError, usage_error
 
 DATASET = "digits"
 PRESET = "demo"
@@ -86,7 +87,7 @@ def check_plans(args: argparse.Namespace, storage: Path) -> None:
     search will select: its trials have the same config fields.
 
     Raises:
-        common.SweepError: with the sweep scripts' one-line message.
+        SweepError: with the sweep scripts' one-line message.
     """
     plan_search(args, storage)
     plan_evaluation(args, storage, "paper")
@@ -102,16 +103,16 @@ def run_sweeps(
     search = plan_search(args, storage)
     status = stages.run_stage(search, command)
     selection = stages.selection_of(search)
-    if status == common.EXIT_USAGE or selection is None:
-        return status or common.EXIT_INCOMPLETE, search.experiment, None, None
+    if status == EXIT_USAGE or selection is None:
+        return status or EXIT_INCOMPLETE, search.experiment, None, None
 
     stages.banner(f"2/4 evaluation: selected cells + GRU + LSTM, {args.eval_seeds} seed(s) on {DATASET}")
     try:
         evaluation = plan_evaluation(args, storage, str(selection))
-    except common.SweepError as error:
-        return common.usage_error(error), search.experiment, None, None
+    except SweepError as error:
+        return usage_error(error), search.experiment, None, None
     eval_status = stages.run_stage(evaluation, command)
-    if eval_status == common.EXIT_USAGE:
+    if eval_status == EXIT_USAGE:
         return eval_status, search.experiment, None, None
 
     stages.banner(f"3/4 random-genotype control: {args.num_samples} random cells per variant, trained alike")
@@ -167,12 +168,12 @@ def run_analysis(
         (storage / "plots").mkdir(parents=True, exist_ok=True)
         figure.savefig(storage / "plots" / "random_control.png", dpi=plot_random.DPI)
 
-    status = common.EXIT_OK
+    status = EXIT_OK
     try:
         ours_named = draw_cells.load_genotypes(str(search_dir))
     except GenotypeError as error:  # no selected cell (e.g. no search seed finished)
         print(f"note: no cells of this search to draw: {error}", file=sys.stderr)
-        ours_named, status = [], common.EXIT_INCOMPLETE
+        ours_named, status = [], EXIT_INCOMPLETE
     cells = storage / "cells"
     drawn = [draw_cells.draw_all(named, cells, "png") for named in (ours_named, draw_cells.paper_genotypes())]
     hint = None
@@ -191,8 +192,8 @@ def list_folder(storage: Path) -> None:
     """The results folder: experiments (one line each) and the analysis files."""
     print(f"\nresults in {storage}/:")
     for path in sorted(storage.iterdir()):
-        if (path / common.SWEEP_MARKER).is_file():
-            trials = sum(1 for child in path.iterdir() if (child / "params.json").is_file())
+        if (path / SWEEP_MARKER).is_file():
+            trials = sum(1 for child in path.iterdir() if (child / PARAMS_FILE).is_file())
             extra = ", selected_genotypes.json" if (path / SELECTION_FILE).is_file() else ""
             print(f"  {path.name}/  (experiment: {trials} trial folders, sweep.json{extra})")
         elif path.is_dir():
@@ -212,14 +213,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     storage = args.out.expanduser().resolve()
     try:
         check_plans(args, storage)
-    except common.SweepError as error:
-        return common.usage_error(error)
+    except SweepError as error:
+        return usage_error(error)
     storage.mkdir(parents=True, exist_ok=True)
     with stages.local_ray(args.num_cpus):
         status, search_dir, eval_dir, random_dir = run_sweeps(args, storage, command)
-    if status == common.EXIT_USAGE or search_dir is None or not search_dir.is_dir():
+    if status == EXIT_USAGE or search_dir is None or not search_dir.is_dir():
         print("error: the search sweep did not run; see the messages above", file=sys.stderr)
-        return common.EXIT_USAGE
+        return EXIT_USAGE
     analysis_status, render_hint = run_analysis(storage, search_dir, eval_dir, random_dir)
     status = max(status, analysis_status)
     list_folder(storage)

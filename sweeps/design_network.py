@@ -16,7 +16,7 @@ slow-to-learn networks that a size–accuracy front is about; every trial runs t
 preset's full epochs, so the front compares like with like. (Successive halving would
 fit a Pareto search only if each rung promoted by non-dominated rank over both
 objectives, which Ray's schedulers do not do.) Every trial is an ordinary evaluation run
-folder (:func:`sweeps.common.train_trial`).
+folder (:func:`sweeps.trainable.train_trial`).
 
 After the search, a second experiment (``<name>_reeval``) trains the front's members
 with ``--front-seeds`` more seeds, and the front's most accurate network with every
@@ -64,11 +64,13 @@ from dartsrenet.design_space import DesignCell, DesignSpace, layouts, paper_cell
 from dartsrenet.orderings import ORDERINGS
 from dartsrenet.paper import MODELS
 from dartsrenet.variants import VARIANTS
-from sweeps import common
+from sweeps import failure_drill, options, trainable
+from sweeps.errors import EXIT_INCOMPLETE, SweepError
+from sweeps.experiment import SweepPlan, resolved_configs, result_status, run_plan, run_script
 from sweeps.evaluate_genotypes import load_genotypes
 
 SCRIPT = "sweeps/design_network.py"
-ACCURACY_METRIC = common.SELECTED_SCORE  # the selected epoch's validation accuracy (−1 while none is)
+ACCURACY_METRIC = trainable.SELECTED_SCORE  # the selected epoch's validation accuracy (−1 while none is)
 COST_METRICS = dict(zip(OBJECTIVES, ("params", "latency_ms"), strict=True))
 """``--objective`` → the reported metric minimised beside the accuracy."""
 SAMPLERS = ("nsga2", "motpe")
@@ -77,7 +79,7 @@ DESIGN_EXPERIMENT_FIELD = "design_experiment"
 
 
 @dataclasses.dataclass(frozen=True)
-class DesignPlan(common.SweepPlan):
+class DesignPlan(SweepPlan):
     """A planned design search: the sweep plan and its space (a searcher's, not a grid)."""
 
     space: DesignSpace | None = None
@@ -146,7 +148,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--ordering-seeds", type=int, default=2, metavar="K",
         help="train the front's most accurate network with every ordering over K seeds (default: 2; 0: no ordering table)",
     )
-    common.add_common_arguments(parser, default_name="design_<dataset>_<preset>_<objective>[_max<N>]_n<samples>_seed<seed>")
+    options.add_sweep_arguments(parser, default_name="design_<dataset>_<preset>_<objective>[_max<N>]_n<samples>_seed<seed>")
     # a design whose outputs become non-finite fails the same way again (same seed): no retry by
     # default; pass --max-failures on clusters where trials can fail for other reasons
     parser.set_defaults(max_failures=0)
@@ -161,7 +163,7 @@ def design_cells(args: argparse.Namespace) -> list[DesignCell]:
     """The cell choices: the paper's named ones, a search's selection, a random control's draws.
 
     Raises:
-        common.SweepError: for an unreadable ``--genotypes`` or ``--random``.
+        SweepError: for an unreadable ``--genotypes`` or ``--random``.
     """
     cells = [cell for cell in paper_cells([m for m in args.cells if m in VARIANTS]) if cell.name in args.cells]
     if args.genotypes:
@@ -172,20 +174,20 @@ def design_cells(args: argparse.Namespace) -> list[DesignCell]:
         try:
             experiment = results.read_experiment(args.random)
         except (FileNotFoundError, ValueError) as error:
-            raise common.SweepError(f"--random {args.random}: {error}") from None
+            raise SweepError(f"--random {args.random}: {error}") from None
         if experiment.kind != results.RANDOM_KIND:
-            raise common.SweepError(f"--random {args.random}: a {experiment.kind} experiment, not a random-genotype control")
+            raise SweepError(f"--random {args.random}: a {experiment.kind} experiment, not a random-genotype control")
         drawn = {(entry.get("genotype"), entry.get("variant"), entry.get("sample")) for entry in experiment.planned}
         cells += [DesignCell(f"random{sample}_{variant}", genotype, variant)
                   for genotype, variant, sample in sorted(drawn, key=lambda d: (d[2], d[1])) if genotype and variant]
     if not cells:
-        raise common.SweepError("no cell in the space: give --cells, --genotypes or --random")
+        raise SweepError("no cell in the space: give --cells, --genotypes or --random")
     return cells
 
 
 def default_name(args: argparse.Namespace, dataset: str, preset: str, overrides: dict[str, Any]) -> str:
     budget = f"_max{args.max_params}" if args.max_params else ""
-    return (f"design_{dataset}_{common.preset_tag(preset)}{common.overrides_tag(overrides)}_{args.objective}"
+    return (f"design_{dataset}_{options.preset_tag(preset)}{options.overrides_tag(overrides)}_{args.objective}"
             f"{budget}_n{args.num_samples}_seed{args.seed}")
 
 
@@ -194,26 +196,26 @@ def _check_counts(args: argparse.Namespace) -> None:
                                ("--population", args.population, 2), ("--front-seeds", args.front_seeds, 0),
                                ("--ordering-seeds", args.ordering_seeds, 0)]:
         if value < least:
-            raise common.SweepError(f"{name} must be at least {least}, got {value}")
+            raise SweepError(f"{name} must be at least {least}, got {value}")
     if any(p < 1 for p in args.patch_sizes):
-        raise common.SweepError(f"--patch-sizes must be at least 1, got {args.patch_sizes}")
+        raise SweepError(f"--patch-sizes must be at least 1, got {args.patch_sizes}")
 
 
 def plan(args: argparse.Namespace) -> DesignPlan:
     """The design search's space, trial template and experiment (no Ray needed).
 
     Raises:
-        common.SweepError: for invalid arguments, before Ray starts.
+        SweepError: for invalid arguments, before Ray starts.
     """
     _check_counts(args)
-    preset = common.preset_argument(args.preset)
-    overrides = common.sweep_overrides("train", args.overrides, args.data_root)
+    preset = options.preset_argument(args.preset)
+    overrides = options.sweep_overrides("train", args.overrides, args.data_root)
     for field in ("network", "channels", "lr"):
         if field in overrides:
-            raise common.SweepError(f"--set {field}: the design sweep chooses it per trial (see --widths, --lr)")
+            raise SweepError(f"--set {field}: the design sweep chooses it per trial (see --widths, --lr)")
     if overrides.get("measure_latency") is False and args.objective == "latency":
-        raise common.SweepError("--objective latency needs measure_latency (drop --set measure_latency=false)")
-    dataset = args.dataset or common.default_dataset("train", preset)
+        raise SweepError("--objective latency needs measure_latency (drop --set measure_latency=false)")
+    dataset = args.dataset or options.default_dataset("train", preset)
     name = args.name or default_name(args, dataset, preset, overrides)  # the user's overrides only
     overrides.setdefault("measure_latency", True)
     try:
@@ -229,7 +231,7 @@ def plan(args: argparse.Namespace) -> DesignPlan:
         )
         space.check_budget()
     except (ValueError, FileNotFoundError) as error:
-        raise common.SweepError(str(error)) from None
+        raise SweepError(str(error)) from None
     base = {"dataset": dataset, "seed": args.seed, "preset": preset, "overrides": overrides}
     # every cell at the first layout's smallest and largest widths, at both learning-rate bounds
     corners = [
@@ -237,16 +239,15 @@ def plan(args: argparse.Namespace) -> DesignPlan:
          "network": space.network(space.layouts[0], [width] * len(space.layouts[0]), space.orderings[0]).to_string()}
         for cell in space.cells for width in (space.widths[0], space.widths[-1]) for lr in space.lr
     ]
-    common.check_trial_configs("train", corners)
-    param_space: dict[str, Any] = dict(base)
-    if args.fail_once_at_epoch is not None:
-        param_space["fail_once_at_epoch"] = args.fail_once_at_epoch
+    configs = trainable.planned_configs("train", preset, overrides, [dataset])
+    trainable.check_trial_configs("train", corners, configs)
+    param_space: dict[str, Any] = {**base, trainable.PLANNED_CONFIGS_FIELD: configs, **failure_drill.drill_fields(args)}
     return DesignPlan(
         kind=results.DESIGN_KIND,
         planned=[{**base, "sample": index} for index in range(args.num_samples)],
         param_space=param_space,
         name=name,
-        storage=common.storage_location(args.storage),
+        storage=options.storage_location(args.storage),
         details={
             STAGE_FIELD: SEARCH_STAGE, "dataset": dataset, "preset": preset, "overrides": overrides,
             "objective": args.objective, "objectives": {"max": ACCURACY_METRIC, "min": COST_METRICS[args.objective]},
@@ -257,7 +258,7 @@ def plan(args: argparse.Namespace) -> DesignPlan:
                 "layouts": [list(layout) for layout in space.layouts], "widths": list(space.widths),
                 "orderings": list(space.orderings), "lr": list(space.lr),
             },
-            "configs": common.resolved_configs("train", preset, overrides, [dataset]),
+            "configs": resolved_configs("train", configs),
         },
         space=space,
     )
@@ -313,22 +314,23 @@ def reevaluation_entries(front: Sequence[Outcome], orderings: Sequence[str], see
     return list(entries.values())
 
 
-def plan_reevaluation(sweep: DesignPlan, args: argparse.Namespace, front: Sequence[Outcome]) -> common.SweepPlan | None:
+def plan_reevaluation(sweep: DesignPlan, args: argparse.Namespace, front: Sequence[Outcome]) -> SweepPlan | None:
     """The re-evaluation experiment of a finished search, or None when there is nothing to train."""
     assert sweep.space is not None
     entries = reevaluation_entries(front, sweep.space.orderings, args.seed, args.front_seeds, args.ordering_seeds)
     if not entries:
         return None
     base = {key: sweep.param_space[key] for key in ("dataset", "preset", "overrides")}
+    configs = sweep.param_space[trainable.PLANNED_CONFIGS_FIELD]
     planned = [{**base, **entry} for entry in entries]
-    common.check_trial_configs("train", planned)
+    trainable.check_trial_configs("train", planned, configs)
     fields = sorted({field for entry in entries for field in entry})
     param_space: dict[str, Any] = {
         "entry": tune.grid_search(list(range(len(entries)))),
         **{field: tune.sample_from(_entry_field(entries, field)) for field in fields},
-        **base,
+        **base, trainable.PLANNED_CONFIGS_FIELD: configs,
     }
-    return common.SweepPlan(
+    return SweepPlan(
         kind=results.DESIGN_KIND,
         planned=planned,
         param_space=param_space,
@@ -366,8 +368,8 @@ def run(args: argparse.Namespace, command: str, sweep: DesignPlan) -> int:
         sampler=make_sampler(args),
     )
     tune_config = tune.TuneConfig(search_alg=searcher, num_samples=args.num_samples)
-    results_grid, _, status = common.run_plan(sweep, args, command, common.train_trial, tune_config)
-    statuses = {common.result_status(result) for result in results_grid}
+    results_grid, _, status = run_plan(sweep, args, command, trainable.train_trial, tune_config)
+    statuses = {result_status(result) for result in results_grid}
     outcomes = finished_outcomes(sweep.experiment)
     front = front_of(outcomes, args.objective)
     print(f"Pareto front ({len(front)} of the {len(outcomes)} trials whose run folders hold a result, "
@@ -375,11 +377,11 @@ def run(args: argparse.Namespace, command: str, sweep: DesignPlan) -> int:
     print_front(front, args.objective)
     if statuses & {results.UNFINISHED, results.MISSING} or len(results_grid) < args.num_samples:
         print("the search did not finish: run the same command again to resume it before the re-evaluation")
-        return common.EXIT_INCOMPLETE
+        return EXIT_INCOMPLETE
     reevaluation = plan_reevaluation(sweep, args, front)
     if reevaluation is not None:
         print(f"re-evaluating the front ({args.front_seeds} more seed(s)) and the orderings ({args.ordering_seeds} seed(s))")
-        _, _, reevaluation_status = common.run_plan(reevaluation, args, command, common.train_trial)
+        _, _, reevaluation_status = run_plan(reevaluation, args, command, trainable.train_trial)
         status = max(status, reevaluation_status)
     print(f"front table and figure: python analysis/pareto.py {sweep.experiment}")
     return status
@@ -388,7 +390,7 @@ def run(args: argparse.Namespace, command: str, sweep: DesignPlan) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     """Command-line entry; returns the exit status (0 every trial finished, 1 some did not,
     2 usage or resource error)."""
-    return common.run_script(SCRIPT, argv, parse_args, plan, run)
+    return run_script(SCRIPT, argv, parse_args, plan, run)
 
 
 if __name__ == "__main__":

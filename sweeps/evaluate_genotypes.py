@@ -32,7 +32,9 @@ from dartsrenet import results
 from dartsrenet.genotypes import PAPER_GENOTYPES, Genotype
 from dartsrenet.networks import BASELINE_CELLS
 from dartsrenet.paper import MODELS
-from sweeps import common
+from sweeps import failure_drill, options, trainable
+from sweeps.errors import SweepError
+from sweeps.experiment import SweepPlan, resolved_configs, run_plan, run_script
 
 SCRIPT = "sweeps/evaluate_genotypes.py"
 
@@ -58,7 +60,7 @@ def load_genotypes(spec: str) -> GenotypeSource:
     search experiment folder holding it).
 
     Raises:
-        common.SweepError: if the file is missing or malformed.
+        SweepError: if the file is missing or malformed.
     """
     if spec == "paper":
         return GenotypeSource("paper", dict(PAPER_GENOTYPES), None)
@@ -68,21 +70,21 @@ def load_genotypes(spec: str) -> GenotypeSource:
     try:
         document = results.read_selection(location)
     except FileNotFoundError as error:
-        raise common.SweepError(f"--genotypes {spec}: {error}, and not 'paper'") from None
+        raise SweepError(f"--genotypes {spec}: {error}, and not 'paper'") from None
     except ValueError as error:  # names the file
-        raise common.SweepError(f"--genotypes {error}") from None
+        raise SweepError(f"--genotypes {error}") from None
     try:
         genotypes = results.selected_genotypes(document)
     except ValueError as error:
-        raise common.SweepError(f"--genotypes {location}: {error}") from None
+        raise SweepError(f"--genotypes {location}: {error}") from None
     experiment = location.rstrip("/").rsplit("/", 1)[0]
     return GenotypeSource(results.location_name(experiment) or "selection", genotypes, experiment)
 
 
 def default_name(datasets: Sequence[str], preset: str, overrides: dict[str, Any], source: str) -> str:
     """``eval_<datasets>_<preset>`` (+ ``_set-<hash>``) (+ ``_from_<search experiment>``)."""
-    tags = "-".join(common.dataset_tag(dataset) for dataset in datasets)
-    name = f"eval_{tags}_{common.preset_tag(preset)}{common.overrides_tag(overrides)}"
+    tags = "-".join(options.dataset_tag(dataset) for dataset in datasets)
+    name = f"eval_{tags}_{options.preset_tag(preset)}{options.overrides_tag(overrides)}"
     return name if source == "paper" else f"{name}_from_{source}"
 
 
@@ -104,7 +106,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--num-seeds", type=int, default=1, metavar="N", help="seeds 0 … N-1 per model (default: 1)")
     parser.add_argument("--seeds", type=int, nargs="+", metavar="S", help="explicit seeds (instead of --num-seeds)")
-    common.add_common_arguments(parser, default_name="eval_<datasets>_<preset>[_from_<search experiment>]")
+    options.add_sweep_arguments(parser, default_name="eval_<datasets>_<preset>[_from_<search experiment>]")
     return parser
 
 
@@ -125,23 +127,23 @@ def model_cells(models: Sequence[str], genotypes: dict[str, Genotype], explicit:
         elif model in genotypes:
             cells[model] = {"genotype": genotypes[model].to_string(), "variant": model}
         elif explicit:
-            raise common.SweepError(f"--models {model}: no selected genotype for that variant in --genotypes")
+            raise SweepError(f"--models {model}: no selected genotype for that variant in --genotypes")
         else:
             print(f"note: {model}: no selected genotype (no finished search seed); not evaluated")
     if not cells:
-        raise common.SweepError("nothing to evaluate")
+        raise SweepError("nothing to evaluate")
     return cells
 
 
-def plan(args: argparse.Namespace) -> common.SweepPlan:
+def plan(args: argparse.Namespace) -> SweepPlan:
     """Trial configs, Tune's param space and the experiment name (no Ray needed).
 
     Raises:
-        common.SweepError: for invalid arguments.
+        SweepError: for invalid arguments.
     """
-    preset = common.preset_argument(args.preset)
-    overrides = common.sweep_overrides("train", args.overrides, args.data_root)
-    datasets = common.datasets_argument(args.datasets or [common.default_dataset("train", preset)])
+    preset = options.preset_argument(args.preset)
+    overrides = options.sweep_overrides("train", args.overrides, args.data_root)
+    datasets = options.datasets_argument(args.datasets or [options.default_dataset("train", preset)])
     seeds = seeds_argument(args)
     source = load_genotypes(args.genotypes)
     cells = model_cells(list(dict.fromkeys(args.models or MODELS)), source.genotypes, explicit=args.models is not None)
@@ -158,7 +160,7 @@ def plan(args: argparse.Namespace) -> common.SweepPlan:
             "models": list(cells), "genotypes": args.genotypes,
             results.SEARCH_EXPERIMENT_FIELD: source.search_experiment,
         },
-        fail_once_at_epoch=args.fail_once_at_epoch,
+        drill=failure_drill.drill_fields(args),
     )
 
 
@@ -166,11 +168,11 @@ def seeds_argument(args: argparse.Namespace) -> list[int]:
     """``--seeds`` (duplicates dropped) or ``0 … --num-seeds - 1``.
 
     Raises:
-        common.SweepError: if that leaves no seed.
+        SweepError: if that leaves no seed.
     """
     seeds = list(dict.fromkeys(args.seeds)) if args.seeds else list(range(args.num_seeds))
     if not seeds:
-        raise common.SweepError("--num-seeds must be at least 1")
+        raise SweepError("--num-seeds must be at least 1")
     return seeds
 
 
@@ -185,8 +187,8 @@ def plan_cells(
     name: str,
     storage: str,
     details: dict[str, Any],
-    fail_once_at_epoch: int | None = None,
-) -> common.SweepPlan:
+    drill: dict[str, Any] | None = None,
+) -> SweepPlan:
     """The evaluation sweep of some cells: one trial per (cell, dataset, seed), each a
     :func:`dartsrenet.train.run_train` run of the same preset and overrides.
 
@@ -197,12 +199,12 @@ def plan_cells(
         kind: the experiment kind (:data:`dartsrenet.results.KINDS`): ``train`` or ``random``.
         cells: ``{model: {"genotype": string or None, "variant": name or None, …}}``;
             every field of a model's entry goes into its trial configs.
-        preset: a preset name or an absolute preset file (:func:`common.preset_argument`).
-        overrides: typed ``--set`` overrides (:func:`common.sweep_overrides`).
+        preset: a preset name or an absolute preset file (:func:`options.preset_argument`).
+        overrides: typed ``--set`` overrides (:func:`options.sweep_overrides`).
         details: what ``sweep.json`` records besides datasets, seeds, preset and configs.
 
     Raises:
-        common.SweepError: if some trial's config is invalid.
+        SweepError: if some trial's config is invalid.
     """
     datasets, seeds = list(datasets), list(seeds)
     shared = {"preset": preset, "overrides": overrides}
@@ -210,7 +212,8 @@ def plan_cells(
         {"model": model, **cell, "dataset": dataset, "seed": seed, **shared}
         for dataset in datasets for model, cell in cells.items() for seed in seeds
     ]
-    common.check_trial_configs("train", planned)  # fail here, before Ray, not in every trial
+    configs = trainable.planned_configs("train", preset, overrides, datasets)
+    trainable.check_trial_configs("train", planned, configs)  # fail here, before Ray, not in every trial
     fields = sorted({field for cell in cells.values() for field in cell})
     param_space: dict[str, Any] = {
         "model": tune.grid_search(list(cells)),
@@ -219,17 +222,16 @@ def plan_cells(
         "seed": tune.grid_search(seeds),
         **shared,
     }
-    if fail_once_at_epoch is not None:
-        param_space["fail_once_at_epoch"] = fail_once_at_epoch
-    return common.SweepPlan(
+    param_space.update({trainable.PLANNED_CONFIGS_FIELD: configs, **(drill or {})})
+    return SweepPlan(
         kind=kind,
         planned=planned,
         param_space=param_space,
         name=name,
-        storage=common.storage_location(storage),
+        storage=options.storage_location(storage),
         details={
             "datasets": datasets, "seeds": seeds, **details, "preset": preset, "overrides": overrides,
-            "configs": common.resolved_configs("train", preset, overrides, datasets),
+            "configs": resolved_configs("train", configs),
         },
     )
 
@@ -239,14 +241,14 @@ def _cell_field(cells: dict[str, dict[str, Any]], field: str) -> Any:
     return lambda config: cells[config["model"]].get(field)
 
 
-def run(args: argparse.Namespace, command: str, sweep: common.SweepPlan) -> int:
+def run(args: argparse.Namespace, command: str, sweep: SweepPlan) -> int:
     """Run the planned evaluation (or random-genotype control) and print each trial's test
     accuracy; returns the exit status.
 
     Args:
-        command: the command line recorded in ``sweep.json`` (:func:`common.command_line`).
+        command: the command line recorded in ``sweep.json`` (:func:`options.command_line`).
     """
-    results_grid, _, status = common.run_plan(sweep, args, command, common.train_trial)
+    results_grid, _, status = run_plan(sweep, args, command, trainable.train_trial)
     experiment = sweep.experiment
     started = [result for result in results_grid if result.config]
     for result in sorted(started, key=lambda r: (r.config["dataset"], r.config["model"], r.config["seed"])):
@@ -262,7 +264,7 @@ def run(args: argparse.Namespace, command: str, sweep: common.SweepPlan) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     """Command-line entry; returns the exit status (0 all trials finished, 1 some did
     not, 2 usage or resource error)."""
-    return common.run_script(SCRIPT, argv, parse_args, plan, run)
+    return run_script(SCRIPT, argv, parse_args, plan, run)
 
 
 if __name__ == "__main__":

@@ -34,7 +34,9 @@ from typing import Any
 from dartsrenet import results
 from dartsrenet.genotypes import Genotype, sample_genotypes
 from dartsrenet.variants import VARIANTS
-from sweeps import common, evaluate_genotypes
+from sweeps import evaluate_genotypes, failure_drill, options
+from sweeps.errors import SweepError
+from sweeps.experiment import SweepPlan, run_script
 
 SCRIPT = "sweeps/random_baseline.py"
 
@@ -61,7 +63,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="training seeds 0 … N-1 per genotype (default: 1: the spread over genotypes is the point)",
     )
     parser.add_argument("--seeds", type=int, nargs="+", metavar="S", help="explicit training seeds (instead of --num-seeds)")
-    common.add_common_arguments(parser, default_name="random_<datasets>_<preset>_k<K>_s<sample seed>")
+    options.add_sweep_arguments(parser, default_name="random_<datasets>_<preset>_k<K>_s<sample seed>")
     return parser
 
 
@@ -73,14 +75,14 @@ def sample(num_samples: int, sample_seed: int) -> list[Genotype]:
     """The control's genotypes: ``num_samples`` draws seeded with ``sample_seed``.
 
     Raises:
-        common.SweepError: naming the flag, for a K < 1 or a negative seed.
+        SweepError: naming the flag, for a K < 1 or a negative seed.
     """
     if num_samples < 1:
-        raise common.SweepError(f"--num-samples {num_samples}: must be an integer >= 1")
+        raise SweepError(f"--num-samples {num_samples}: must be an integer >= 1")
     try:
         return sample_genotypes(num_samples, sample_seed)
     except ValueError as error:
-        raise common.SweepError(f"--sample-seed {sample_seed}: {error}") from None
+        raise SweepError(f"--sample-seed {sample_seed}: {error}") from None
 
 
 def model_name(variant: str, index: int) -> str:
@@ -99,21 +101,21 @@ def random_cells(genotypes: Sequence[Genotype], variants: Sequence[str]) -> dict
 def default_name(datasets: Sequence[str], preset: str, overrides: dict[str, Any], num_samples: int, seed: int) -> str:
     """``random_<datasets>_<preset>_k<K>_s<seed>`` (+ ``_set-<hash>`` of the overrides)."""
     return (
-        f"random_{'-'.join(map(common.dataset_tag, datasets))}_{common.preset_tag(preset)}_k{num_samples}_s{seed}"
-        f"{common.overrides_tag(overrides)}"
+        f"random_{'-'.join(map(options.dataset_tag, datasets))}_{options.preset_tag(preset)}_k{num_samples}_s{seed}"
+        f"{options.overrides_tag(overrides)}"
     )
 
 
-def plan(args: argparse.Namespace) -> common.SweepPlan:
+def plan(args: argparse.Namespace) -> SweepPlan:
     """Sample the genotypes and plan their evaluation trials (no Ray needed).
 
     Raises:
-        common.SweepError: for invalid arguments.
+        SweepError: for invalid arguments.
     """
     genotypes = sample(args.num_samples, args.sample_seed)
-    preset = common.preset_argument(args.preset)
-    overrides = common.sweep_overrides("train", args.overrides, args.data_root)
-    datasets = common.datasets_argument(args.datasets or [common.default_dataset("train", preset)])
+    preset = options.preset_argument(args.preset)
+    overrides = options.sweep_overrides("train", args.overrides, args.data_root)
+    datasets = options.datasets_argument(args.datasets or [options.default_dataset("train", preset)])
     variants = list(dict.fromkeys(args.variants or VARIANTS))
     seeds = evaluate_genotypes.seeds_argument(args)
     return evaluate_genotypes.plan_cells(
@@ -131,15 +133,15 @@ def plan(args: argparse.Namespace) -> common.SweepPlan:
             results.SAMPLE_SEED_FIELD: args.sample_seed,
             results.RANDOM_GENOTYPES_FIELD: [genotype.to_string() for genotype in genotypes],
         },
-        fail_once_at_epoch=args.fail_once_at_epoch,
+        drill=failure_drill.drill_fields(args),
     )
 
 
-def run(args: argparse.Namespace, command: str, sweep: common.SweepPlan) -> int:
+def run(args: argparse.Namespace, command: str, sweep: SweepPlan) -> int:
     """Run the planned control and print each trial's test accuracy; returns the exit status.
 
     Args:
-        command: the command line recorded in ``sweep.json`` (:func:`common.command_line`).
+        command: the command line recorded in ``sweep.json`` (:func:`options.command_line`).
     """
     return evaluate_genotypes.run(args, command, sweep)
 
@@ -147,7 +149,7 @@ def run(args: argparse.Namespace, command: str, sweep: common.SweepPlan) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     """Command-line entry; returns the exit status (0 all trials finished, 1 some did
     not, 2 usage or resource error)."""
-    return common.run_script(SCRIPT, argv, parse_args, plan, run)
+    return run_script(SCRIPT, argv, parse_args, plan, run)
 
 
 if __name__ == "__main__":

@@ -31,7 +31,10 @@ from ray import tune
 
 from dartsrenet import results
 from dartsrenet.variants import VARIANTS
-from sweeps import common
+from dartsrenet.results import join_location, write_json
+from sweeps import failure_drill, options, trainable
+from sweeps.errors import SweepError
+from sweeps.experiment import SweepPlan, resolved_configs, run_plan, run_script
 
 SCRIPT = "sweeps/search_all_variants.py"
 SELECTION_FILE = results.SELECTION_FILE
@@ -39,7 +42,7 @@ SELECTION_FILE = results.SELECTION_FILE
 
 def default_name(dataset: str, preset: str, overrides: dict[str, Any]) -> str:
     """``search_<dataset>_<preset>`` (+ ``_set-<hash>`` when ``--set`` is used)."""
-    return f"search_{common.dataset_tag(dataset)}_{common.preset_tag(preset)}{common.overrides_tag(overrides)}"
+    return f"search_{options.dataset_tag(dataset)}_{options.preset_tag(preset)}{options.overrides_tag(overrides)}"
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -53,7 +56,7 @@ def build_parser() -> argparse.ArgumentParser:
         help=f"variants to search (default: all: {', '.join(VARIANTS)})",
     )
     parser.add_argument("--dataset", help="dataset (default: the preset's: paper → cifar10, demo → digits)")
-    common.add_common_arguments(parser, default_name="search_<dataset>_<preset>")
+    options.add_sweep_arguments(parser, default_name="search_<dataset>_<preset>")
     return parser
 
 
@@ -61,37 +64,36 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     return build_parser().parse_args(argv)
 
 
-def plan(args: argparse.Namespace) -> common.SweepPlan:
+def plan(args: argparse.Namespace) -> SweepPlan:
     """Trial configs, Tune's param space and the experiment name (no Ray needed).
 
     Raises:
-        common.SweepError: for invalid arguments.
+        SweepError: for invalid arguments.
     """
-    preset = common.preset_argument(args.preset)
-    overrides = common.sweep_overrides("search", args.overrides, args.data_root)
-    dataset = common.dataset_argument(args.dataset or common.default_dataset("search", preset))
+    preset = options.preset_argument(args.preset)
+    overrides = options.sweep_overrides("search", args.overrides, args.data_root)
+    dataset = options.dataset_argument(args.dataset or options.default_dataset("search", preset))
     seeds = list(dict.fromkeys(args.seeds)) if args.seeds else list(range(args.num_seeds))
     if not seeds:
-        raise common.SweepError("--num-seeds must be at least 1")
+        raise SweepError("--num-seeds must be at least 1")
     variants = list(dict.fromkeys(args.variants))
     shared = {"dataset": dataset, "preset": preset, "overrides": overrides}
     planned = [{"variant": variant, "seed": seed, **shared} for variant in variants for seed in seeds]
-    common.check_trial_configs("search", planned)  # fail here, before Ray, not in every trial
-    param_space: dict[str, Any] = {"variant": tune.grid_search(variants), "seed": tune.grid_search(seeds), **shared}
-    if args.fail_once_at_epoch is not None:
-        param_space["fail_once_at_epoch"] = args.fail_once_at_epoch
-    if args.hold_once_after_epoch is not None:
-        param_space["hold_once_after_epoch"] = int(args.hold_once_after_epoch[0])
-        param_space["hold_marker"] = args.hold_once_after_epoch[1]
-    return common.SweepPlan(
+    configs = trainable.planned_configs("search", preset, overrides, [dataset])
+    trainable.check_trial_configs("search", planned, configs)  # fail here, before Ray, not in every trial
+    param_space: dict[str, Any] = {
+        "variant": tune.grid_search(variants), "seed": tune.grid_search(seeds), **shared,
+        trainable.PLANNED_CONFIGS_FIELD: configs, **failure_drill.drill_fields(args),
+    }
+    return SweepPlan(
         kind="search",
         planned=planned,
         param_space=param_space,
         name=args.name or default_name(dataset, preset, overrides),
-        storage=common.storage_location(args.storage),
+        storage=options.storage_location(args.storage),
         details={
             "dataset": dataset, "preset": preset, "overrides": overrides, "variants": variants, "seeds": seeds,
-            "configs": common.resolved_configs("search", preset, overrides, [dataset]),
+            "configs": resolved_configs("search", configs),
         },
     )
 
@@ -125,19 +127,19 @@ def print_selection(document: dict[str, Any]) -> None:
                   f"val_cs {100 * selected['best_val_accuracy']:.2f}%  {selected['genotype_string']}")
 
 
-def run(args: argparse.Namespace, command: str, sweep: common.SweepPlan) -> int:
+def run(args: argparse.Namespace, command: str, sweep: SweepPlan) -> int:
     """Run the planned search and write ``selected_genotypes.json``; returns the exit status.
 
     Args:
-        command: the command line recorded in ``sweep.json`` (:func:`common.command_line`).
+        command: the command line recorded in ``sweep.json`` (:func:`options.command_line`).
     """
-    _, stopped, status = common.run_plan(
-        sweep, args, command, common.search_trial
+    _, stopped, status = run_plan(
+        sweep, args, command, trainable.search_trial
     )
     experiment = sweep.experiment
     document = selection_document(experiment, sweep.planned, sweep.details["dataset"], stopped)
-    location = common.join_location(experiment, SELECTION_FILE)
-    common.write_json(location, document)
+    location = join_location(experiment, SELECTION_FILE)
+    write_json(location, document)
     print("selected genotypes (" + results.SELECTION_RULE + "):")
     print_selection(document)
     print(f"selected genotypes written to {location}")
@@ -147,7 +149,7 @@ def run(args: argparse.Namespace, command: str, sweep: common.SweepPlan) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     """Command-line entry; returns the exit status (0 all trials finished, 1 some did
     not, 2 usage or resource error)."""
-    return common.run_script(SCRIPT, argv, parse_args, plan, run)
+    return run_script(SCRIPT, argv, parse_args, plan, run)
 
 
 if __name__ == "__main__":

@@ -20,7 +20,8 @@ from typing import Any
 
 import ray
 
-from sweeps import common, evaluate_genotypes, random_baseline, ray_setup, search_all_variants
+from sweeps import evaluate_genotypes, options, random_baseline, ray_setup, search_all_variants
+from sweeps.experiment import SweepPlan
 
 
 @dataclass(frozen=True)
@@ -35,7 +36,7 @@ class Stage:
 
     script: ModuleType
     args: argparse.Namespace
-    plan: common.SweepPlan
+    plan: SweepPlan
 
     @property
     def experiment(self) -> Path:
@@ -45,15 +46,15 @@ class Stage:
 
 def arguments(script: ModuleType, **values: Any) -> argparse.Namespace:
     """``script``'s arguments as its command line would give them, from option
-    destinations (e.g. ``num_seeds=2``) instead (:func:`common.namespace`)."""
-    return common.namespace(script.build_parser(), **values)
+    destinations (e.g. ``num_seeds=2``) instead (:func:`options.namespace`)."""
+    return options.namespace(script.build_parser(), **values)
 
 
 def plan_stage(script: ModuleType, **values: Any) -> Stage:
     """Plan ``script``'s sweep for option values ``values`` (option destinations).
 
     Raises:
-        common.SweepError: with the sweep's one-line message.
+        sweeps.errors.SweepError: with the sweep's one-line message.
     """
     args = arguments(script, **values)
     return Stage(script, args, script.plan(args))
@@ -61,7 +62,7 @@ def plan_stage(script: ModuleType, **values: Any) -> Stage:
 
 def run_stage(stage: Stage, command: str) -> int:
     """Run a planned stage in this process's Ray; returns its exit status."""
-    return common.with_ray(stage.args, lambda: stage.script.run(stage.args, command, stage.plan))
+    return ray_setup.with_ray(stage.args, lambda: stage.script.run(stage.args, command, stage.plan))
 
 
 def search(**values: Any) -> Stage:

@@ -49,7 +49,9 @@ from pathlib import Path
 os.environ.setdefault("RAY_DEDUP_LOGS", "0")
 
 
-from sweeps import common, stages
+from dartsrenet.results import write_json
+from sweeps import stages
+from sweeps.errors import EXIT_INCOMPLETE, EXIT_OK, SweepError, usage_error
 
 DATASET = "fashion_mnist"
 PRESET = "study"
@@ -95,10 +97,10 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 
 
 def check_strategies(args: argparse.Namespace) -> None:
-    """Raises :class:`common.SweepError` for a strategy the study does not know."""
+    """Raises :class:`SweepError` for a strategy the study does not know."""
     unknown = [name for name in args.strategies if name not in STRATEGIES]
     if unknown:
-        raise common.SweepError(f"unknown --strategies {', '.join(unknown)}; valid: {', '.join(STRATEGIES)}")
+        raise SweepError(f"unknown --strategies {', '.join(unknown)}; valid: {', '.join(STRATEGIES)}")
 
 
 def plan_strategy_search(args: argparse.Namespace, storage: Path, strategy: str) -> stages.Stage:
@@ -125,7 +127,7 @@ def shared_values(args: argparse.Namespace, storage: Path) -> dict:
 
 
 def plan_searches(args: argparse.Namespace, storage: Path) -> list[stages.Stage]:
-    """Stages 1 and 2 (raises :class:`common.SweepError` for bad arguments)."""
+    """Stages 1 and 2 (raises :class:`SweepError` for bad arguments)."""
     shared = shared_values(args, storage)
     return [
         stages.search(dataset=DATASET, num_seeds=args.search_seeds, name=EXPERIMENTS["search"], **shared),
@@ -161,13 +163,13 @@ def timed(name: str, storage: Path, body: Callable[[], int]) -> int:
     path = storage / TIMINGS_FILE
     timings = json.loads(path.read_text()) if path.is_file() else {}
     timings[name] = max(seconds, float(timings.get(name, 0.0)))
-    common.write_json(str(path), timings)
+    write_json(str(path), timings)
     return status
 
 
 def run_sweeps(args: argparse.Namespace, storage: Path, command: str) -> int:
     """Stages 1–5 in this process's Ray; returns the worst exit status."""
-    status = common.EXIT_OK
+    status = EXIT_OK
     searches = plan_searches(args, storage)
     for number, (key, search) in enumerate(zip(("search", "search_order2"), searches, strict=True), start=1):
         order = "second" if key == "search_order2" else "first"
@@ -180,7 +182,7 @@ def run_sweeps(args: argparse.Namespace, storage: Path, command: str) -> int:
         stages.banner(f"{number}/7 evaluation of the cells of {search.plan.name}, {args.eval_seeds} seeds each")
         if selection is None:
             print(f"note: {search.plan.name} selected no cell (no search seed finished); not evaluated")
-            status = max(status, common.EXIT_INCOMPLETE)
+            status = max(status, EXIT_INCOMPLETE)
             continue
         evaluation = plan_evaluation(args, storage, str(selection), order2=key == "eval_order2")
         status = max(status, timed(key, storage, lambda evaluation=evaluation: stages.run_stage(evaluation, command)))
@@ -197,7 +199,7 @@ def run_sweeps(args: argparse.Namespace, storage: Path, command: str) -> int:
         selection = stages.selection_of(search)
         if selection is None:
             print(f"note: {search.plan.name} selected no cell (no search seed finished); not evaluated")
-            status = max(status, common.EXIT_INCOMPLETE)
+            status = max(status, EXIT_INCOMPLETE)
             continue
         evaluation = plan_strategy_evaluation(args, storage, strategy, str(selection))
         status = max(status, timed(f"eval_{strategy}", storage,
@@ -237,7 +239,7 @@ def score_supernets(args: argparse.Namespace, storage: Path) -> Path:
             entries += [{"trial": trial_dir, "seed": int(seed), "model": model, "genotype": genotypes[model].to_string(),
                          "accuracy": accuracy} for model, accuracy in accuracies.items()]
         scores[strategy] = entries
-    common.write_json(str(path), scores)
+    write_json(str(path), scores)
     return path
 
 
@@ -274,8 +276,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         for strategy in args.strategies:
             plan_strategy_search(args, storage, strategy)
             plan_strategy_evaluation(args, storage, strategy, "paper")
-    except common.SweepError as error:
-        return common.usage_error(error)
+    except SweepError as error:
+        return usage_error(error)
     storage.mkdir(parents=True, exist_ok=True)
     with stages.local_ray(args.num_cpus):
         status = run_sweeps(args, storage, command)

@@ -20,6 +20,7 @@ Callbacks run in the driver, never in the trials.
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import math
 import os
 from collections.abc import Callable, Iterator, Mapping
@@ -31,6 +32,7 @@ from ray.air.integrations.mlflow import MLflowLoggerCallback  # imports mlflow o
 from ray.tune.logger import LoggerCallback
 
 from dartsrenet.results import is_uri
+from sweeps import ray_compat
 
 MLFLOW_DEFAULT = "experiment"
 """``--mlflow`` given without a URI: a SQLite store inside the experiment."""
@@ -67,7 +69,7 @@ def scalars(result: Mapping[str, Any]) -> dict[str, float]:
     return values
 
 
-class TensorBoardLogger(LoggerCallback):
+class TensorBoardLogger(ray_compat.DriverWrittenLogger):
     """Every report of a trial as TensorBoard scalars in the trial's folder, at step =
     the report's ``epoch`` (Ray's iteration count where there is none).
 
@@ -75,7 +77,7 @@ class TensorBoardLogger(LoggerCallback):
     prints a TensorBoard command for its temporary session folder.
     """
 
-    _SAVED_FILE_TEMPLATES = ["events.out.tfevents.*"]  # written by the driver, not synced from trials
+    driver_files = ("events.out.tfevents.*",)  # written by the driver, not synced from trials
 
     def __init__(self) -> None:
         from tensorboardX import SummaryWriter
@@ -118,10 +120,8 @@ def mlflow_store(option: str | None, experiment: str) -> tuple[str, str | None] 
     """
     if option is None:
         return None
-    try:
-        import mlflow  # noqa: F401
-    except ImportError:
-        raise ValueError("--mlflow needs MLflow: pip install -e '.[tracking]'") from None
+    if importlib.util.find_spec("mlflow") is None:  # the tracking extra is optional
+        raise ValueError("--mlflow needs MLflow: pip install -e '.[tracking]'")
     if option != MLFLOW_DEFAULT:
         return option, None
     if is_uri(experiment):
@@ -161,14 +161,15 @@ class SweepMLflowLogger(MLflowLoggerCallback):
         super().setup(*args, **kwargs)
 
     def log_trial_start(self, trial: Any) -> None:
-        if trial not in self._trial_runs:
+        runs_by_trial = ray_compat.mlflow_trial_runs(self)
+        if trial not in runs_by_trial:
             from mlflow import MlflowClient
 
             runs = MlflowClient(tracking_uri=self.tracking_uri).search_runs(
                 [self._experiment_id], filter_string=f"tags.trial_name = '{trial}'", max_results=1
             )
             if runs:
-                self._trial_runs[trial] = runs[0].info.run_id
+                runs_by_trial[trial] = runs[0].info.run_id
         super().log_trial_start(trial)
 
 
@@ -187,7 +188,7 @@ def mlflow_logger(option: str | None, experiment: str, name: str, tags: Mapping[
 
 AUTO_LOGGERS_ENV = "TUNE_DISABLE_AUTO_CALLBACK_LOGGERS"
 """Ray Tune adds its CSV, JSON and TensorBoard loggers unless this is ``1``; the sweeps
-pass their own of all three kinds (sweeps/common.py, :class:`TensorBoardLogger`)."""
+pass their own of all three kinds (:data:`sweeps.ray_compat.RETRY_SAFE_LOGGERS`, :class:`TensorBoardLogger`)."""
 
 
 def sweep_callbacks(
@@ -223,13 +224,3 @@ def own_loggers_only() -> Iterator[None]:
             os.environ.pop(AUTO_LOGGERS_ENV, None)
         else:
             os.environ[AUTO_LOGGERS_ENV] = before
-
-
-def replace_callbacks(tuner: Any, callbacks: list[LoggerCallback]) -> None:
-    """Give a restored ``Tuner`` this run's callbacks: ``Tuner.restore`` brings back the
-    ones pickled by the experiment's first run, so that a flag added on resume (e.g.
-    ``--mlflow``) would be ignored, and experiments from before :class:`TensorBoardLogger`
-    would get none."""
-    # Private API (Ray 2.60): `Tuner._local_tuner` (a TunerInternal) holds the RunConfig
-    # that fit() reads its callbacks from.
-    tuner._local_tuner.get_run_config().callbacks = callbacks

@@ -34,15 +34,18 @@ from ray.tune.search.optuna import OptunaSearch
 from dartsrenet import results
 from dartsrenet.config import load_preset
 from dartsrenet.paper import MODELS
-from sweeps import common
+from dartsrenet.results import RUN_FOLDER, join_location, write_json
+from sweeps import failure_drill, options, ray_compat, trainable
+from sweeps.errors import EXIT_INCOMPLETE, EXIT_OK, SweepError
+from sweeps.experiment import SweepPlan, resolved_configs, run_plan, run_script
 from sweeps.evaluate_genotypes import load_genotypes, model_cells
 
 SCRIPT = "sweeps/tune_hparams.py"
-METRIC = common.SCHEDULER_SCORE  # ASHA's signal each epoch (val_accuracy; −1 if not finite); the best trial: best_val_accuracy
+METRIC = trainable.SCHEDULER_SCORE  # ASHA's signal each epoch (val_accuracy; −1 if not finite); the best trial: best_val_accuracy
 PRESET_FILE = "best_preset.json"
 
 
-SEARCH_SPACE = common.TUNING_SPACE
+SEARCH_SPACE = trainable.TUNING_SPACE
 
 
 def search_space() -> dict[str, Any]:
@@ -70,8 +73,8 @@ def search_space_corners() -> list[dict[str, Any]]:
 
 
 def default_name(model: str, dataset: str, preset: str, overrides: dict[str, Any], seed: int) -> str:
-    tag = common.dataset_tag(dataset)
-    return f"tune_{model}_{tag}_{common.preset_tag(preset)}{common.overrides_tag(overrides)}_seed{seed}"
+    tag = options.dataset_tag(dataset)
+    return f"tune_{model}_{tag}_{options.preset_tag(preset)}{options.overrides_tag(overrides)}_seed{seed}"
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
@@ -94,42 +97,42 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         "--out", metavar="FILE",
         help=f"where to write the best configuration as a preset (default: the experiment's {PRESET_FILE})",
     )
-    common.add_common_arguments(parser, default_name="tune_<model>_<dataset>_<preset>_seed<seed>")
+    options.add_sweep_arguments(parser, default_name="tune_<model>_<dataset>_<preset>_seed<seed>")
     return parser.parse_args(argv)
 
 
 def plan(args: argparse.Namespace) -> dict[str, Any]:
     """Trial config template, Tune configs and the experiment name (no Ray needed)."""
     if args.num_samples < 1:
-        raise common.SweepError("--num-samples must be at least 1")
-    preset = common.preset_argument(args.preset)
-    overrides = common.sweep_overrides("train", args.overrides, args.data_root)
-    dataset = common.dataset_argument(args.dataset or common.default_dataset("train", preset))
+        raise SweepError("--num-samples must be at least 1")
+    preset = options.preset_argument(args.preset)
+    overrides = options.sweep_overrides("train", args.overrides, args.data_root)
+    dataset = options.dataset_argument(args.dataset or options.default_dataset("train", preset))
     genotypes = load_genotypes(args.genotypes).genotypes if args.model not in ("gru", "lstm") else {}
     cell = model_cells([args.model], genotypes, explicit=True)[args.model]
     base = {"model": args.model, **cell, "dataset": dataset, "seed": args.seed, "preset": preset, "overrides": overrides}
     # Fail here, before Ray, not in every trial: the base config and every corner of the space.
-    common.check_trial_configs("train", [base])
+    configs = trainable.planned_configs("train", preset, overrides, [dataset])
+    trainable.check_trial_configs("train", [base], configs)
     for corner in search_space_corners():
         try:
-            common.check_trial_configs("train", [{**base, **corner}])
-        except common.SweepError as error:
+            trainable.check_trial_configs("train", [{**base, **corner}], configs)
+        except SweepError as error:
             values = ", ".join(f"{name}={value:g}" for name, value in corner.items())
-            raise common.SweepError(f"{error} (at tuned values {values}, a corner of the search space)") from None
-    epochs = common.trial_run_config("train", base, Path(common.RUN_FOLDER)).epochs
-    param_space: dict[str, Any] = {**base, **search_space()}
-    if args.fail_once_at_epoch is not None:
-        param_space["fail_once_at_epoch"] = args.fail_once_at_epoch
-    return common.SweepPlan(
+            raise SweepError(f"{error} (at tuned values {values}, a corner of the search space)") from None
+    base_config = {**base, trainable.PLANNED_CONFIGS_FIELD: configs}
+    epochs = trainable.trial_run_config("train", base_config, Path(RUN_FOLDER)).epochs
+    param_space: dict[str, Any] = {**base_config, **search_space(), **failure_drill.drill_fields(args)}
+    return SweepPlan(
         kind="tune",
         planned=[{**base, "sample": index} for index in range(args.num_samples)],
         param_space=param_space,
         name=args.name or default_name(args.model, dataset, preset, overrides, args.seed),
-        storage=common.storage_location(args.storage),
+        storage=options.storage_location(args.storage),
         details={
             "model": args.model, "dataset": dataset, "preset": preset, "overrides": overrides,
             "num_samples": args.num_samples, "seed": args.seed,
-            "configs": common.resolved_configs("train", preset, overrides, [dataset]),
+            "configs": resolved_configs("train", configs),
             "search_space": search_space_text(),
         },
         epochs=epochs,
@@ -148,20 +151,20 @@ def best_preset(preset: str, dataset: str, best: dict[str, Any], comment: str) -
     return {"comment": comment, **data}
 
 
-def run(args: argparse.Namespace, command: str, sweep: common.SweepPlan) -> int:
+def run(args: argparse.Namespace, command: str, sweep: SweepPlan) -> int:
     """Run the planned tuning and write the best configuration as a preset; returns the exit status."""
     tune_config = tune.TuneConfig(
         metric=METRIC,
         mode="max",
         search_alg=OptunaSearch(seed=args.seed),
-        scheduler=common.StopRecordingASHAScheduler(
+        scheduler=ray_compat.StopRecordingASHAScheduler(
             time_attr="training_iteration", max_t=sweep.epochs, grace_period=min(args.grace_period, sweep.epochs),
             reduction_factor=3,
         ),
         num_samples=args.num_samples,
     )
-    results_grid, _, _ = common.run_plan(
-        sweep, args, command, common.train_trial, tune_config
+    results_grid, _, _ = run_plan(
+        sweep, args, command, trainable.train_trial, tune_config
     )
     try:
         best = results_grid.get_best_result(metric="best_val_accuracy", mode="max", scope="last")
@@ -169,30 +172,30 @@ def run(args: argparse.Namespace, command: str, sweep: common.SweepPlan) -> int:
         best = None
     if best is None or results.finite(best.metrics.get("best_val_accuracy")) is None:
         print("error: no trial reported a validation accuracy; no preset written", file=sys.stderr)
-        return common.EXIT_INCOMPLETE
-    values = {name: best.config[name] for name in common.HPARAM_FIELDS}
+        return EXIT_INCOMPLETE
+    values = {name: best.config[name] for name in trainable.HPARAM_FIELDS}
     details = sweep.details
     comment = (
         f"tune_hparams.py {time.strftime('%Y-%m-%d %H:%M')}: best of {args.num_samples} samples for "
-        f"{details['model']} on {details['dataset']} (preset {common.preset_tag(details['preset'])}, "
+        f"{details['model']} on {details['dataset']} (preset {options.preset_tag(details['preset'])}, "
         f"val accuracy {100 * best.metrics['best_val_accuracy']:.2f}% after {best.metrics.get('epoch')} epochs, "
         f"trial {Path(best.path).name})"
     )
     preset = best_preset(details["preset"], details["dataset"], values, comment)
-    location = args.out or common.join_location(sweep.experiment, PRESET_FILE)
-    common.write_json(location, preset)
+    location = args.out or join_location(sweep.experiment, PRESET_FILE)
+    write_json(location, preset)
     print("best configuration: " + ", ".join(f"{name}={value:.4g}" if isinstance(value, float) else f"{name}={value}"
                                              for name, value in values.items()))
     print(f"  val accuracy {100 * best.metrics['best_val_accuracy']:.2f}% ({Path(best.path).name})")
     print(f"best configuration written as a preset to {location}")
     print(f"use it with: --preset {location}")
-    return common.EXIT_OK
+    return EXIT_OK
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Command-line entry; returns the exit status (0 a preset was written, 1 no trial
     reported, 2 usage or resource error)."""
-    return common.run_script(SCRIPT, argv, parse_args, plan, run)
+    return run_script(SCRIPT, argv, parse_args, plan, run)
 
 
 if __name__ == "__main__":

@@ -5,7 +5,7 @@ for it (starting Ray costs seconds on a small machine) — and shuts it down at 
 It declares 2 CPUs and one *logical* GPU, so the GPU scheduling path (whole and
 fractional GPUs per trial) is exercised on CPU-only machines: trials are given GPU ids
 by Ray, and the sweeps fall back to the CPU because CUDA is not available there
-(sweeps/common.py, ``trial_device``).
+(sweeps/trainable.py, ``trial_device``).
 
 Under CI no test may skip (tests/ci.py): a skip there becomes a failure naming what was
 missing, except for tests marked ``cuda`` when there is no CUDA device.

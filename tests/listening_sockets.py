@@ -1,7 +1,7 @@
 """The listening sockets of a process tree, read from Linux's ``/proc`` (no psutil).
 
 Run as a script (``python -m tests.listening_sockets OUT``) it starts a local Ray the
-way a sweep script without flags does (``common.start_ray``: no cluster to connect to,
+way a sweep script without flags does (``ray_setup.start_ray``: no cluster to connect to,
 so a new local one), runs one Ray Tune
 trial that records, while it runs, every listening socket of this process and all its
 descendants (GCS server, raylet, agents, workers, the trial itself), and writes them
@@ -108,10 +108,10 @@ def _probe_trial(config: dict) -> None:
 def main(out: str) -> None:
     from ray import tune
 
-    from sweeps import common, search_all_variants
+    from sweeps import options, ray_setup, search_all_variants
 
-    args = common.namespace(search_all_variants.build_parser())  # no flags: the default path
-    assert common.start_ray(args)
+    args = options.namespace(search_all_variants.build_parser())  # no flags: the default path
+    assert ray_setup.start_ray(args)
     storage = Path(out).parent / "probe_results"
     tuner = tune.Tuner(
         _probe_trial,

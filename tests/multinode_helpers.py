@@ -40,7 +40,7 @@ import ray._common.utils
 import ray._private.ray_constants as ray_constants
 from ray.cluster_utils import Cluster
 
-from sweeps import common
+from dartsrenet.results import RUN_FOLDER
 
 ROOT = Path(__file__).resolve().parents[1]
 SEARCH_SCRIPT = ROOT / "sweeps" / "search_all_variants.py"
@@ -81,7 +81,7 @@ def trial_folders(experiment: Path) -> list[Path]:
 
 def run_metrics(folder: Path) -> list[dict[str, Any]]:
     """The library's per-epoch metrics of a trial folder (or a node-local working directory)."""
-    return json_lines(folder / common.RUN_FOLDER / "metrics.jsonl")
+    return json_lines(folder / RUN_FOLDER / "metrics.jsonl")
 
 
 # --- waiting ----------------------------------------------------------------------------

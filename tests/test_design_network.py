@@ -16,7 +16,8 @@ from dartsrenet import build_eval_model, count_parameters, results
 from dartsrenet.design_results import finished_outcomes, front_of, with_ordering
 from dartsrenet.design_space import DesignSpace, layouts, paper_cells, parse_count, pareto_front
 from dartsrenet.network_spec import NetworkSpec
-from sweeps import common, design_network
+from sweeps import design_network
+from sweeps.errors import EXIT_OK, EXIT_USAGE
 from tests.fixtures_results import eval_reports, write_sweep, write_trial
 
 VARIANTS = ["vanilla", "sigmoid_weighting", "directional_weight_sharing"]
@@ -80,7 +81,7 @@ def test_bad_arguments_are_refused_before_ray(tmp_path, capsys):
         (["--random", str(tmp_path)], "--random"),
         (["--set", "epochs=0"], "epochs=0 is out of range"),
     ]:
-        assert design_network.main([*argv, *base]) == common.EXIT_USAGE
+        assert design_network.main([*argv, *base]) == EXIT_USAGE
         errors = [line for line in capsys.readouterr().err.splitlines() if line.startswith("error:")]
         assert len(errors) == 1 and message in errors[0], (argv, errors)
     with pytest.raises(SystemExit):
@@ -99,7 +100,7 @@ TINY = [
 
 def test_a_real_sweep_finds_a_front_reevaluates_it_and_resumes(ray_session, tmp_path, capsys):
     argv = [*TINY, "--storage", str(tmp_path), "--name", "design"]
-    assert design_network.main(argv) == common.EXIT_OK
+    assert design_network.main(argv) == EXIT_OK
     out = capsys.readouterr().out
     assert "Pareto front" in out and "re-evaluating" in out
     experiment, reevaluation = tmp_path / "design", tmp_path / "design_reeval"
@@ -118,7 +119,7 @@ def test_a_real_sweep_finds_a_front_reevaluates_it_and_resumes(ray_session, tmp_
 
     summaries = sorted(experiment.glob("*/run/summary.json")) + sorted(reevaluation.glob("*/run/summary.json"))
     stamps = [path.stat().st_mtime_ns for path in summaries]
-    assert design_network.main(argv) == common.EXIT_OK  # resumes: nothing is trained again
+    assert design_network.main(argv) == EXIT_OK  # resumes: nothing is trained again
     out = capsys.readouterr().out
     assert out.count("resuming experiment") == 2
     assert [path.stat().st_mtime_ns for path in summaries] == stamps

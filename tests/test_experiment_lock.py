@@ -17,7 +17,7 @@ import pytest
 
 pytest.importorskip("ray", reason="ray is not installed (pip install -e '.[sweeps]')")
 
-from sweeps import common
+from sweeps.errors import EXIT_USAGE
 from sweeps.experiment_lock import OWNER_FILE, STALE_AFTER_S, ExperimentLockError, experiment_lock
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -95,6 +95,6 @@ def test_sweep_script_on_a_live_experiment_is_refused(holder):
     result = subprocess.run(command, cwd=experiment.parent.parent, env=environment(), capture_output=True, text=True,
                             timeout=300, check=False)
     errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
-    assert result.returncode == common.EXIT_USAGE, result.stdout[-2000:] + result.stderr[-2000:]
+    assert result.returncode == EXIT_USAGE, result.stdout[-2000:] + result.stderr[-2000:]
     assert len(errors) == 1 and f"pid {process.pid}" in errors[0] and socket.gethostname() in errors[0], errors
     assert sorted(path.name for path in experiment.iterdir()) == [".driver.json", ".driver.lock"]

@@ -1,4 +1,4 @@
-"""Sweeps over ``imagefolder:PATH`` datasets (sweeps/common.py: ``dataset_argument``,
+"""Sweeps over ``imagefolder:PATH`` datasets (sweeps/options.py: ``dataset_argument``,
 ``dataset_tag``): the path is made absolute and checked while the sweep is planned, the
 experiment and trial folders are named after the image folder's own name, and the
 analysis finds the experiments.
@@ -21,7 +21,9 @@ pytest.importorskip("ray", reason="ray is not installed (pip install -e '.[sweep
 from analysis import draw_cells, make_table
 from analysis.results import FINISHED, find_experiments, load_trials
 from dartsrenet import results
-from sweeps import common, evaluate_genotypes, random_baseline, search_all_variants, tune_hparams
+from sweeps import evaluate_genotypes, random_baseline, search_all_variants, tune_hparams
+from sweeps.errors import EXIT_USAGE
+from sweeps.experiment import trial_dirname
 from tests.fixtures_data import write_imagefolder
 
 TINY = ["--set", "channels=4", "--set", "epochs=2", "--set", "limit=96", "--set", "batch_size=16"]
@@ -70,7 +72,7 @@ def test_a_bad_image_folder_is_one_line_before_ray_starts(pets, tmp_path, capsys
     status = search_all_variants.main(
         ["--dataset", spec, "--storage", str(storage), "--address", "nowhere:1", *COMMON]
     )
-    assert status == common.EXIT_USAGE  # --address is never used: refused while planning
+    assert status == EXIT_USAGE  # --address is never used: refused while planning
     (line,) = capsys.readouterr().err.strip().splitlines()
     assert line.startswith(f"error: dataset {spec}: ") and message.format(tmp=tmp_path) in line
     assert not storage.exists()
@@ -81,7 +83,7 @@ def test_trial_folders_are_named_after_the_image_folder():
         trial_id = "abc12_00000"
         config = {"model": "gru", "dataset": "imagefolder:/data/sets/pets", "seed": 0}
 
-    assert common.trial_dirname(Trial()) == "gru_pets_seed0_abc12_00000"
+    assert trial_dirname(Trial()) == "gru_pets_seed0_abc12_00000"
 
 
 def test_search_and_evaluation_sweeps_over_an_image_folder(ray_session, pets, tmp_path, capsys):

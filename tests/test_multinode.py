@@ -8,7 +8,7 @@ the ``demo`` preset made tiny. Every wait is for an event in a file, with a gene
 timeout that fails with the sweep's output.
 
 * A worker node dies (its raylet and every process under it SIGKILLed) after the trial
-  on it reported epoch 1, held there by the sweeps' test hook: Ray retries the trial on the other node from the epoch-1
+  on it reported epoch 1, held there by the sweeps' failure drill: Ray retries the trial on the other node from the epoch-1
   checkpoint, and the experiment ends with exactly the per-epoch metrics and selection
   of an unfaulted run.
 * The driver is SIGKILLed mid-sweep: the same command again completes the sweep, the
@@ -33,7 +33,7 @@ pytestmark = pytest.mark.skipif(
     not Path("/proc/self/stat").is_file(), reason="finds a node's processes through Linux's /proc"
 )
 
-from sweeps import common
+from dartsrenet.results import RUN_FOLDER
 from tests.multinode_helpers import (
     FinishedTrialWatcher,
     LocalCluster,
@@ -89,7 +89,7 @@ def two_workers(cluster):
 def test_worker_node_death_retries_the_trial_on_the_other_node(two_workers, tmp_path):
     """Same command twice, one run unfaulted; in the other the node running the trial dies
     while the trial, its epoch-1 checkpoint registered by the driver, is held before epoch 2
-    (the test hook ``--hold-once-after-epoch``; the retry on the other node is not held)."""
+    (the failure drill ``--drill-hold-once-after-epoch``; the retry on the other node is not held)."""
     cluster = two_workers
     arguments = ["--variants", "vanilla", "--num-seeds", "1", "--max-failures", "1", *DEMO,
                  "--set", "epochs=3", "--set", "limit=96"]
@@ -102,7 +102,7 @@ def test_worker_node_death_retries_the_trial_on_the_other_node(two_workers, tmp_
 
     log = tmp_path / "faulty.log"
     process = start(
-        search_command(cluster.address, tmp_path, "faulty", [*arguments, "--hold-once-after-epoch", "1", str(held)]),
+        search_command(cluster.address, tmp_path, "faulty", [*arguments, "--drill-hold-once-after-epoch", "1", str(held)]),
         log,
     )
     try:
@@ -220,7 +220,7 @@ def kept_files(experiment: Path, names: Iterable[str]) -> dict[str, tuple[bytes,
     """``result.json`` and the run folder's ``metrics.jsonl`` of each named trial, as bytes."""
     return {
         name: ((experiment / name / "result.json").read_bytes(),
-               (experiment / name / common.RUN_FOLDER / "metrics.jsonl").read_bytes())
+               (experiment / name / RUN_FOLDER / "metrics.jsonl").read_bytes())
         for name in names
     }
 

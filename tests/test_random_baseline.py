@@ -19,7 +19,8 @@ from analysis.results import FAILED, FINISHED, load_trials, read_experiment
 from dartsrenet import results
 from dartsrenet.genotypes import sample_genotypes
 from dartsrenet.variants import VARIANTS
-from sweeps import common, evaluate_genotypes, random_baseline
+from sweeps import evaluate_genotypes, random_baseline
+from sweeps.errors import EXIT_USAGE
 
 TINY = ["--set", "channels=4", "--set", "epochs=2", "--set", "limit=96", "--set", "batch_size=16"]
 SHARED = ["--preset", "demo", "--datasets", "digits", "--gpus-per-trial", "0", "--verbose", "0", *TINY]
@@ -122,7 +123,7 @@ def test_the_same_draws_for_every_variant():
     ],
 )
 def test_bad_arguments_are_one_line_before_ray(tmp_path, capsys, argv, message):
-    assert random_baseline.main([*argv, "--storage", str(tmp_path), "--preset", "demo"]) == common.EXIT_USAGE
+    assert random_baseline.main([*argv, "--storage", str(tmp_path), "--preset", "demo"]) == EXIT_USAGE
     errors = capsys.readouterr().err.strip().splitlines()
     assert len(errors) == 1 and errors[0].startswith("error:") and message in errors[0]
     assert list(tmp_path.iterdir()) == []  # nothing written

@@ -3,7 +3,7 @@
 The probe (``tests/listening_sockets.py``) runs a sweep's Ray start without flags in a
 fresh process whose environment carries neither ``RAY_ADDRESS`` nor the single-machine
 switch that ``conftest.py`` sets for the test session, so what is checked is what
-``common.start_ray`` itself does when there is no cluster to connect to. It lists every
+``ray_setup.start_ray`` itself does when there is no cluster to connect to. It lists every
 listening socket of every process of the Ray it started, while a Tune trial runs.
 """
 

@@ -8,7 +8,8 @@ import pytest
 
 pytest.importorskip("ray", reason="ray is not installed (pip install -e '.[sweeps]')")
 
-from sweeps import common, evaluate_genotypes, random_baseline, search_all_variants, stages, study
+from sweeps import evaluate_genotypes, random_baseline, search_all_variants, stages, study
+from sweeps.errors import EXIT_USAGE
 
 
 def test_the_study_plans_every_arm(tmp_path):
@@ -29,7 +30,7 @@ def test_the_study_plans_every_arm(tmp_path):
 
 
 def test_a_bad_override_stops_the_study_before_ray(tmp_path, capsys):
-    assert study.main(["--out", str(tmp_path / "study"), "--set", "colour=red"]) == common.EXIT_USAGE
+    assert study.main(["--out", str(tmp_path / "study"), "--set", "colour=red"]) == EXIT_USAGE
     errors = capsys.readouterr().err.strip().splitlines()
     assert len(errors) == 1 and errors[0].startswith("error:") and "colour" in errors[0]
     assert not (tmp_path / "study").exists()

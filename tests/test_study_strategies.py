@@ -6,7 +6,8 @@ import pytest
 
 pytest.importorskip("ray", reason="ray is not installed (pip install -e '.[sweeps]')")
 
-from sweeps import common, study
+from sweeps import study
+from sweeps.errors import EXIT_USAGE
 
 
 def test_every_strategy_gets_a_vanilla_search_and_an_evaluation(tmp_path):
@@ -29,7 +30,7 @@ def test_every_strategy_gets_a_vanilla_search_and_an_evaluation(tmp_path):
 
 
 def test_an_unknown_strategy_stops_the_study_before_ray(tmp_path, capsys):
-    assert study.main(["--out", str(tmp_path / "study"), "--strategies", "gdas,enas"]) == common.EXIT_USAGE
+    assert study.main(["--out", str(tmp_path / "study"), "--strategies", "gdas,enas"]) == EXIT_USAGE
     errors = capsys.readouterr().err.strip().splitlines()
     assert len(errors) == 1 and "enas" in errors[0] and "sdarts_rs" in errors[0]
     assert not (tmp_path / "study").exists()

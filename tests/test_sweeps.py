@@ -30,7 +30,11 @@ from analysis.tables import results_table, search_summary
 from dartsrenet import results
 from dartsrenet.config import resolve_config
 from dartsrenet.genotypes import Genotype
-from sweeps import common, demo, evaluate_genotypes, search_all_variants, tune_hparams
+from sweeps import (
+    demo, evaluate_genotypes, failure_drill, ray_compat, resources, search_all_variants, trainable, tune_hparams,
+)
+from sweeps.errors import EXIT_USAGE, SweepError
+from sweeps.experiment import prepare_experiment
 from tests.fixtures_results import (
     SEARCH_EXPECTED_SELECTION,
     make_eval_experiment,
@@ -114,7 +118,7 @@ def test_search_sweep_writes_marker_and_selection(search_sweep):
         genotype = Genotype.from_dict(selected["genotype"])
         assert genotype.to_string() == selected["genotype_string"] == seed["genotype_string"]
         # The run folder of the library is synced into the trial folder.
-        run = search_sweep / selected["trial"] / common.RUN_FOLDER
+        run = search_sweep / selected["trial"] / results.RUN_FOLDER
         summary = json.loads((run / "summary.json").read_text())
         assert summary["variant"] == variant and summary["genotype_string"] == genotype.to_string()
         assert summary["best_val_accuracy"] == pytest.approx(selected["best_val_accuracy"])
@@ -186,7 +190,7 @@ def test_failed_trial_is_retried_from_its_checkpoint(search_sweep, tmp_path, mon
     copy is emptied just before the restarted trial restores it."""
     import torch
 
-    restore = common._DriverCopyFirst._restore_from_remote
+    restore = ray_compat._DriverCopyFirst._restore_from_remote
     stale: list[str] = []
 
     def restore_from_lagging_storage(self, file_name, trial):
@@ -196,15 +200,15 @@ def test_failed_trial_is_retried_from_its_checkpoint(search_sweep, tmp_path, mon
             stale.append(file_name)
         restore(self, file_name, trial)
 
-    monkeypatch.setattr(common._DriverCopyFirst, "_restore_from_remote", restore_from_lagging_storage)
+    monkeypatch.setattr(ray_compat._DriverCopyFirst, "_restore_from_remote", restore_from_lagging_storage)
     trial_args = ["--variants", "vanilla", "--num-seeds", "1", "--gpus-per-trial", "0.5", *SEARCH,
                   "--set", "device=cpu"]
     status = search_all_variants.main(
-        [*trial_args, "--max-failures", "1", "--fail-once-at-epoch", "1", "--storage", str(tmp_path), "--name", "faulty"]
+        [*trial_args, "--max-failures", "1", "--drill-fail-once-at-epoch", "1", "--storage", str(tmp_path), "--name", "faulty"]
     )
     assert status == 0
     (faulty,) = trial_dirs(tmp_path / "faulty")
-    assert (faulty / common.FAULT_MARKER).is_file(), "the fault was not injected"
+    assert (faulty / failure_drill.FAULT_MARKER).is_file(), "the fault was not injected"
     assert (faulty / "error.txt").is_file(), "Ray did not record the failure"
     assert stale == ["result.json"], "the retried trial did not restore Ray's log"
     faulty_reports = reports(faulty)
@@ -241,12 +245,11 @@ def test_retry_safe_loggers_hook_into_rays_restore():
 
     assert "_restore_from_remote(" in inspect.getsource(JsonLoggerCallback.log_trial_start)
     assert "_restore_from_remote(" in inspect.getsource(CSVLoggerCallback._setup_trial)
-    assert {base for logger in common.RETRY_SAFE_LOGGERS for base in logger.__mro__} >= {
+    assert {base for logger in ray_compat.RETRY_SAFE_LOGGERS for base in logger.__mro__} >= {
         JsonLoggerCallback, CSVLoggerCallback
     }
-    for logger in common.RETRY_SAFE_LOGGERS:
-        assert logger._restore_from_remote is common._DriverCopyFirst._restore_from_remote
-    assert results.RUN_FOLDER == common.RUN_FOLDER  # where the analysis looks for the run folder
+    for logger in ray_compat.RETRY_SAFE_LOGGERS:
+        assert logger._restore_from_remote is ray_compat._DriverCopyFirst._restore_from_remote
 
 
 # --- scripts as subprocesses with their own Ray -------------------------------------
@@ -311,7 +314,7 @@ def test_gpu_request_without_gpus_fails_fast(tmp_path):
         "--gpus-per-trial", "1", "--storage", str(tmp_path), *SEARCH,
     ]
     result = subprocess.run(command, check=False, cwd=tmp_path, env=subprocess_env(), capture_output=True, text=True, timeout=120)
-    assert result.returncode == common.EXIT_USAGE
+    assert result.returncode == EXIT_USAGE
     assert "--gpus-per-trial 1 asks for a GPU, but the Ray cluster has none" in result.stderr
     # fails fast, before Tune starts: no experiment (the timeout above only stops a hang)
     assert not any(tmp_path.glob("search_*")), "no experiment may be created"
@@ -338,7 +341,7 @@ def test_bad_config_values_are_refused_before_ray_starts(tmp_path, case):
     args += ["--out", str(storage / "demo")] if script.endswith("demo.py") else ["--storage", str(storage)]
     result = subprocess.run([sys.executable, str(ROOT / script), *args], check=False, cwd=tmp_path,
                             env=subprocess_env(), capture_output=True, text=True, timeout=120)
-    assert result.returncode == common.EXIT_USAGE, result.stdout[-2000:] + result.stderr[-2000:]
+    assert result.returncode == EXIT_USAGE, result.stdout[-2000:] + result.stderr[-2000:]
     errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
     assert len(errors) == 1 and named in errors[0], result.stderr
     assert "Ray" not in result.stdout + result.stderr, "Ray was started"
@@ -405,12 +408,12 @@ def test_tune_hparams_writes_a_preset_that_resolves(ray_session, tmp_path):
     preset = json.loads(out.read_text())
     params = [json.loads((trial / "params.json").read_text()) for trial in trial_dirs(tmp_path / "tune")]
     assert len(params) == 2 and all(p["model"] == "gru" for p in params)
-    tuned = {name: preset["train"][name] for name in common.HPARAM_FIELDS}
-    assert tuned in [{name: p[name] for name in common.HPARAM_FIELDS} for p in params]
+    tuned = {name: preset["train"][name] for name in trainable.HPARAM_FIELDS}
+    assert tuned in [{name: p[name] for name in trainable.HPARAM_FIELDS} for p in params]
 
     config = resolve_config("train", str(out))
     assert config.dataset == "digits" and config.channels == 32  # the demo preset underneath
-    assert {name: getattr(config, name) for name in common.HPARAM_FIELDS} == tuned
+    assert {name: getattr(config, name) for name in trainable.HPARAM_FIELDS} == tuned
     assert resolve_config("search", str(out)).dataset == "digits"
     assert json.loads((tmp_path / "tune" / "sweep.json").read_text())["kind"] == "tune"
 
@@ -441,18 +444,18 @@ def test_trials_that_asha_stopped_are_stopped_early_not_unfinished(ray_session, 
 def test_check_resources():
     cpu_only = [{"CPU": 2.0, "GPU": 0.0}]
     gpu_node = [{"CPU": 8.0, "GPU": 1.0}]
-    common.check_resources(1, 0, cpu_only, autoscale=False)
-    common.check_resources(2, 0.5, gpu_node, autoscale=False)
-    common.check_resources(1, 1, cpu_only, autoscale=True)  # the autoscaler will add GPU nodes
-    with pytest.raises(common.SweepError, match="has none"):
-        common.check_resources(1, 0.25, cpu_only, autoscale=False)
-    with pytest.raises(common.SweepError, match="no node"):
-        common.check_resources(4, 0, cpu_only, autoscale=False)
-    with pytest.raises(common.SweepError, match="no node"):
-        common.check_resources(1, 2, gpu_node, autoscale=False)
-    with pytest.raises(common.SweepError, match="whole number"):
-        common.check_resources(1, 1.5, gpu_node, autoscale=True)
-    assert common.default_gpus_per_trial(cpu_only) == 0 and common.default_gpus_per_trial(gpu_node) == 1
+    resources.check_resources(1, 0, cpu_only, autoscale=False)
+    resources.check_resources(2, 0.5, gpu_node, autoscale=False)
+    resources.check_resources(1, 1, cpu_only, autoscale=True)  # the autoscaler will add GPU nodes
+    with pytest.raises(SweepError, match="has none"):
+        resources.check_resources(1, 0.25, cpu_only, autoscale=False)
+    with pytest.raises(SweepError, match="no node"):
+        resources.check_resources(4, 0, cpu_only, autoscale=False)
+    with pytest.raises(SweepError, match="no node"):
+        resources.check_resources(1, 2, gpu_node, autoscale=False)
+    with pytest.raises(SweepError, match="whole number"):
+        resources.check_resources(1, 1.5, gpu_node, autoscale=True)
+    assert resources.default_gpus_per_trial(cpu_only) == 0 and resources.default_gpus_per_trial(gpu_node) == 1
 
 
 def test_selection_takes_best_finished_seed_ties_to_lower_seed():
@@ -483,17 +486,17 @@ def test_script_runs_alone_as_ray_submit_uploads_it(tmp_path, script):
     (home / script).write_text((ROOT / "sweeps" / script).read_text())
     result = subprocess.run([sys.executable, script, "--set", "colour=red", "--storage", str(tmp_path / "results")],
                             check=False, cwd=home, env=subprocess_env(), capture_output=True, text=True, timeout=120)
-    assert result.returncode == common.EXIT_USAGE, result.stderr[-2000:]
+    assert result.returncode == EXIT_USAGE, result.stderr[-2000:]
     errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
     assert len(errors) == 1 and "colour" in errors[0], result.stderr[-2000:]
 
 
 def test_bad_arguments_fail_before_ray(tmp_path, capsys):
-    assert search_all_variants.main(["--set", "seed=3", "--storage", str(tmp_path), *SEARCH]) == common.EXIT_USAGE
+    assert search_all_variants.main(["--set", "seed=3", "--storage", str(tmp_path), *SEARCH]) == EXIT_USAGE
     assert "set by the sweep" in capsys.readouterr().err
-    assert search_all_variants.main(["--set", "colour=red", "--storage", str(tmp_path)]) == common.EXIT_USAGE
+    assert search_all_variants.main(["--set", "colour=red", "--storage", str(tmp_path)]) == EXIT_USAGE
     assert "colour" in capsys.readouterr().err
-    assert evaluate_genotypes.main(["--genotypes", str(tmp_path), "--storage", str(tmp_path)]) == common.EXIT_USAGE
+    assert evaluate_genotypes.main(["--genotypes", str(tmp_path), "--storage", str(tmp_path)]) == EXIT_USAGE
     assert "selected_genotypes.json" in capsys.readouterr().err
 
 
@@ -510,20 +513,20 @@ def test_resuming_refuses_another_plan_or_changed_config(tmp_path):
     experiment = str(tmp_path / "search")
     planned = [{"variant": "vanilla", "seed": 0, "dataset": "digits", "preset": "demo", "overrides": {}}]
     configs = {"digits": {"epochs": 4, "channels": 16}}
-    assert common.prepare_experiment(experiment, "search", planned, "cmd", {"configs": configs}) is False
+    assert prepare_experiment(experiment, "search", planned, "cmd", {"configs": configs}) is False
     marker = json.loads((tmp_path / "search" / "sweep.json").read_text())
     assert marker["planned"] == planned and marker["configs"] == configs and len(marker["runs"]) == 1
 
-    common.prepare_experiment(experiment, "search", planned, "cmd", {"configs": configs})  # same: accepted
+    prepare_experiment(experiment, "search", planned, "cmd", {"configs": configs})  # same: accepted
     assert len(json.loads((tmp_path / "search" / "sweep.json").read_text())["runs"]) == 2
-    with pytest.raises(common.SweepError, match="planned differently"):
-        common.prepare_experiment(experiment, "search", [{**planned[0], "seed": 1}], "cmd", {"configs": configs})
-    with pytest.raises(common.SweepError, match="digits: epochs 4 → 6"):
-        common.prepare_experiment(experiment, "search", planned, "cmd", {"configs": {"digits": {"epochs": 6, "channels": 16}}})
+    with pytest.raises(SweepError, match="planned differently"):
+        prepare_experiment(experiment, "search", [{**planned[0], "seed": 1}], "cmd", {"configs": configs})
+    with pytest.raises(SweepError, match="digits: epochs 4 → 6"):
+        prepare_experiment(experiment, "search", planned, "cmd", {"configs": {"digits": {"epochs": 6, "channels": 16}}})
 
 
 def test_scheduler_score_ranks_a_non_finite_epoch_last():
     """ASHA and Optuna need a number every epoch; an epoch with null validation metrics ranks last."""
-    assert common.scheduler_score({"val_accuracy": 0.75, "val_finite": True}) == 0.75
-    assert common.scheduler_score({"val_accuracy": None, "val_loss": None, "val_finite": False}) == -1.0
-    assert common.scheduler_score({"val_accuracy": 0.0, "val_finite": True}) == 0.0
+    assert trainable.scheduler_score({"val_accuracy": 0.75, "val_finite": True}) == 0.75
+    assert trainable.scheduler_score({"val_accuracy": None, "val_loss": None, "val_finite": False}) == -1.0
+    assert trainable.scheduler_score({"val_accuracy": 0.0, "val_finite": True}) == 0.0

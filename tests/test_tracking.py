@@ -18,7 +18,7 @@ event_accumulator = pytest.importorskip(
     "tensorboard.backend.event_processing.event_accumulator", reason="tensorboard is not installed (pip install -e '.[tracking]')"
 )
 
-from sweeps import common, search_all_variants, tracking
+from sweeps import options, search_all_variants, tracking
 
 TINY = ["--set", "channels=4", "--set", "epochs=2", "--set", "limit=96", "--set", "batch_size=16"]
 VARIANTS = ("vanilla", "sigmoid_weighting")
@@ -115,7 +115,7 @@ def test_mlflow_flag_parses_with_and_without_uri():
     assert parser.parse_args([]).mlflow is None
     assert parser.parse_args(["--mlflow"]).mlflow == tracking.MLFLOW_DEFAULT
     assert parser.parse_args(["--mlflow", "http://host:5000"]).mlflow == "http://host:5000"
-    assert common.namespace(parser).mlflow is None
+    assert options.namespace(parser).mlflow is None
 
 
 class TrialStandIn:

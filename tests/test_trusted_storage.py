@@ -15,7 +15,10 @@ import pytest
 
 pytest.importorskip("ray", reason="ray is not installed (pip install -e '.[sweeps]')")
 
-from sweeps import common, trusted_storage
+from sweeps import experiment as sweep_experiment
+from sweeps import trainable, trusted_storage
+from sweeps.errors import EXIT_USAGE, SweepError
+from sweeps.experiment import prepare_experiment
 
 ROOT = Path(__file__).resolve().parents[1]
 PLANNED = [{"variant": "vanilla", "seed": 0, "dataset": "digits", "preset": "demo", "overrides": {}}]
@@ -33,8 +36,8 @@ class Canary:
 
 def run_experiment(experiment: Path) -> None:
     """The sweeps' entry to an experiment, up to where Ray would read its state."""
-    common.run_experiment(
-        trainable=common.search_trial, param_space={}, planned=PLANNED, kind="search",
+    sweep_experiment.run_experiment(
+        trainable=trainable.search_trial, param_space={}, planned=PLANNED, kind="search",
         storage=str(experiment.parent), name=experiment.name, resources={"cpu": 1, "gpu": 0},
         max_failures=0, command="test", log=lambda line: None,
     )
@@ -45,7 +48,7 @@ def test_ray_state_without_our_marker_is_never_unpickled(tmp_path):
     experiment.mkdir()
     canary = tmp_path / "canary"
     (experiment / "tuner.pkl").write_bytes(pickle.dumps(Canary(canary)))
-    with pytest.raises(common.SweepError) as refused:
+    with pytest.raises(SweepError) as refused:
         run_experiment(experiment)
     message = str(refused.value)
     assert "\n" not in message and "holds Ray Tune state but no sweep.json" in message and "--name" in message
@@ -67,7 +70,7 @@ def test_a_damaged_marker_is_one_line(tmp_path, text, problem):
     experiment = tmp_path / "exp"
     experiment.mkdir()
     (experiment / "sweep.json").write_text(text)
-    with pytest.raises(common.SweepError) as refused:
+    with pytest.raises(SweepError) as refused:
         run_experiment(experiment)
     message = str(refused.value)
     assert "\n" not in message and f"{experiment / 'sweep.json'} {problem}" in message
@@ -75,7 +78,7 @@ def test_a_damaged_marker_is_one_line(tmp_path, text, problem):
 
 def test_a_marker_the_sweeps_wrote_is_accepted(tmp_path):
     experiment = str(tmp_path / "exp")
-    assert common.prepare_experiment(experiment, "search", PLANNED, "cmd", {}) is False
+    assert prepare_experiment(experiment, "search", PLANNED, "cmd", {}) is False
     marker = trusted_storage.existing_marker(experiment)
     assert trusted_storage.marker_problem(marker) is None and marker["planned"] == PLANNED
 
@@ -93,7 +96,7 @@ def read_only_command(folder: Path, command: list[str]) -> list[str]:
 
 def test_resume_in_a_read_only_folder_is_one_line_naming_it(tmp_path):
     experiment = tmp_path / "results" / "exp"
-    assert common.prepare_experiment(str(experiment), "search", PLANNED, "cmd", {}) is False
+    assert prepare_experiment(str(experiment), "search", PLANNED, "cmd", {}) is False
     before = (experiment / "sweep.json").read_text()
     command = [sys.executable, str(ROOT / "sweeps" / "search_all_variants.py"), "--num-cpus", "1",
                "--gpus-per-trial", "0", "--storage", str(experiment.parent), "--name", experiment.name,
@@ -107,6 +110,6 @@ def test_resume_in_a_read_only_folder_is_one_line_naming_it(tmp_path):
         for path in [experiment, *experiment.rglob("*")]:
             path.chmod(path.stat().st_mode | 0o200)
     errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
-    assert result.returncode == common.EXIT_USAGE, result.stdout[-2000:] + result.stderr[-2000:]
+    assert result.returncode == EXIT_USAGE, result.stdout[-2000:] + result.stderr[-2000:]
     assert len(errors) == 1 and str(experiment) in errors[0] and "Traceback" not in result.stderr, result.stderr[-2000:]
     assert (experiment / "sweep.json").read_text() == before
