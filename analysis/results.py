@@ -25,6 +25,7 @@ import pandas as pd
 
 from dartsrenet.results import (
     DEFAULT_RESULTS_ROOT,
+    DIVERGED,
     ERROR_FILE,
     FAILED,
     FINISHED,
@@ -57,7 +58,7 @@ from dartsrenet.results import (
 )
 
 __all__ = [
-    "DEFAULT_RESULTS_ROOT", "FAILED", "FINISHED", "KINDS", "MISSING", "STATUSES", "STOPPED_EARLY", "SWEEP_MARKER",
+    "DEFAULT_RESULTS_ROOT", "DIVERGED", "FAILED", "FINISHED", "KINDS", "MISSING", "STATUSES", "STOPPED_EARLY", "SWEEP_MARKER",
     "UNFINISHED", "Experiment", "ExperimentNotFoundError", "config_column", "evaluations_of", "find_experiments",
     "invalid_result", "latest_experiment", "load_history", "load_trials", "read_experiment", "read_json_lines",
     "unique_trials",
@@ -214,7 +215,7 @@ def unique_trials(trials: pd.DataFrame, keys: Iterable[str]) -> pd.DataFrame:
     keys = [key for key in keys if key in trials]
     if not keys or trials.empty:
         return trials
-    rank = {FINISHED: 0, UNFINISHED: 1, STOPPED_EARLY: 2, FAILED: 3, MISSING: 4}
+    rank = {FINISHED: 0, DIVERGED: 1, UNFINISHED: 2, STOPPED_EARLY: 3, FAILED: 4, MISSING: 5}
     mtime = trials["mtime"] if "mtime" in trials else pd.Series(math.nan, index=trials.index)
     ordered = trials.assign(
         _rank=trials["status"].map(rank).fillna(len(rank)),

@@ -31,7 +31,7 @@ from typing import Any
 
 import pandas as pd
 
-from analysis.results import FAILED, FINISHED, MISSING, STOPPED_EARLY, UNFINISHED, config_column, unique_trials
+from analysis.results import DIVERGED, FAILED, FINISHED, MISSING, STOPPED_EARLY, UNFINISHED, config_column, unique_trials
 from dartsrenet import paper, results
 
 DATASET_ORDER: tuple[str, ...] = ("cifar10", "svhn")
@@ -60,6 +60,7 @@ RESULTS_COLUMNS: tuple[str, ...] = (
     "n_finished",
     "n_planned",
     "n_failed",
+    "n_diverged",
     "n_unfinished",
     "n_stopped_early",
     "n_missing",
@@ -75,6 +76,7 @@ SEARCH_COLUMNS: tuple[str, ...] = (
     "n_finished",
     "n_planned",
     "n_failed",
+    "n_diverged",
     "n_unfinished",
     "n_stopped_early",
     "n_missing",
@@ -127,6 +129,7 @@ def _status_counts(statuses: pd.Series) -> dict[str, int]:
         "n_finished": int((statuses == FINISHED).sum()),
         "n_planned": int(len(statuses)),
         "n_failed": int((statuses == FAILED).sum()),
+        "n_diverged": int((statuses == DIVERGED).sum()),
         "n_unfinished": int((statuses == UNFINISHED).sum()),
         "n_stopped_early": int((statuses == STOPPED_EARLY).sum()),
         "n_missing": int((statuses == MISSING).sum()),
@@ -226,12 +229,12 @@ def format_accuracy(mean: float, std: float, n_finished: int) -> str:
 
 def format_seeds(record: Mapping[str, Any]) -> str:
     """``"3/5 (1 failed, 1 not started)"``: finished/planned, then what became of the rest,
-    from a table record's ``n_finished``, ``n_planned``, ``n_failed``, ``n_unfinished``,
+    from a table record's ``n_finished``, ``n_planned``, ``n_failed``, ``n_diverged``, ``n_unfinished``,
     ``n_stopped_early`` and ``n_missing`` counts."""
     notes = [
         f"{record[column]} {label}"
         for column, label in (
-            ("n_failed", "failed"), ("n_unfinished", "unfinished"), ("n_stopped_early", "stopped early"),
+            ("n_failed", "failed"), ("n_diverged", "diverged"), ("n_unfinished", "unfinished"), ("n_stopped_early", "stopped early"),
             ("n_missing", "not started"),
         )
         if record[column]
@@ -331,7 +334,7 @@ def search_summary(trials: pd.DataFrame) -> pd.DataFrame:
 
 
 def failure_lines(trials: pd.DataFrame, fields: Iterable[str]) -> list[str]:
-    """One line per failed trial: ``"cifar10 vanilla seed 3 (<trial folder>): <why>"``.
+    """One line per failed or diverged trial: ``"cifar10 vanilla seed 3 (<trial folder>): <why>"``.
 
     Args:
         trials: :func:`analysis.results.load_trials` rows.
@@ -340,7 +343,7 @@ def failure_lines(trials: pd.DataFrame, fields: Iterable[str]) -> list[str]:
     if trials.empty or "status" not in trials:
         return []
     lines = []
-    for _, row in trials[trials["status"] == FAILED].iterrows():
+    for _, row in trials[trials["status"].isin([FAILED, DIVERGED])].iterrows():
         name = " ".join(
             f"seed {row[config_column(field)]}" if field == "seed" else str(row[config_column(field)])
             for field in fields

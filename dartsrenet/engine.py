@@ -45,10 +45,10 @@ from torch.utils.data import DataLoader
 
 from dartsrenet.cells import model_backend
 from dartsrenet.config import Config
-from dartsrenet.results.contract import CHECKPOINT_FILE
+from dartsrenet.results.contract import CHECKPOINT_FILE, DIVERGED_FILE
 from dartsrenet.runs import (
-    CheckpointError, JsonViews, NonFiniteOutputError, RunFolder, code_revision, library_versions, load_checkpoint,
-    resolve_device,
+    CheckpointError, JsonViews, NonFiniteLossError, NonFiniteOutputError, RunFolder, code_revision, library_versions,
+    load_checkpoint, resolve_device, write_json,
 )
 from dartsrenet.steps import select_device
 from dartsrenet.selection_rule import SelectionRule
@@ -109,14 +109,22 @@ def run_phase(
     """Run (or resume) a phase in the run folder ``config.out``; returns the summary.
 
     The folder is checked to be writable and the device resolved before ``build_phase(device)``
-    reads any data or builds the model.
+    reads any data or builds the model. A run that ends because its numbers stopped being
+    finite (:class:`~dartsrenet.runs.NonFiniteLossError`, :class:`~dartsrenet.runs.NonFiniteOutputError`)
+    leaves ``diverged.json`` (the error) in its folder before the error is raised.
     """
     RunFolder(config.out).check_writable()
     device = resolve_device(config.device)
     select_device(device)
     phase = build_phase(device)
     engine = RunEngine(phase.kind, config, phase.stateful, report, resume_from, log, views=phase.views)
-    return engine.run(phase, device)
+    try:
+        return engine.run(phase, device)
+    except (NonFiniteLossError, NonFiniteOutputError) as error:
+        # The run diverged: record it beside the records that led there, so the sweeps and
+        # the analysis tell it from a crash (results contract: ``diverged``), then raise.
+        write_json(engine.folder.path / DIVERGED_FILE, {"error": type(error).__name__, "message": str(error)})
+        raise
 
 
 class RunEngine:

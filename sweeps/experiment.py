@@ -324,15 +324,18 @@ def stopped_early_trials(experiment: str) -> frozenset[str]:
 
 def result_status(result: Any, stopped_early: Iterable[str] = ()) -> str:
     """A Ray result in the results contract's words (:func:`dartsrenet.results.trial_status`):
-    ``finished`` (final report seen), ``failed``, ``stopped early`` (its trial folder is
-    in ``stopped_early``: the scheduler stopped it), ``unfinished`` (reported, then
+    ``finished`` (final report seen), ``diverged`` (it raised and its run folder says its
+    numbers stopped being finite), ``failed``, ``stopped early`` (its trial folder is in
+    ``stopped_early``: the scheduler stopped it), ``unfinished`` (reported, then
     interrupted) or ``missing`` (never reported)."""
     metrics = result.metrics or {}
+    failed = result.error is not None
     return results.trial_status(
         finished=metrics.get("finished") is True,
-        failed=result.error is not None,
+        failed=failed,
         reported=bool(metrics),
         stopped_early=Path(str(result.path)).name in set(stopped_early),
+        diverged=failed and results.read_divergence(str(result.path)) is not None,
     )
 
 
@@ -347,7 +350,8 @@ def summarize(
     results_grid: tune.ResultGrid, name: str, stopped_early: Iterable[str] = (), log: Callable[[str], None] = print
 ) -> int:
     """Print what became of the trials; returns the exit status (1 if running the same
-    command again would continue some trial: unfinished, failed or never started).
+    command again would continue some trial: unfinished, failed or never started; a
+    diverged trial would only diverge again, so it is listed but does not count).
 
     Args:
         stopped_early: trial folder names the scheduler stopped (:func:`stopped_early_trials`).
@@ -357,6 +361,8 @@ def summarize(
     for result, status in zip(results_grid, statuses, strict=True):
         if status == results.FAILED:
             log(f"  failed: {Path(result.path).name}: {error_line(result)}")
+        elif status == results.DIVERGED:
+            log(f"  diverged: {Path(result.path).name}: {results.read_divergence(str(result.path))}")
     if not results.resumable(statuses):
         return EXIT_OK
     log("not every trial finished: run the same command again to resume the experiment")

@@ -44,6 +44,13 @@ SUPERNET_SELECTION_FILE = "selection.json"
 (RSWS, DARTS-PT): how it was chosen."""
 
 
+DIVERGED_FILE = "diverged.json"
+"""File of a run folder whose run ended because its numbers stopped being finite (a loss,
+or every validation epoch's outputs): the error's type and message. Such a run is
+``diverged`` (:data:`DIVERGED`), not ``failed``: the model, its settings and its seed lead
+there, and running it again leads there again."""
+
+
 def method_file(file_name: str, method: str) -> str:
     """``genotype-rsws.json``: a run-folder file of a selection run later with ``method``
     (:func:`dartsrenet.strategies.selection.select_on_run`), beside the run's own ``genotype.json``."""
@@ -92,12 +99,15 @@ ACCURACY_FIELDS: tuple[str, ...] = ("train_accuracy", "val_accuracy", "best_val_
 
 # --- trial statuses ------------------------------------------------------------------
 
-FINISHED, FAILED, UNFINISHED, STOPPED_EARLY, MISSING = (
-    "finished", "failed", "unfinished", "stopped early", "missing"
+FINISHED, DIVERGED, FAILED, UNFINISHED, STOPPED_EARLY, MISSING = (
+    "finished", "diverged", "failed", "unfinished", "stopped early", "missing"
 )
-STATUSES: tuple[str, ...] = (FINISHED, FAILED, UNFINISHED, STOPPED_EARLY, MISSING)
+STATUSES: tuple[str, ...] = (FINISHED, DIVERGED, FAILED, UNFINISHED, STOPPED_EARLY, MISSING)
 """What became of a planned trial: ``finished`` (its run wrote its summary);
-``failed`` (it raised, or its records are not a result); ``unfinished`` (running, or
+``diverged`` (its run ended because its loss or all its validation outputs stopped being
+finite, :data:`DIVERGED_FILE`: an outcome of the configuration and seed, which running it
+again repeats — never a metric, and nothing to resume); ``failed`` (it raised for another
+reason, or its records are not a result); ``unfinished`` (running, or
 interrupted — running the same sweep command again resumes it); ``stopped early`` (a
 scheduler such as ASHA stopped it on purpose: nothing to resume); ``missing`` (planned,
 but never started)."""
@@ -107,7 +117,9 @@ STOPPED_EARLY_FIELD = "stopped_early"
 purpose (Ray's own trial status says ``TERMINATED`` for those and for interrupted ones alike)."""
 
 
-def trial_status(*, finished: bool, failed: bool, reported: bool, stopped_early: bool = False) -> str:
+def trial_status(
+    *, finished: bool, failed: bool, reported: bool, stopped_early: bool = False, diverged: bool = False
+) -> str:
     """The one place that names what became of a trial (:data:`STATUSES`).
 
     Args:
@@ -116,9 +128,12 @@ def trial_status(*, finished: bool, failed: bool, reported: bool, stopped_early:
         reported: it reported at least one epoch (or has a trial folder).
         stopped_early: the sweep's scheduler stopped it (listed in ``sweep.json``'s
             :data:`STOPPED_EARLY_FIELD`).
+        diverged: its run folder holds :data:`DIVERGED_FILE`.
     """
     if finished:
         return FINISHED
+    if diverged:
+        return DIVERGED
     if failed:
         return FAILED
     if stopped_early and reported:

@@ -13,6 +13,8 @@ from typing import Any
 
 from dartsrenet.results.contract import (
     ACCURACY_FIELDS,
+    DIVERGED,
+    DIVERGED_FILE,
     ERROR_FILE,
     FAILED,
     METRICS_FILE,
@@ -68,6 +70,15 @@ def read_summary(trial_dir: str | Path) -> dict[str, Any] | None:
     """The run folder's ``summary.json`` (written when the run finished), or ``None``."""
     summary = read_json(join_location(trial_dir, RUN_FOLDER, SUMMARY_FILE))
     return summary if isinstance(summary, dict) else None
+
+
+def read_divergence(trial_dir: str | Path) -> str | None:
+    """``"NonFiniteLossError: …"`` from the run folder's :data:`DIVERGED_FILE`, or ``None``
+    when the run did not diverge (or the file does not say how)."""
+    record = read_json(join_location(trial_dir, RUN_FOLDER, DIVERGED_FILE))
+    if not isinstance(record, dict):
+        return None
+    return f"{record.get('error', 'diverged')}: {record.get('message', '')}".rstrip(": ")
 
 
 def read_error(trial_dir: str | Path) -> str | None:
@@ -147,6 +158,7 @@ def trial_state(
 
     Status (:func:`trial_status`): ``finished`` when the run folder has ``summary.json``
     (a trial that failed, was retried by Ray and then finished counts as finished); else
+    ``diverged`` when the run folder has :data:`DIVERGED_FILE` (its line is the error); else
     ``failed`` when Ray wrote ``error.txt``; else ``stopped early`` when the experiment
     says so (``stopped_early``); else ``unfinished``. Records that are not a
     result (:func:`invalid_result`) make any trial ``failed``, with the reason as its
@@ -155,6 +167,9 @@ def trial_state(
     history = read_history(trial_dir)
     summary = read_summary(trial_dir)
     error = read_error(trial_dir)
+    divergence = read_divergence(trial_dir) if summary is None else None
+    if divergence is not None:  # its records may hold the non-finite epochs that led there
+        return DIVERGED, divergence, history, summary
     reason = invalid_result(history, summary)
     if reason is not None:
         return FAILED, reason, history, summary
