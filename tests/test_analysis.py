@@ -172,6 +172,7 @@ NOT_A_RESULT = {
     "percent, not fraction": ({"test_accuracy": 97.5}, None, "summary.json: test_accuracy is 97.5, not a fraction in [0, 1]"),
     "NaN in metrics.jsonl": ({}, ("val_accuracy", math.nan), "metrics.jsonl epoch 2: val_accuracy is NaN, not a fraction in [0, 1]"),
     "null in metrics.jsonl": ({}, ("train_accuracy", None), "metrics.jsonl epoch 2: train_accuracy is null (not a number), not a fraction in [0, 1]"),
+    "null validation not marked": ({}, ("val_accuracy", None), "metrics.jsonl epoch 2: val_accuracy is null (not a number), not a fraction in [0, 1]"),
 }
 
 
@@ -195,6 +196,19 @@ def test_records_that_are_not_fractions_make_a_failed_trial_with_the_reason(tmp_
     assert make_table.main(["--eval", str(experiment_dir)]) == 0
     err = capsys.readouterr().err
     assert f"note: failed trial exp: svhn gru seed 1 ({trials.loc[1, 'trial']}): {reason}" in err.splitlines()
+
+
+def test_an_epoch_marked_not_finite_leaves_a_finished_run_a_result(tmp_path):
+    """The run records an epoch whose validation outputs were not finite as null with
+    ``val_finite: false`` and never selects it (docs/architecture.md §6.4): a result."""
+    experiment_dir = tmp_path / "exp"
+    config = eval_config("svhn", "gru", 0)
+    write_sweep(experiment_dir, "eval", [config], 1.0)
+    reports = eval_reports(0.9, 4_790_000)
+    reports[1].update(val_accuracy=None, val_loss=None, val_finite=False)
+    write_trial(experiment_dir, 0, config, reports)
+    trials = load_trials(read_experiment(experiment_dir))
+    assert trials["status"].tolist() == [FINISHED] and trials.loc[0, "error"] is None
 
 
 def test_unparsable_genotype_is_never_the_selected_cell(tmp_path):

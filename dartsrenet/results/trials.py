@@ -124,7 +124,9 @@ def invalid_result(history: list[dict[str, Any]], summary: Mapping[str, Any] | N
     """Why a run's records are not a result, or ``None`` if they are.
 
     Every accuracy (:data:`ACCURACY_FIELDS`) in ``metrics.jsonl`` must be a finite
-    fraction in [0, 1]; a finished run's ``summary.json`` must have such a
+    fraction in [0, 1], except the ``null`` validation accuracy of an epoch the run marked
+    ``val_finite: false`` (its outputs were not finite: recorded as null and never
+    selected, docs/architecture.md §6.4); a finished run's ``summary.json`` must have such a
     ``best_val_accuracy`` (and ``test_accuracy`` for an evaluation run), and a search
     run's ``genotype_string`` must parse as a genotype.
 
@@ -134,6 +136,8 @@ def invalid_result(history: list[dict[str, Any]], summary: Mapping[str, Any] | N
     """
     for record in history:
         for name in ACCURACY_FIELDS:
+            if name == "val_accuracy" and record.get("val_finite") is False and record[name] is None:
+                continue  # an epoch whose validation outputs were not finite: null, never selected
             if name in record and (problem := fraction_problem(name, record[name])) is not None:
                 return f"{METRICS_FILE} epoch {record['epoch']}: {problem}"
     if summary is None:
