@@ -328,7 +328,9 @@ BAD_INPUT = {
 }
 
 
-def run_all_at_once(commands: dict[str, tuple[list[str], Path]], timeout: float = 180) -> dict[str, tuple[int, str, str]]:
+def run_all_at_once(
+    commands: dict[str, tuple[list[str], Path]], timeout: float = 180
+) -> dict[str, tuple[int, str, str]]:
     """Run each ``name: (argv, cwd)`` as a process, all at the same time (most of each one's
     time is importing torch and Ray, which the machine's cores share out); returns each
     one's (exit status, stdout, stderr)."""
