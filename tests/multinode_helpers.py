@@ -46,6 +46,17 @@ ROOT = Path(__file__).resolve().parents[1]
 SEARCH_SCRIPT = ROOT / "sweeps" / "search_all_variants.py"
 LOOPBACK = "127.0.0.1"
 """Every node of the test cluster listens on the loopback address only: no traffic leaves this machine."""
+NODE_HEALTH_CHECKS = {
+    "health_check_initial_delay_ms": 1000,
+    "health_check_period_ms": 1000,
+    "health_check_timeout_ms": 5000,
+    "health_check_failure_threshold": 3,
+}
+"""Ray's node health checks (its ``_system_config``, read by the head node's GCS): a killed
+node's raylet refuses the checks at once, so it is declared dead after 3 failed checks a
+second apart instead of Ray's default of 5 checks 3 s apart — the tests that kill nodes
+wait that much less. A live node, even one starved of CPU, still has 5 s to answer each
+of 3 checks in a row."""
 
 T = TypeVar("T")
 
@@ -226,6 +237,7 @@ class LocalCluster:
                 initialize_head=True,
                 head_node_args={
                     "num_cpus": 0, "temp_dir": str(head_dir), "include_dashboard": False, "node_ip_address": LOOPBACK,
+                    "_system_config": NODE_HEALTH_CHECKS,
                 },
             )
             self.head_dir = head_dir

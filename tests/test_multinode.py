@@ -15,7 +15,7 @@ timeout that fails with the sweep's output.
   trials that had finished are not started again and their files stay as they were,
   and the interrupted trial continues from a checkpoint.
 * The head node dies (and the driver on it): the same command on a new cluster with the
-  same storage does the same (slow: two clusters of its own).
+  same storage does the same (slow: a cluster of its own to lose, then the module's).
 """
 
 from __future__ import annotations
@@ -87,19 +87,17 @@ def two_workers(cluster):
 
 
 def test_worker_node_death_retries_the_trial_on_the_other_node(two_workers, tmp_path):
-    """Same command twice, one run unfaulted; in the other the node running the trial dies
-    while the trial, its epoch-1 checkpoint registered by the driver, is held before epoch 2
-    (the failure drill ``--drill-hold-once-after-epoch``; the retry on the other node is not held)."""
+    """Same command twice at once, one run unfaulted; in the other the node running the trial
+    dies while the trial, its epoch-1 checkpoint registered by the driver, is held before
+    epoch 2 (the failure drill ``--drill-hold-once-after-epoch``; the retry on the other node is not
+    held). The two sweeps' trials run side by side, one per node; the retry waits for the
+    unfaulted trial to free the surviving node."""
     cluster = two_workers
     arguments = ["--variants", "vanilla", "--num-seeds", "1", "--max-failures", "1", *DEMO,
                  "--set", "epochs=3", "--set", "limit=96"]
     held = tmp_path / "held"
-    clean = subprocess.run(
-        search_command(cluster.address, tmp_path, "clean", arguments), cwd=tmp_path, env=script_environment(),
-        capture_output=True, text=True, timeout=300, check=False,
-    )
-    assert clean.returncode == 0, clean.stdout[-3000:] + clean.stderr[-3000:]
-
+    clean_log = tmp_path / "clean.log"
+    clean = start(search_command(cluster.address, tmp_path, "clean", arguments), clean_log)
     log = tmp_path / "faulty.log"
     process = start(
         search_command(cluster.address, tmp_path, "faulty", [*arguments, "--drill-hold-once-after-epoch", "1", str(held)]),
@@ -118,8 +116,11 @@ def test_worker_node_death_retries_the_trial_on_the_other_node(two_workers, tmp_
                             "the driver to take in the trial's epoch-1 report", process=process, log=log)
         cluster.kill_worker(victim)
         output = finish(process, log)
+        clean_output = finish(clean, clean_log)
     finally:
         stop(process)
+        stop(clean)
+    assert clean.returncode == 0, clean_output[-4000:]
     assert epochs(taken_in) == [1], f"reports taken in before the kill: {epochs(taken_in)}"
     assert epochs(run_metrics(first_workdir)) == [1], "epoch 2 must not have finished on the killed node"
     assert process.returncode == 0, output[-4000:]
@@ -175,15 +176,16 @@ def test_killed_driver_rerun_keeps_finished_trials(two_workers, tmp_path):
 
 
 @pytest.mark.slow
-def test_head_node_death_then_a_new_cluster_resumes_the_sweep(tmp_path):
+def test_head_node_death_then_a_new_cluster_resumes_the_sweep(two_workers, tmp_path):
     """The head node dies, and the driver with it (it runs there): the cluster is lost.
-    The same command on a new cluster with the same storage completes the sweep."""
-    experiment = tmp_path / "sweep"
+    The same command on a new cluster with the same storage completes the sweep: the
+    module's cluster, which never saw this experiment (named apart from the other tests')."""
+    experiment = tmp_path / "lost"
     log = tmp_path / "first.log"
     first = LocalCluster(workers=2)
     process = None
     try:
-        process = start(search_command(first.address, tmp_path, "sweep", THREE_TRIALS), log)
+        process = start(search_command(first.address, tmp_path, "lost", THREE_TRIALS), log)
         finished, interrupted = wait_for(FinishedTrialWatcher(experiment), WATCHED, process=process, log=log)
         process.send_signal(signal.SIGKILL)
         first.kill_head()
@@ -193,15 +195,13 @@ def test_head_node_death_then_a_new_cluster_resumes_the_sweep(tmp_path):
         first.shutdown()
     kept = kept_files(experiment, finished)
 
-    second = LocalCluster(workers=2)
-    try:
-        rerun = subprocess.run(
-            search_command(second.address, tmp_path, "sweep", THREE_TRIALS), cwd=tmp_path,
-            env=script_environment(), capture_output=True, text=True, timeout=300, check=False,
-        )
-        started_again = {name for name in finished if trial_workdirs(second, "sweep", name)}
-    finally:
-        second.shutdown()
+    second = two_workers
+    assert not any(second.working_dirs(node, "lost") for node in second.workers)
+    rerun = subprocess.run(
+        search_command(second.address, tmp_path, "lost", THREE_TRIALS), cwd=tmp_path,
+        env=script_environment(), capture_output=True, text=True, timeout=300, check=False,
+    )
+    started_again = {name for name in finished if trial_workdirs(second, "lost", name)}
     assert rerun.returncode == 0, rerun.stdout[-3000:] + rerun.stderr[-3000:]
     assert "resuming experiment" in rerun.stdout
     assert not started_again, f"finished trials started again: {sorted(started_again)}"

@@ -331,21 +331,48 @@ BAD_INPUT = {
 }
 
 
-@pytest.mark.parametrize("case", BAD_INPUT)
-def test_bad_config_values_are_refused_before_ray_starts(tmp_path, case):
+def run_all_at_once(
+    commands: dict[str, tuple[list[str], Path]], timeout: float = 180
+) -> dict[str, tuple[int, str, str]]:
+    """Run each ``name: (argv, cwd)`` as a process, all at the same time (most of each one's
+    time is importing torch and Ray, which the machine's cores share out); returns each
+    one's (exit status, stdout, stderr)."""
+    processes = {}
+    try:
+        for name, (argv, cwd) in commands.items():
+            processes[name] = subprocess.Popen(argv, cwd=cwd, env=subprocess_env(), stdout=subprocess.PIPE,
+                                               stderr=subprocess.PIPE, text=True)
+        results = {}
+        for name, process in processes.items():
+            stdout, stderr = process.communicate(timeout=timeout)
+            results[name] = (process.returncode, stdout, stderr)
+        return results
+    finally:
+        for process in processes.values():
+            if process.poll() is None:
+                process.kill()
+                process.wait()
+
+
+def test_bad_config_values_are_refused_before_ray_starts(tmp_path):
     """Every planned trial's config is built while planning: one `error:` line, exit 2,
-    no Ray started and no experiment written — not every trial failing three times."""
-    argv, named = BAD_INPUT[case]
-    script, *args = argv
-    storage = tmp_path / "results"
-    args += ["--out", str(storage / "demo")] if script.endswith("demo.py") else ["--storage", str(storage)]
-    result = subprocess.run([sys.executable, str(ROOT / script), *args], check=False, cwd=tmp_path,
-                            env=subprocess_env(), capture_output=True, text=True, timeout=120)
-    assert result.returncode == EXIT_USAGE, result.stdout[-2000:] + result.stderr[-2000:]
-    errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
-    assert len(errors) == 1 and named in errors[0], result.stderr
-    assert "Ray" not in result.stdout + result.stderr, "Ray was started"
-    assert not storage.exists(), "no experiment may be written"
+    no Ray started and no experiment written — not every trial failing three times.
+    Every case of BAD_INPUT, each its own process, run side by side."""
+    commands, storages = {}, {}
+    for case, (argv, _) in BAD_INPUT.items():
+        script, *args = argv
+        folder = tmp_path / f"case{len(commands)}"
+        folder.mkdir()
+        storages[case] = storage = folder / "results"
+        args += ["--out", str(storage / "demo")] if script.endswith("demo.py") else ["--storage", str(storage)]
+        commands[case] = ([sys.executable, str(ROOT / script), *args], folder)
+    for case, (returncode, stdout, stderr) in run_all_at_once(commands).items():
+        named = BAD_INPUT[case][1]
+        assert returncode == EXIT_USAGE, (case, stdout[-2000:] + stderr[-2000:])
+        errors = [line for line in stderr.splitlines() if line.startswith("error:")]
+        assert len(errors) == 1 and named in errors[0], (case, stderr)
+        assert "Ray" not in stdout + stderr, f"{case}: Ray was started"
+        assert not storages[case].exists(), f"{case}: no experiment may be written"
 
 
 def test_selection_skips_seeds_that_are_not_results(tmp_path, capsys):
@@ -475,20 +502,26 @@ def test_selection_takes_best_finished_seed_ties_to_lower_seed():
     assert variants["sigmoid_weighting"]["selected"] is None
 
 
-@pytest.mark.parametrize("script", ["search_all_variants.py", "evaluate_genotypes.py", "tune_hparams.py", "random_baseline.py"])
-def test_script_runs_alone_as_ray_submit_uploads_it(tmp_path, script):
+SUBMITTED_SCRIPTS = ["search_all_variants.py", "evaluate_genotypes.py", "tune_hparams.py", "random_baseline.py"]
+
+
+def test_script_runs_alone_as_ray_submit_uploads_it(tmp_path):
     """`ray submit cluster.yaml sweeps/X.py` copies X.py alone into the head node's home,
     beside the checkout folder ~/dartsrenet, and runs it there: it imports the installed
-    packages (no sys.path edits) and plans the sweep (here: refuses a bad --set at once)."""
-    home = tmp_path / "home"
-    home.mkdir()
-    (home / "dartsrenet").symlink_to(ROOT, target_is_directory=True)  # the file_mounts checkout
-    (home / script).write_text((ROOT / "sweeps" / script).read_text())
-    result = subprocess.run([sys.executable, script, "--set", "colour=red", "--storage", str(tmp_path / "results")],
-                            check=False, cwd=home, env=subprocess_env(), capture_output=True, text=True, timeout=120)
-    assert result.returncode == EXIT_USAGE, result.stderr[-2000:]
-    errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
-    assert len(errors) == 1 and "colour" in errors[0], result.stderr[-2000:]
+    packages (no sys.path edits) and plans the sweep (here: refuses a bad --set at once).
+    Every script of SUBMITTED_SCRIPTS, each in a home of its own, run side by side."""
+    commands = {}
+    for script in SUBMITTED_SCRIPTS:
+        home = tmp_path / script.removesuffix(".py") / "home"
+        home.mkdir(parents=True)
+        (home / "dartsrenet").symlink_to(ROOT, target_is_directory=True)  # the file_mounts checkout
+        (home / script).write_text((ROOT / "sweeps" / script).read_text())
+        commands[script] = ([sys.executable, script, "--set", "colour=red", "--storage", str(home.parent / "results")],
+                            home)
+    for script, (returncode, _, stderr) in run_all_at_once(commands).items():
+        assert returncode == EXIT_USAGE, (script, stderr[-2000:])
+        errors = [line for line in stderr.splitlines() if line.startswith("error:")]
+        assert len(errors) == 1 and "colour" in errors[0], (script, stderr[-2000:])
 
 
 def test_bad_arguments_fail_before_ray(tmp_path, capsys):
