@@ -16,6 +16,10 @@ search or an evaluation on ``digits`` in well under a minute on 2 CPU cores), ``
 JSON file with the same shape (``{"search": {...}, "train": {...}, "datasets":
 {"svhn": {"train": {...}}}}``) is accepted wherever a preset name is, e.g. the best
 configuration written by ``sweeps/tune_hparams.py``.
+
+Why one module of ~590 lines: the fields, their presets and the check of every field's
+range and relevance (:func:`validate_config`) change together whenever a field is added,
+and read best side by side; dataset names live apart in :mod:`dartsrenet.dataset_names`.
 """
 
 from __future__ import annotations
