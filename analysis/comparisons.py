@@ -1,11 +1,11 @@
-"""Comparison tables with intervals and p-values (analysis/statistics.py): searched cells
+"""Comparison tables with intervals and p-values (analysis/significance.py): searched cells
 against the GRU/LSTM baselines, search strategies against each other, and how well a
 weight-sharing supernet ranks the random control's genotypes (Kendall τ).
 
 Inputs are trial DataFrames (:func:`analysis.results.load_trials`); accuracies are test
 accuracies in %, finished trials only, one value per seed (a repeated trial counts once,
 :func:`analysis.results.unique_trials`). Evaluations of different cells share their seeds
-(0 … n−1), so two cells are compared paired by seed (:func:`analysis.statistics.compare_by_seed`).
+(0 … n−1), so two cells are compared paired by seed (:func:`analysis.significance.compare_by_seed`).
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ import pandas as pd
 
 from analysis.control import genotype_accuracies
 from analysis.results import FINISHED, config_column, unique_trials
-from analysis.statistics import Comparison, compare_by_seed, format_comparison, kendall_tau
+from analysis.significance import Comparison, compare_by_seed, format_comparison, kendall_tau
 from analysis.tables import DATASET_ORDER, MISSING_VALUE, dataset_label, model_label, numeric_column, ordered_values
 
 BASELINES = ("gru", "lstm")
@@ -35,7 +35,7 @@ COMPARISON_NOTE = (
     "A − B: difference of the mean test accuracies, paired by training seed where both have at least two "
     "seeds in common (n = pairs), else unpaired; 95 % bootstrap interval (10,000 resamples, seed 0) and "
     "two-sided permutation p-value (exact when all rearrangements fit in 20,000); not distinguishable where "
-    "the interval contains 0 (analysis/statistics.py)."
+    "the interval contains 0 (analysis/significance.py)."
 )
 
 KENDALL_COLUMNS: tuple[str, ...] = ("strategy", "variant", "k", "kendall_tau", "p_value")

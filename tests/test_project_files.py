@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import ast
 import re
+import sys
 from pathlib import Path
 
 import pytest
@@ -188,6 +189,17 @@ def test_scripts_never_edit_sys_path(folder):
         if "sys.path" in line
     ]
     assert not offenders, f"{folder}/ must import installed packages, not edit sys.path: {offenders}"
+
+
+@pytest.mark.parametrize("folder", ["sweeps", "analysis", "benchmarks"])
+def test_no_script_folder_module_hides_a_standard_library_module(folder):
+    """``python analysis/x.py`` puts analysis/ first on the import path: a module there named
+    like a standard-library one (``statistics.py``) would replace it for every import —
+    ours, torch's, Ray's — in that process."""
+    clashes = sorted(
+        str(path.relative_to(ROOT)) for path in (ROOT / folder).glob("*.py") if path.stem in sys.stdlib_module_names
+    )
+    assert not clashes, f"rename these, they hide standard-library modules when a script here runs: {clashes}"
 
 
 # --- layering: no Ray in the library or the analysis ------------------------------

@@ -1,4 +1,4 @@
-"""analysis.statistics against values computed by hand on fixed numbers."""
+"""analysis.significance against values computed by hand on fixed numbers."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import math
 
 import pytest
 
-from analysis.statistics import (
+from analysis.significance import (
     bootstrap_interval,
     compare,
     compare_by_seed,
