@@ -14,7 +14,7 @@ from dartsrenet.cells import backends
 from dartsrenet.kernels import native_build
 from dartsrenet.kernels.native import NATIVE
 from dartsrenet.kernels.protocol import CheckedKernels, KernelBackend, KernelInputError, NormArguments
-from dartsrenet.kernels.triton import TRITON
+from dartsrenet.kernels.triton_backend import TRITON
 
 HIDDEN, BATCH, EPS = 6, 5, 1e-5
 KERNEL_METHODS = [

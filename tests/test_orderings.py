@@ -153,10 +153,10 @@ def test_native_backend_equals_eager_for_every_ordering(ordering, variant):
 def interpreted_triton(monkeypatch):
     """TRITON_INTERPRET=1 for the test (as tests/test_triton_kernels.py): Triton kernels on the CPU."""
     pytest.importorskip("triton", reason="triton is not installed: the triton backend is optional")
-    from dartsrenet.kernels import triton as triton_kernels
+    from dartsrenet.kernels import triton_backend as triton_kernels
 
     monkeypatch.setenv("TRITON_INTERPRET", "1")
-    assert triton_kernels.interpreted(), "dartsrenet.kernels.triton was first called without TRITON_INTERPRET=1"
+    assert triton_kernels.interpreted(), "dartsrenet.kernels.triton_backend was first called without TRITON_INTERPRET=1"
 
 
 @pytest.mark.parametrize("ordering", sorted(ORDERINGS))

@@ -25,9 +25,9 @@ pytest.importorskip("triton", reason="triton is not installed: the triton backen
 
 from dartsrenet.activations import get_activation  # noqa: E402
 from dartsrenet.cells.maths import mixed_node  # noqa: E402
-from dartsrenet.kernels import triton as triton_kernels  # noqa: E402
+from dartsrenet.kernels import triton_backend as triton_kernels  # noqa: E402
 from dartsrenet.kernels.protocol import ACTIVATION_CODES, SEARCH_PRIMITIVES, NormArguments  # noqa: E402
-from dartsrenet.kernels.triton import TRITON  # noqa: E402
+from dartsrenet.kernels.triton_backend import TRITON  # noqa: E402
 from dartsrenet.kernels.triton_layout import layout  # noqa: E402
 from tests.cell_comparison import assert_same_cell_results  # noqa: E402
 from tests.test_fused_nodes import TOLERANCE, eager_node  # noqa: E402
@@ -61,7 +61,7 @@ def interpreted_kernels():
     its library's jit functions.)"""
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("TRITON_INTERPRET", "1")
-        assert triton_kernels.interpreted(), "dartsrenet.kernels.triton was first called without TRITON_INTERPRET=1"
+        assert triton_kernels.interpreted(), "dartsrenet.kernels.triton_backend was first called without TRITON_INTERPRET=1"
         yield
 
 
@@ -582,7 +582,7 @@ from triton.backends.compiler import GPUTarget
 from triton.compiler import ASTSource
 from torch._subclasses.fake_tensor import FakeTensorMode
 from torch.fx.experimental.proxy_tensor import make_fx
-from dartsrenet.kernels import triton as t
+from dartsrenet.kernels import triton_backend as t
 from dartsrenet.kernels.protocol import NormArguments
 from dartsrenet.kernels.triton_layout import tile_shape
 

@@ -1,4 +1,4 @@
-"""backend=auto picks Triton only where the installed torch and triton have what the kernels need (dartsrenet/kernels/triton.py, dartsrenet/cells/backends.py)."""
+"""backend=auto picks Triton only where the installed torch and triton have what the kernels need (dartsrenet/kernels/triton_backend.py, dartsrenet/cells/backends.py)."""
 
 import warnings
 
@@ -7,7 +7,7 @@ import torch
 
 from dartsrenet.cells import backends
 from dartsrenet.cells.backends import BackendError, resolve_backend
-from dartsrenet.kernels import triton as triton_kernels
+from dartsrenet.kernels import triton_backend as triton_kernels
 
 pytest.importorskip("triton", reason="the check reads triton's attributes")
 

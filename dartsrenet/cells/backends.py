@@ -6,12 +6,12 @@ Backends (``docs/design.md`` has the figures behind the choice):
   on any device and dtype. The reference every other backend is tested against.
 * ``native`` — fused C kernels for the CPU (:mod:`dartsrenet.kernels.native`): one
   autograd node per sweep (:mod:`dartsrenet.cells.fused_sweep`).
-* ``triton`` — the same fused sweeps with Triton kernels (:mod:`dartsrenet.kernels.triton`)
+* ``triton`` — the same fused sweeps with Triton kernels (:mod:`dartsrenet.kernels.triton_backend`)
   for CUDA GPUs; on a CPU only under ``TRITON_INTERPRET=1`` (the tests).
 * ``auto`` — by device: ``native`` on the CPU, ``triton`` on CUDA, ``eager`` elsewhere;
   ``eager`` (with one warning saying why) where the chosen one cannot run — no C compiler,
   no Triton, a torch or triton too old for the kernels
-  (:func:`~dartsrenet.kernels.triton.triton_stack_problem`, checked once and logged),
+  (:func:`~dartsrenet.kernels.triton_backend.triton_stack_problem`, checked once and logged),
   ``DARTSRENET_NATIVE=0``, or a cell with activations the kernels lack.
 
 A backend named explicitly that cannot run, or does not cover the cell's activations, is
@@ -37,7 +37,7 @@ from torch import Tensor, nn
 
 from dartsrenet.kernels.native import NATIVE
 from dartsrenet.kernels.protocol import ACTIVATION_CODES, KernelBackend
-from dartsrenet.kernels.triton import TRITON
+from dartsrenet.kernels.triton_backend import TRITON
 
 BACKENDS = ("auto", "eager", "native", "triton")
 """The backend names a model or config accepts."""

@@ -5,7 +5,7 @@
   backend runs (:class:`CheckedKernels`);
 * :mod:`~dartsrenet.kernels.native` — the C kernels for the CPU (``dartsrenet/csrc``), built
   and loaded by :mod:`~dartsrenet.kernels.native_build`;
-* :mod:`~dartsrenet.kernels.triton` — the Triton kernels for CUDA, with their device code
+* :mod:`~dartsrenet.kernels.triton_backend` — the Triton kernels for CUDA, with their device code
   (:mod:`~dartsrenet.kernels.triton_device`), custom ops (:mod:`~dartsrenet.kernels.triton_ops`)
   and grids (:mod:`~dartsrenet.kernels.triton_layout`).
 

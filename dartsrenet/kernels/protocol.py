@@ -3,7 +3,7 @@
 A DARTS node and its BatchNorm, ``y = BN(s + σ(c) ⊙ (f(ĥ) − s))`` with [c, ĥ] = s·W
 (paper eq. 5), and the search cell's mixed node (eq. 8) are each one kernel forward and
 one backward. :class:`KernelBackend` declares them with their exact signatures;
-:mod:`dartsrenet.kernels.native` (C, CPU) and :mod:`dartsrenet.kernels.triton` (CUDA)
+:mod:`dartsrenet.kernels.native` (C, CPU) and :mod:`dartsrenet.kernels.triton_backend` (CUDA)
 implement them, and the fused sweeps (:mod:`dartsrenet.cells.fused_sweep`) call nothing
 else. ``dartsrenet/csrc/node_kernels_body.h`` spells out the maths both implement.
 

@@ -5,7 +5,7 @@ sigmoid 2, identity 3.
 
 Importing this module imports Triton and compiles nothing; ``triton.jit`` reads there
 whether the kernels run in Triton's interpreter (``TRITON_INTERPRET=1``), so
-:mod:`dartsrenet.kernels.triton` imports it (through :mod:`dartsrenet.kernels.triton_ops`)
+:mod:`dartsrenet.kernels.triton_backend` imports it (through :mod:`dartsrenet.kernels.triton_ops`)
 only at the first kernel call. The device code uses none of the ``triton.jit`` functions of
 Triton's own library, such as ``tl.sum``: those are compiled or interpreted as set when
 triton was first imported (``torch._dynamo`` imports it), which this module does not control.

@@ -8,7 +8,7 @@ arguments too, so that tests can run many small blocks. An absent optional tenso
 reaches a kernel as None (never read: its HAS_* flag is off), not as a stand-in tensor:
 a stand-in aliasing a written argument would confuse torch.compile's functionalisation.
 
-Imported by :mod:`dartsrenet.kernels.triton` at the first kernel call (it imports Triton).
+Imported by :mod:`dartsrenet.kernels.triton_backend` at the first kernel call (it imports Triton).
 """
 
 from __future__ import annotations

@@ -123,7 +123,7 @@ def _load() -> None:
         if _STATE["loaded"]:
             return
         if not triton_available():
-            raise RuntimeError("dartsrenet.kernels.triton: Triton is not installed (pip install triton)")
+            raise RuntimeError("dartsrenet.kernels.triton_backend: Triton is not installed (pip install triton)")
         import triton
 
         interpret = bool(triton.knobs.runtime.interpret)
