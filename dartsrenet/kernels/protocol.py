@@ -127,7 +127,7 @@ def strides(tensor: Tensor | None, axes: int = 2) -> tuple[int, ...]:
 class CheckedKernels(ABC):
     """The public side of :class:`KernelBackend`: every argument checked, then the backend's
     ``_node_forward``, ``_node_backward``, ``_mixed_forward``, ``_mixed_backward`` called with
-    the same arguments (``out`` and ``scratch`` allocated where not given)."""
+    the same arguments (``out`` allocated where not given)."""
 
     name = "kernels"
 
