@@ -100,8 +100,8 @@ def _triton_mixed_backward(
     row_splits: int,
 ) -> Tensor:  # fmt: skip
     _, count, rows, hidden = sources.shape
-    grid = grid(hidden, block_columns, row_splits)
-    partial = sources.new_empty(grid[0] * grid[1] * grid[2], count, 4)  # dw_jf per program
+    directions, blocks, ranges = grid(hidden, block_columns, row_splits)
+    partial = sources.new_empty(directions * blocks * ranges, count, 4)  # dw_jf per program
     _triton_mixed_backward_accumulate(
         grad, out, sources, projection, weights, batch_stats, statistics, grad_sources, grad_projection, partial,
         False, block_rows, block_columns, row_splits,
