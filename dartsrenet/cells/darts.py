@@ -1,5 +1,9 @@
 """The DARTS cells: derived (paper eq. 3–6) and search (eq. 7–8), over one input node.
 
+Why over 500 lines: both cells, α and the hoisted input node they share
+(:class:`_HoistedInputNode`) belong together; the fused sweeps they call are in
+:mod:`~dartsrenet.cells.fused_sweep`.
+
 Both compute node states with :func:`~dartsrenet.cells.maths.node_update`, so the search
 cell with one-hot mixing weights *is* the derived cell. The BatchNorms inside the
 recurrence keep statistics per time step (:class:`~dartsrenet.cells.norms.DirectionalBatchNorm`),
