@@ -19,7 +19,8 @@ Times one forward + backward sweep (the first ReNet layer's horizontal sweep, as
 * ``eager sweep``: today's sweep in eager PyTorch (+ the input projection hoisted out of the
   recurrence);
 * ``fused kernels``: today's sweep as it runs by default on a CPU, with the C kernels of
-  ``dartsrenet/fused_nodes.py`` (one autograd node per sweep);
+  ``dartsrenet/kernels/native.py`` run by ``dartsrenet/cells/fused_sweep.py`` (one autograd
+  node per sweep);
 * ``oracle``: ``dartsrenet/testing/reference_cells.py``.
 
 Figures are the fastest of ``--rounds`` round-robin rounds.

@@ -42,7 +42,7 @@ BUDGET="${1:-480}"
 PY="${PYTHON:-python3}"
 if [ "$DRY_RUN" = 1 ]; then
     DEVICE=cpu SIZE=tiny BENCH_SIZE=demo STEPS=1 EAGER_STEPS=1 TRIALS=1 SHARING_STEPS=1
-    FUSED=$("$PY" -c "from dartsrenet import native; print('native' if native.library() is not None else 'eager')")
+    FUSED=$("$PY" -c "from dartsrenet.kernels import native_build as native; print('native' if native.library() is not None else 'eager')")
     CAPTURE=()
     TESTS=(tests/test_capture_readiness.py -k "detector or root_cause")
     BENCH_CELLS=gru,vanilla

@@ -29,13 +29,13 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # see bench_cells.py
 
 import torch
 
-from dartsrenet import native
+from dartsrenet.kernels import native_build as native
 from dartsrenet.cells import ArchitectureWeights, DartsCell, DartsSearchCell
 from dartsrenet.genotypes import PAPER_GENOTYPES
 
 ROOT = Path(__file__).resolve().parents[1]
 OLD_FLAGS = "-O3 -march=native -mprefer-vector-width=512 -ffast-math -fopenmp -fPIC"
-KERNELS = ("node_forward", "node_backward", "mixed_forward", "mixed_backward", "mean_of_states")
+KERNELS = ("node_forward", "node_backward", "mixed_forward", "mixed_backward")
 
 
 def build_revision(revision: str, flags: str, folder: Path) -> ctypes.CDLL:

@@ -36,7 +36,7 @@ tests/test_triton_kernels.py.)"""
 def require_cell_backend(backend: str) -> str:
     """``backend``, once it can run here: ``native`` needs the C kernels (in CI: always)."""
     if backend == "native":
-        from dartsrenet import native
+        from dartsrenet.kernels import native_build as native
 
         if native.library() is None:
             missing(f"the fused C kernels ({native.unavailable_reason()})")

@@ -13,7 +13,7 @@ import pytest
 import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 
-from dartsrenet import fused_nodes
+from dartsrenet.kernels import native as native_kernels
 
 MATRIX_PRODUCTS = {
     torch.ops.aten.mm.default, torch.ops.aten.addmm.default, torch.ops.aten.bmm.default,
@@ -49,14 +49,14 @@ def native_kernel_calls(monkeypatch: pytest.MonkeyPatch) -> Counter[str]:
     """From now on (for the test), count the fused C kernels called, by name.
 
     Every call into ``dartsrenet/csrc`` looks its kernel up through
-    ``dartsrenet.fused_nodes._kernel``; this wraps it (the real kernel still runs).
+    ``dartsrenet.kernels.native._kernel``; this wraps it (the real kernel still runs).
     """
     calls: Counter[str] = Counter()
-    look_up = fused_nodes._kernel
+    look_up = native_kernels._kernel
 
     def counting(name: str, dtype: torch.dtype):
         calls[name] += 1
         return look_up(name, dtype)
 
-    monkeypatch.setattr(fused_nodes, "_kernel", counting)
+    monkeypatch.setattr(native_kernels, "_kernel", counting)
     return calls

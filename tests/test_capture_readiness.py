@@ -11,7 +11,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from dartsrenet import native
+from dartsrenet.kernels import native_build as native
 from dartsrenet.cells import ArchitectureWeights, DartsCell, DartsSearchCell
 from dartsrenet.cells.norms import DirectionalBatchNorm
 from dartsrenet.config import ConfigError, config_from_dict

@@ -9,7 +9,7 @@ import sys
 import pytest
 import torch
 
-from dartsrenet import native
+from dartsrenet.kernels import native_build as native
 from dartsrenet.cli import main
 from dartsrenet.config import PRESETS, resolve_config
 from dartsrenet.engine import RunEngine

@@ -1,4 +1,4 @@
-"""The fused CPU kernels (dartsrenet/csrc, dartsrenet/fused_nodes.py) equal eager PyTorch.
+"""The fused CPU kernels (dartsrenet/csrc, dartsrenet/kernels/native.py, dartsrenet/cells/fused_sweep.py) equal eager PyTorch.
 
 Every check runs the same computation twice — kernels on, kernels off — and compares
 values, gradients (inputs, weights, BatchNorm affine parameters) and running
@@ -13,12 +13,14 @@ import warnings
 import pytest
 import torch
 
-from dartsrenet import native
 from dartsrenet.cells import ArchitectureWeights, BackendError, DartsCell, DartsSearchCell, DirectionalBatchNorm
-from dartsrenet.cells.backends import check_kernel_inputs, resolve_backend
-from dartsrenet.fused_nodes import ACTIVATION_CODES, NormArguments, mean_of_states, node_backward, node_forward
+from dartsrenet.cells.backends import resolve_backend
+from dartsrenet.cells.fused_sweep import check_kernel_inputs
 from dartsrenet.genotypes import PAPER_GENOTYPES, Genotype
 from dartsrenet.activations import get_activation
+from dartsrenet.kernels import native_build as native
+from dartsrenet.kernels.native import NATIVE
+from dartsrenet.kernels.protocol import ACTIVATION_CODES, NormArguments
 from tests.cell_comparison import assert_same_cell_results
 from tests.ci import missing
 
@@ -77,7 +79,7 @@ def test_node_kernels_equal_eager(activation, affine, batch_stats, dtype, layout
     running = (torch.randn(2 * HIDDEN, dtype=dtype), torch.rand(2 * HIDDEN, dtype=dtype) + 0.5)
     norm = NormArguments(weight, bias, batch_stats, None if batch_stats else running[0], None if batch_stats else running[1], 1e-5)
     statistics = source.new_empty(3, 2 * HIDDEN)
-    out = node_forward(source, projection, ACTIVATION_CODES[activation], norm, statistics)
+    out = NATIVE.node_forward(source, projection, ACTIVATION_CODES[activation], norm, statistics)
 
     leaves = [tensor.detach().clone().requires_grad_() for tensor in (source, projection)]
     affine_leaves = [tensor.detach().clone().requires_grad_() for tensor in (weight, bias)] if affine else [None, None]
@@ -95,7 +97,7 @@ def test_node_kernels_equal_eager(activation, affine, batch_stats, dtype, layout
     upstream = torch.randn(2, BATCH, HIDDEN, dtype=dtype)
     expected.backward(upstream)
     grad_state, grad_projection = torch.empty_like(source), torch.empty_like(projection)
-    grad_weight, grad_bias = node_backward(
+    grad_weight, grad_bias = NATIVE.node_backward(
         upstream, 1.0, None, source, projection, ACTIVATION_CODES[activation], weight, batch_stats, statistics,
         grad_state, False, grad_projection,
     )
@@ -106,7 +108,7 @@ def test_node_kernels_equal_eager(activation, affine, batch_stats, dtype, layout
         torch.testing.assert_close(grad_bias, affine_leaves[1].grad, **tolerance)
     # dy given as 0.5·grad + extra, and accumulating into an existing state gradient
     grad_again = grad_state.clone()
-    node_backward(
+    NATIVE.node_backward(
         upstream, 0.5, 0.5 * upstream, source, projection, ACTIVATION_CODES[activation], weight, batch_stats,
         statistics, grad_again, True, torch.empty_like(projection),
     )
@@ -173,13 +175,6 @@ def assert_same_sweeps(make_cell, dtype):
 def test_fused_derived_cell_equals_eager(genotype, variant, dtype):
     """Whole sweeps, training (three, so running statistics build up) then eval mode."""
     assert_same_sweeps(lambda: derived_cell(genotype, variant, dtype), dtype)
-
-
-def test_mean_of_states_equals_torch_mean():
-    if native.library() is None:
-        missing(f"the fused C kernels ({native.unavailable_reason()})")
-    states = [torch.randn(2, 33, 7) for _ in range(5)]
-    torch.testing.assert_close(mean_of_states(states), torch.stack(states).mean(0))
 
 
 @needs_compiler

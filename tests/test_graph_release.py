@@ -15,7 +15,7 @@ import gc
 import pytest
 import torch
 
-from dartsrenet import native
+from dartsrenet.kernels import native_build as native
 from dartsrenet.cells import ArchitectureWeights, DartsCell, DartsSearchCell
 from dartsrenet.genotypes import PAPER_GENOTYPES
 

@@ -19,19 +19,11 @@ import shutil
 import pytest
 import torch
 
-from dartsrenet import native  # noqa: F401 (the builder)
 from dartsrenet.activations import get_activation
 from dartsrenet.cells import ArchitectureWeights, DartsCell, DartsSearchCell, mixed_node
-from dartsrenet.fused_nodes import (
-    ACTIVATION_CODES,
-    SEARCH_PRIMITIVES,
-    NormArguments,
-    mixed_backward,
-    mixed_forward,
-    node_backward,
-    node_forward,
-)
 from dartsrenet.genotypes import PAPER_GENOTYPES
+from dartsrenet.kernels.native import NATIVE
+from dartsrenet.kernels.protocol import ACTIVATION_CODES, SEARCH_PRIMITIVES, NormArguments
 
 pytestmark = pytest.mark.skipif(
     shutil.which(os.environ.get("CC") or "cc") is None and not os.environ.get("CI"),
@@ -123,7 +115,7 @@ def test_node_kernels_equal_eager_at_extremes(activation, batch_stats, threads):
     source, projection, weight, bias, running = node_inputs(activation, batch_stats, seed=10)
     norm = NormArguments(weight, bias, batch_stats, None if batch_stats else running[0], None if batch_stats else running[1], EPS)
     statistics = source.new_empty(3, 2 * HIDDEN)
-    out = node_forward(source, projection, ACTIVATION_CODES[activation], norm, statistics)
+    out = NATIVE.node_forward(source, projection, ACTIVATION_CODES[activation], norm, statistics)
 
     leaves = [tensor.clone().requires_grad_() for tensor in (source, projection, weight, bias)]
     expected = eager_node(*leaves[:2], activation, *leaves[2:], running, batch_stats)
@@ -133,7 +125,7 @@ def test_node_kernels_equal_eager_at_extremes(activation, batch_stats, threads):
     upstream = torch.randn(2, BATCH, HIDDEN, generator=torch.Generator().manual_seed(11))
     expected.backward(upstream)
     grad_state, grad_projection = torch.empty_like(source), torch.empty_like(projection)
-    grad_weight, grad_bias = node_backward(
+    grad_weight, grad_bias = NATIVE.node_backward(
         upstream, 1.0, None, source, projection, ACTIVATION_CODES[activation], weight, batch_stats, statistics,
         grad_state, False, grad_projection,
     )
@@ -179,14 +171,14 @@ def test_mixed_kernels_equal_eager_at_extremes(batch_stats, threads):
     weights = torch.softmax(alpha, dim=-1)[:, 1:].contiguous()
     norm = NormArguments(None, None, batch_stats, None if batch_stats else running[0], None if batch_stats else running[1], EPS)
     statistics, out = sources.new_empty(3, 2 * HIDDEN), sources.new_empty(2, BATCH, HIDDEN)
-    mixed_forward(sources, projection, weights, norm, statistics, out)
+    NATIVE.mixed_forward(sources, projection, weights, norm, statistics, out)
     assert_close_relative(out, expected, what="output")
 
     upstream = torch.randn(2, BATCH, HIDDEN, generator=generator)
     expected.backward(upstream)
     grad_sources, grad_projection = torch.zeros_like(sources), torch.empty_like(projection)
     scratch = sources.new_empty(BATCH * 2 * HIDDEN)
-    grad_weights = mixed_backward(
+    grad_weights = NATIVE.mixed_backward(
         upstream, out, sources, projection, weights, batch_stats, statistics, scratch, grad_sources, grad_projection
     )
     assert_close_relative(grad_sources, leaves[0].grad, rtol=1e-3, scale_tol=1e-5, what="grad sources")

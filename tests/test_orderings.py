@@ -142,7 +142,7 @@ def assert_backend_equals_eager(ordering, backend, variant, **shape):
 @pytest.mark.parametrize("variant", ["vanilla", "sigmoid_weighting", "directional_weight_sharing"])
 @pytest.mark.parametrize("ordering", sorted(ORDERINGS))
 def test_native_backend_equals_eager_for_every_ordering(ordering, variant):
-    from dartsrenet import native
+    from dartsrenet.kernels import native_build as native
 
     if native.library() is None:
         pytest.skip(f"native kernels unavailable: {native.unavailable_reason()}")
@@ -153,10 +153,10 @@ def test_native_backend_equals_eager_for_every_ordering(ordering, variant):
 def interpreted_triton(monkeypatch):
     """TRITON_INTERPRET=1 for the test (as tests/test_triton_kernels.py): Triton kernels on the CPU."""
     pytest.importorskip("triton", reason="triton is not installed: the triton backend is optional")
-    from dartsrenet import triton_nodes
+    from dartsrenet.kernels import triton_backend as triton_kernels
 
     monkeypatch.setenv("TRITON_INTERPRET", "1")
-    assert triton_nodes.interpreted(), "dartsrenet.triton_nodes was first called without TRITON_INTERPRET=1"
+    assert triton_kernels.interpreted(), "dartsrenet.kernels.triton_backend was first called without TRITON_INTERPRET=1"
 
 
 @pytest.mark.parametrize("ordering", sorted(ORDERINGS))

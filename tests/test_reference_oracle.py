@@ -20,7 +20,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from dartsrenet import cells, native
+from dartsrenet import cells
+from dartsrenet.kernels import native_build as native
 from dartsrenet.cells import backends
 from dartsrenet.activations import get_activation
 from dartsrenet.cells import ArchitectureWeights, DartsCell, DartsSearchCell, mixed_node, node_update

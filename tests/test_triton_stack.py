@@ -1,4 +1,4 @@
-"""backend=auto picks Triton only where the installed torch and triton have what the kernels need (dartsrenet/cells/backends.py)."""
+"""backend=auto picks Triton only where the installed torch and triton have what the kernels need (dartsrenet/kernels/triton_backend.py, dartsrenet/cells/backends.py)."""
 
 import warnings
 
@@ -7,6 +7,7 @@ import torch
 
 from dartsrenet.cells import backends
 from dartsrenet.cells.backends import BackendError, resolve_backend
+from dartsrenet.kernels import triton_backend as triton_kernels
 
 pytest.importorskip("triton", reason="the check reads triton's attributes")
 
@@ -14,13 +15,13 @@ pytest.importorskip("triton", reason="the check reads triton's attributes")
 @pytest.fixture
 def fresh_check(monkeypatch):
     """The once-per-process check, redone for this test (and forgotten after it)."""
-    monkeypatch.setattr(backends, "_TRITON_STACK", {})
+    monkeypatch.setattr(triton_kernels, "_TRITON_STACK", {})
     monkeypatch.setattr(backends, "_WARNED", set())
     return monkeypatch
 
 
 def test_this_stack_has_what_the_kernels_need(fresh_check):
-    assert backends.triton_stack_problem() is None
+    assert triton_kernels.triton_stack_problem() is None
     assert resolve_backend("triton", "cuda") == "triton"
 
 

@@ -17,7 +17,9 @@ Where to read what:
 * :mod:`~dartsrenet.cells.baselines` — :class:`GRUCell`, :class:`LSTMCell`;
 * :mod:`~dartsrenet.cells.backends` — which code computes the DARTS nodes: ``eager``
   (the maths as written), ``native`` (fused C kernels, CPU), ``triton`` (CUDA), chosen
-  once per model (``auto`` by device).
+  once per model (``auto`` by device);
+* :mod:`~dartsrenet.cells.fused_sweep` — a whole sweep as one autograd node over the
+  kernels of :mod:`dartsrenet.kernels` (the ``native`` and ``triton`` backends).
 
 ``docs/architecture.md`` describes the cells; ``benchmarks/README.md`` has the speed
 figures of each backend.

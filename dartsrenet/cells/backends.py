@@ -4,19 +4,23 @@ Backends (``docs/design.md`` has the figures behind the choice):
 
 * ``eager`` — the paper's maths as written (:mod:`dartsrenet.cells.maths`), plain PyTorch
   on any device and dtype. The reference every other backend is tested against.
-* ``native`` — fused C kernels for the CPU (:mod:`dartsrenet.fused_nodes` over
-  ``dartsrenet/csrc``, built by :mod:`dartsrenet.native`): one autograd node per sweep.
-* ``triton`` — the same fused sweeps with Triton kernels (:mod:`dartsrenet.triton_nodes`)
+* ``native`` — fused C kernels for the CPU (:mod:`dartsrenet.kernels.native`): one
+  autograd node per sweep (:mod:`dartsrenet.cells.fused_sweep`).
+* ``triton`` — the same fused sweeps with Triton kernels (:mod:`dartsrenet.kernels.triton_backend`)
   for CUDA GPUs; on a CPU only under ``TRITON_INTERPRET=1`` (the tests).
 * ``auto`` — by device: ``native`` on the CPU, ``triton`` on CUDA, ``eager`` elsewhere;
-  ``eager`` (with a warning saying why) where the chosen one cannot run — no C compiler,
-  no Triton, a torch or triton too old for the kernels (:func:`triton_stack_problem`,
-  checked once), ``DARTSRENET_NATIVE=0``, or a cell with activations the kernels lack.
+  ``eager`` (with one warning saying why) where the chosen one cannot run — no C compiler,
+  no Triton, a torch or triton too old for the kernels
+  (:func:`~dartsrenet.kernels.triton_backend.triton_stack_problem`, checked once and logged),
+  ``DARTSRENET_NATIVE=0``, or a cell with activations the kernels lack.
 
 A backend named explicitly that cannot run, or does not cover the cell's activations, is
-an error when the model is built or moved to a device — never a silent fallback. The
-fused backends compute float32 and float64 (matmuls in bf16/fp16 under autocast); other
-dtypes are refused at the first step with the same kind of one-line error.
+an error when the model is built or moved to a device — never a silent fallback. A cell
+keeps the resolved name (:func:`model_backend` reports it) and the backend's kernels
+(:func:`kernels`: an object implementing :class:`~dartsrenet.kernels.protocol.KernelBackend`,
+None for ``eager``), so nothing is looked up by name per call. The fused backends compute
+float32 and float64 (matmuls in bf16/fp16 under autocast); other dtypes are refused at the
+first step with the same kind of one-line error.
 
 ``eager`` also has an option, :func:`set_compile`: its element-wise work compiled with
 ``torch.compile`` (falls back to eager mode, with a warning, when compilation fails).
@@ -24,93 +28,44 @@ dtypes are refused at the first step with the same kind of one-line error.
 
 from __future__ import annotations
 
-import importlib.util
-import logging
-import os
 import warnings
-from collections.abc import Callable, Iterable, Sequence
-from types import ModuleType
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import torch
 from torch import Tensor, nn
 
-from dartsrenet import native
+from dartsrenet.kernels.native import NATIVE
+from dartsrenet.kernels.protocol import ACTIVATION_CODES, KernelBackend
+from dartsrenet.kernels.triton_backend import TRITON
 
 BACKENDS = ("auto", "eager", "native", "triton")
 """The backend names a model or config accepts."""
 
-KERNEL_ACTIVATIONS = ("tanh", "relu", "sigmoid", "identity")
+KERNEL_ACTIVATIONS = tuple(ACTIVATION_CODES)
 """The activations the fused kernels (C and Triton) implement."""
+
+_KERNELS: dict[str, KernelBackend] = {"native": NATIVE, "triton": TRITON}
+"""The fused backends' kernels by name."""
 
 
 class BackendError(ValueError):
     """A backend that cannot run here or cannot compute this cell. The message is one line."""
 
 
-def triton_available() -> bool:
-    """Whether Triton can be imported (it ships with PyTorch's CUDA wheels)."""
-    return importlib.util.find_spec("triton") is not None
-
-
-TRITON_NEEDS = "torch >= 2.6 (torch.library.triton_op, torch.library.wrap_triton) and triton >= 3.4 (triton.knobs)"
-"""What the Triton kernels use from the installed torch and triton."""
-
-_TRITON_STACK: dict[str, str | None] = {}
-
-
-def triton_stack_problem() -> str | None:
-    """Why the installed torch and triton cannot run the Triton kernels, or None when they can.
-
-    Checked once per process (the result logged on the ``dartsrenet`` logger): Triton
-    installed and importable, ``torch.library.triton_op`` and ``wrap_triton`` (the kernels
-    are registered as PyTorch ops with them), ``triton.knobs`` (the interpreter setting is
-    read there). Importing triton happens here, so only where the triton backend is asked for.
-    """
-    if "problem" not in _TRITON_STACK:
-        _TRITON_STACK["problem"] = _check_triton_stack()
-        logging.getLogger("dartsrenet").info(
-            "triton backend: %s", _TRITON_STACK["problem"] or "torch and triton have what the kernels need"
-        )
-    return _TRITON_STACK["problem"]
-
-
-def _check_triton_stack() -> str | None:
-    if not triton_available():
-        return "the triton package is not installed (pip install triton)"
-    try:
-        import triton
-    except Exception as error:  # noqa: BLE001 — any import failure makes the backend unusable
-        return f"importing triton failed ({type(error).__name__}: {error})"
-    missing = [f"torch.library.{name}" for name in ("triton_op", "wrap_triton") if not hasattr(torch.library, name)]
-    missing += [] if hasattr(triton, "knobs") else ["triton.knobs"]
-    if missing:
-        return (
-            f"torch {torch.__version__} with triton {getattr(triton, '__version__', '?')} lacks {', '.join(missing)}; "
-            f"the kernels need {TRITON_NEEDS}"
-        )
-    return None
-
-
-def triton_interpreted() -> bool:
-    """``TRITON_INTERPRET=1``: Triton kernels run on the CPU (slowly; for tests)."""
-    return os.environ.get("TRITON_INTERPRET") == "1"
+def kernels(name: str) -> KernelBackend | None:
+    """The kernels a resolved backend computes with: an object implementing
+    :class:`~dartsrenet.kernels.protocol.KernelBackend` (``native``, ``triton``), None for ``eager``."""
+    if name == "eager":
+        return None
+    if name not in _KERNELS:
+        raise BackendError(f"backend {name!r} has no kernels; choose one of {', '.join(_KERNELS)} or eager")
+    return _KERNELS[name]
 
 
 def _unavailable(name: str, device: torch.device) -> str | None:
-    """Why backend ``name`` cannot run on ``device`` here, or None."""
-    if name == "native":
-        if device.type != "cpu":
-            return f"backend 'native' runs on the CPU, not {device.type}; use eager or triton (CUDA)"
-        if native.library() is None:
-            return f"backend 'native' is unavailable: {native.unavailable_reason()}"
-    if name == "triton":
-        if device.type != "cuda" and not (device.type == "cpu" and triton_interpreted()):
-            return f"backend 'triton' runs on CUDA devices, not {device.type} (TRITON_INTERPRET=1 runs it on the CPU)"
-        problem = triton_stack_problem()
-        if problem is not None:
-            return f"backend 'triton' cannot run here: {problem}"
-    return None
+    """Why fused backend ``name`` cannot run on ``device`` here, or None."""
+    return _KERNELS[name].device_problem(device)
 
 
 def resolve_backend(name: str, device: torch.device | str, activations: Iterable[str] = ()) -> str:
@@ -162,21 +117,6 @@ def _warn_once(message: str) -> None:
         warnings.warn(message, stacklevel=3)
 
 
-def kernels(name: str) -> ModuleType:
-    """The kernel module of a fused backend: ``node_forward``, ``node_backward``,
-    ``mixed_forward``, ``mixed_backward``, ``mixing_gradients``, ``total_mixing_gradient``,
-    ``mean_of_states`` with one signature."""
-    if name == "native":
-        from dartsrenet import fused_nodes
-
-        return fused_nodes
-    if name == "triton":
-        from dartsrenet import triton_nodes
-
-        return triton_nodes
-    raise BackendError(f"backend {name!r} has no kernels")
-
-
 def set_backend(model: nn.Module, name: str = "auto", device: torch.device | str | None = None) -> str:
     """Choose the backend of every DARTS cell in ``model`` (again on every move to a device).
 
@@ -198,21 +138,6 @@ def model_backend(model: nn.Module) -> str:
 def _device_of(model: nn.Module) -> torch.device:
     parameter = next(model.parameters(), None)
     return parameter.device if parameter is not None else torch.device("cpu")
-
-
-def check_kernel_inputs(name: str, source: Tensor, projection: Tensor, norms: Sequence[Any]) -> None:
-    """Refuse, in one line, inputs a fused backend cannot compute (instead of a wrong result)."""
-    if source.dtype not in (torch.float32, torch.float64) or projection.dtype not in (
-        source.dtype, torch.bfloat16, torch.float16
-    ):  # fmt: skip
-        raise BackendError(
-            f"backend {name!r} computes DARTS cells in float32 or float64 (matmuls in bf16/fp16 under "
-            f"autocast), not {source.dtype}/{projection.dtype}; use backend 'eager' for this dtype"
-        )
-    if source.shape[1] < 2 and any(norm.uses_batch_statistics() for norm in norms):
-        raise ValueError(
-            f"Expected more than 1 value per channel when training, got input size {tuple(source.shape)}"
-        )
 
 
 # --- the eager backend's option: its element-wise work compiled with torch.compile ------------

@@ -1,5 +1,9 @@
 """The DARTS cells: derived (paper eq. 3–6) and search (eq. 7–8), over one input node.
 
+Why over 500 lines: both cells, α and the hoisted input node they share
+(:class:`_HoistedInputNode`) belong together; the fused sweeps they call are in
+:mod:`~dartsrenet.cells.fused_sweep`.
+
 Both compute node states with :func:`~dartsrenet.cells.maths.node_update`, so the search
 cell with one-hot mixing weights *is* the derived cell. The BatchNorms inside the
 recurrence keep statistics per time step (:class:`~dartsrenet.cells.norms.DirectionalBatchNorm`),
@@ -14,8 +18,8 @@ them is the same for all backends:
   loop (:class:`_HoistedInputNode`); not possible for ``sigmoid_weighting`` in training
   mode, whose gate depends on h_{t−1} — that case runs :meth:`step`;
 * on a fused backend the whole hoisted sweep is one autograd node
-  (:func:`~dartsrenet.fused_nodes.fused_derived_sweep`,
-  :func:`~dartsrenet.fused_nodes.fused_search_sweep`), except ``sigmoid_weighting``'s
+  (:func:`~dartsrenet.cells.fused_sweep.fused_derived_sweep`,
+  :func:`~dartsrenet.cells.fused_sweep.fused_search_sweep`), except ``sigmoid_weighting``'s
   gated input node, which runs the fused steps one by one;
 * node states live batch-major in memory (``(B, 2, h)``, seen as ``(2, B, h)``), so the
   BatchNorm over ``[fwd ‖ bwd]`` needs no transposed copies.
@@ -31,12 +35,9 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from dartsrenet.activations import NONE, PRIMITIVES, get_activation
-from dartsrenet.cells.backends import check_kernel_inputs, compiled, kernels, resolve_backend
+from dartsrenet.cells.backends import compiled, kernels, resolve_backend
 from dartsrenet.cells.base import NUM_DIRECTIONS, BidirectionalCell, batch_major_zeros
-from dartsrenet.cells.maths import align_directions, average_states, directional_matmul, gated_node, mixed_node
-from dartsrenet.cells.norms import DirectionalBatchNorm
-from dartsrenet.fused_nodes import (
-    SEARCH_PRIMITIVES,
+from dartsrenet.cells.fused_sweep import (
     HiddenInput,
     autocast_matmul_dtype,
     fused_derived_step,
@@ -44,7 +45,10 @@ from dartsrenet.fused_nodes import (
     fused_search_step,
     fused_search_sweep,
 )
+from dartsrenet.cells.maths import align_directions, average_states, directional_matmul, gated_node, mixed_node
+from dartsrenet.cells.norms import DirectionalBatchNorm
 from dartsrenet.genotypes import NUM_NODES, Genotype, num_edges
+from dartsrenet.kernels.protocol import SEARCH_PRIMITIVES, KernelBackend
 from dartsrenet.variants import Variant, get_variant
 
 DARTS_INIT_RANGE = 0.04
@@ -58,6 +62,7 @@ class _DartsCellBase(BidirectionalCell):
         super().__init__()
         self.requested_backend = "auto"  # as asked; resolved into self.backend by use_backend
         self.backend = "eager"
+        self.kernels: KernelBackend | None = None  # the fused backend's kernels; None: eager
         self.input_size = input_size
         self.hidden_size = hidden_size
         self.variant = get_variant(variant)
@@ -91,6 +96,7 @@ class _DartsCellBase(BidirectionalCell):
         device (``.to``, ``.cuda``) chooses again for the new device."""
         device = self.input_weight.device if device is None else device
         self.backend = resolve_backend(name, device, self.kernel_activations())
+        self.kernels = kernels(self.backend)
         self.requested_backend = name
         return self.backend
 
@@ -181,7 +187,7 @@ class _DartsCellBase(BidirectionalCell):
 
     def _fused_sweep_applies(self) -> bool:
         """Whether :meth:`sweep` runs as one fused autograd node (:meth:`_fused_sweep`)."""
-        return self.backend != "eager" and self.input_gate is None
+        return self.kernels is not None and self.input_gate is None
 
     def _fused_sweep(self, initial: Tensor, input_node: _HoistedInputNode) -> Tensor:
         """:meth:`sweep` on a fused backend, as one autograd node, from h_{−1} = ``initial``."""
@@ -334,11 +340,9 @@ class DartsCell(_DartsCellBase):
         return ("tanh", *self.genotype.activations)
 
     def nodes(self, previous: Tensor, projection: Tensor, t: int = 0) -> Tensor:
-        if self.backend != "eager":
-            previous = self.kernel_state(previous)
-            check_kernel_inputs(self.backend, previous, projection, self.node_norms)
+        if self.kernels is not None:
             return fused_derived_step(
-                kernels(self.backend), previous, projection, self.genotype.activations, self.genotype.predecessors,
+                self.kernels, self.kernel_state(previous), projection, self.genotype.activations, self.genotype.predecessors,
                 self.genotype.concat, list(self.node_weights), self.node_norms, t,
             )  # fmt: skip
         update = compiled(gated_node)
@@ -350,9 +354,8 @@ class DartsCell(_DartsCellBase):
         return average_states([states[node] for node in self.genotype.concat])
 
     def _fused_sweep(self, initial: Tensor, input_node: _HoistedInputNode) -> Tensor:
-        check_kernel_inputs(self.backend, initial, input_node.x_parts[0], self.node_norms)
         return fused_derived_sweep(
-            kernels(self.backend), initial, input_node.all_x_parts, input_node.hidden_weight, input_node.hidden_input(),
+            self.kernels, initial, input_node.all_x_parts, input_node.hidden_weight, input_node.hidden_input(),
             self.genotype.activations, self.genotype.predecessors, self.genotype.concat, list(self.node_weights),
             self.node_norms,
         )  # fmt: skip
@@ -457,7 +460,7 @@ class DartsSearchCell(_DartsCellBase):
 
     def kernel_mixing(self, probabilities: Tensor) -> Tensor:
         """:meth:`edge_probabilities` as the mixed-node kernels take them: (edges, 4), columns
-        in :data:`~dartsrenet.fused_nodes.SEARCH_PRIMITIVES` order."""
+        in :data:`~dartsrenet.kernels.protocol.SEARCH_PRIMITIVES` order."""
         if self._kernel_columns is None:
             return probabilities
         return probabilities.new_zeros(len(probabilities), len(SEARCH_PRIMITIVES)).index_copy(
@@ -498,13 +501,13 @@ class DartsSearchCell(_DartsCellBase):
         (:meth:`edge_probabilities`) are computed if not given.
 
         The shared node BatchNorm uses slot t·(nodes+1) + node. With a fused backend the
-        whole step is one autograd node (:func:`~dartsrenet.fused_nodes.fused_search_step`;
+        whole step is one autograd node (:func:`~dartsrenet.cells.fused_sweep.fused_search_step`;
         a hoisted :meth:`sweep` is one for all steps).
         """
         first_slot = t * (self.num_nodes + 1)
         if self.architecture.path is not None:
             return self._path_nodes(previous, projection, t, self.architecture.path)
-        if self.backend != "eager":
+        if self.kernels is not None:
             probabilities = self.edge_probabilities() if probabilities is None else probabilities
             return self._fused_nodes(previous, projection, t, self.kernel_mixing(probabilities))
         mixing = self.mixing_weights(probabilities) if mixing is None else mixing
@@ -541,17 +544,14 @@ class DartsSearchCell(_DartsCellBase):
 
     def _fused_nodes(self, previous: Tensor, projection: Tensor, t: int, kernel_mixing: Tensor) -> Tensor:
         """:meth:`nodes` on a fused backend, with :meth:`kernel_mixing` given."""
-        previous = self.kernel_state(previous)
-        check_kernel_inputs(self.backend, previous, projection, [self.node_norm])
         return fused_search_step(
-            kernels(self.backend), previous, projection, kernel_mixing, list(self.node_weights), self.node_norm,
+            self.kernels, self.kernel_state(previous), projection, kernel_mixing, list(self.node_weights), self.node_norm,
             t * (self.num_nodes + 1),
         )
 
     def _fused_sweep(self, initial: Tensor, input_node: _HoistedInputNode) -> Tensor:
-        check_kernel_inputs(self.backend, initial, input_node.x_parts[0], [self.node_norm])
         return fused_search_sweep(
-            kernels(self.backend), initial, input_node.all_x_parts, input_node.hidden_weight, input_node.hidden_input(),
+            self.kernels, initial, input_node.all_x_parts, input_node.hidden_weight, input_node.hidden_input(),
             self.kernel_mixing(self.edge_probabilities()), list(self.node_weights), self.node_norm,
         )  # fmt: skip
 
@@ -560,7 +560,7 @@ class DartsSearchCell(_DartsCellBase):
         if path is not None:
             return lambda previous, projection, t: self._path_nodes(previous, projection, t, path)
         probabilities = self.edge_probabilities()  # softmax(α) once per sweep, not per step
-        if self.backend != "eager":  # the kernels' (edges, 4) mixing weights, also once per sweep
+        if self.kernels is not None:  # the kernels' (edges, 4) mixing weights, also once per sweep
             kernel_mixing = self.kernel_mixing(probabilities)
             return lambda previous, projection, t: self._fused_nodes(previous, projection, t, kernel_mixing)
         mixing = self.mixing_weights(probabilities)

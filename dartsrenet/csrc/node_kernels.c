@@ -24,7 +24,8 @@
  * saved tensors back from memory.
  *
  * Reductions accumulate in double, per thread, then across threads. Built and loaded by
- * dartsrenet/native.py (ctypes); dartsrenet/fused_nodes.py is the autograd wrapper.
+ * dartsrenet/kernels/native_build.py, called (ctypes) by dartsrenet/kernels/native.py;
+ * dartsrenet/cells/fused_sweep.py runs them inside its autograd functions.
  */
 #include <math.h>
 #include <stdint.h>

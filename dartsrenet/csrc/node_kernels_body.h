@@ -507,34 +507,6 @@ int FN(mixed_backward)(
     return 0;
 }
 
-/*
- * out = (1/count) Σ_i states[i] over `size` contiguous values (h_t = mean of the averaged
- * nodes, paper eq. 6), in one pass.
- */
-void FN(mean_of_states)(const SCALAR *const *states, int count, int64_t size, SCALAR *out, int threads)
-{
-    const SCALAR scale = (SCALAR)1 / (SCALAR)count;
-    const int64_t block = 4096;
-#pragma omp parallel for num_threads(threads) schedule(static)
-    for (int64_t start = 0; start < size; start += block) {
-        const int64_t stop = start + block < size ? start + block : size;
-        SCALAR *restrict y = out + start;
-        const SCALAR *restrict first = states[0] + start;
-#pragma omp simd
-        for (int64_t k = 0; k < stop - start; ++k)
-            y[k] = first[k];
-        for (int i = 1; i < count; ++i) {
-            const SCALAR *restrict x = states[i] + start;
-#pragma omp simd
-            for (int64_t k = 0; k < stop - start; ++k)
-                y[k] += x[k];
-        }
-#pragma omp simd
-        for (int64_t k = 0; k < stop - start; ++k)
-            y[k] *= scale;
-    }
-}
-
 #undef CAT_
 #undef CAT
 #undef FN

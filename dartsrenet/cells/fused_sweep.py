@@ -1,40 +1,38 @@
-"""DARTS nodes with their BatchNorms as fused operations (paper eq. 3–8): the ``native`` backend's
-C kernels, and the one-autograd-node sweeps that the ``native`` and ``triton`` backends share.
+"""The fused sweeps: every time step of a DARTS cell's sweep as ONE autograd node over a kernel backend (paper eq. 3–8).
 
-A node and its BatchNorm, ``norm(s + σ(c) ⊙ (f(ĥ) − s), slot)`` with [c, ĥ] = s·W, is
-one kernel forward and one backward (here ``csrc/node_kernels.c``, built by
-:mod:`dartsrenet.native`; :mod:`dartsrenet.triton_nodes` for CUDA, with the same
-signatures): two passes over memory each way where eager PyTorch makes a dozen forward
-and two dozen backward, and nothing is saved for the backward pass but the projection,
-which it recomputes g, f(ĥ) and the normalised state from.
+Why over 500 lines: the derived and the search sweep (each an autograd Function with its
+forward and backward pass) share the input node, the matmuls and the plan below; split
+apart, each would need most of the other's helpers.
 
-Each cell runs a whole sweep — all T time steps of both directions — as ONE autograd
-node: no per-node or per-step autograd bookkeeping. Its backward pass runs the steps in
-reverse and accumulates in place: every state's gradient (the node matmuls' input
-gradients with ``baddbmm_``), every weight's gradient over all steps in one buffer, the
-BatchNorm parameters' and the mixing weights' gradients in one buffer each, and each
-h_{t−1}'s gradient into the running sum that already holds the output's. The matmuls stay
-in PyTorch (oneDNN/MKL on the CPU, cuBLAS on CUDA).
+A node and its BatchNorm is one kernel call each way (:mod:`dartsrenet.kernels`: the C
+kernels of the ``native`` backend, the Triton kernels of the ``triton`` backend, one
+:class:`~dartsrenet.kernels.protocol.KernelBackend` interface). Here each cell runs a
+whole sweep — all T time steps of both directions — as ONE autograd node: no per-node or
+per-step autograd bookkeeping. Its backward pass runs the steps in reverse and accumulates
+in place: every state's gradient (the node matmuls' input gradients with ``baddbmm_``),
+every weight's gradient over all steps in one buffer, the BatchNorm parameters' and the
+mixing weights' gradients in one buffer each, and each h_{t−1}'s gradient into the
+running sum that already holds the output's. The matmuls stay in PyTorch (oneDNN/MKL on
+the CPU, cuBLAS on CUDA).
 
 * :func:`fused_derived_sweep` — a derived cell: per step the input node, the eight nodes
   with their BatchNorms and the average h_t (eq. 3–6).
 * :func:`fused_search_sweep` — the search cell: the input node and the eight mixed nodes of
-  eq. 8 with the shared affine-free BatchNorm (a second kernel, ``mixed_forward``, computes
-  a node's whole mixture over predecessors and primitives, and α's gradient).
+  eq. 8 with the shared affine-free BatchNorm (the kernels' ``mixed_forward`` computes a
+  node's whole mixture over predecessors and primitives, ``mixed_backward`` α's gradient).
 * :func:`fused_derived_step`, :func:`fused_search_step` — one step from a given h_{t−1}
   (the sweeps of one step), for cells that cannot hoist the input node.
 
-The sweeps take the input node's x-part of every step, computed before the recurrence
-(docs/architecture.md §4), and add h_{t−1}'s part inside (:class:`HiddenInput`).
-
-All take the backend's kernel module as their first argument; the cells call them when
-their backend (:mod:`dartsrenet.cells.backends`) is ``native`` or ``triton``, which
-covers float32/float64 and the activations tanh, relu, sigmoid and identity; under
-autocast the matmuls run in bf16 (or fp16 on CUDA) and the kernels in float32
-(:func:`autocast_matmul_dtype`). ``tests/test_fused_nodes.py``,
-``tests/test_kernel_extremes.py``, ``tests/test_triton_kernels.py`` and
-``tests/test_reference_oracle.py`` check them against the eager backend and the oracle:
-values, gradients and running statistics.
+The sweeps take plain tensors and the backend's kernels (chosen once per cell,
+:func:`dartsrenet.cells.backends.kernels`); they take the input node's x-part of every
+step, computed before the recurrence (docs/architecture.md §4), and add h_{t−1}'s part
+inside (:class:`HiddenInput`). The kernels compute float32 and float64; under autocast
+the matmuls run in bf16 (or fp16 on CUDA) and the kernels in float32
+(:func:`autocast_matmul_dtype`). In training mode the node BatchNorms' running statistics
+are updated from the statistics the kernels wrote (:func:`~dartsrenet.cells.norms.record_together`).
+``tests/test_fused_nodes.py``, ``tests/test_kernel_extremes.py``,
+``tests/test_triton_kernels.py`` and ``tests/test_reference_oracle.py`` check them against
+the eager backend and the oracle: values, gradients and running statistics.
 
 Node states inside a step are (2, B, h) direction-major, projections (2, B, 2h): the
 layouts the batched matmuls run fastest on. The h_t are stored batch-major, (B, 2, h), so
@@ -43,211 +41,38 @@ that the input BatchNorm sees each as (B, 2h) without a copy.
 
 from __future__ import annotations
 
-import ctypes
 from collections.abc import Sequence
 from dataclasses import dataclass
-from types import ModuleType
 
 import torch
 from torch import Tensor
 from torch.autograd.function import once_differentiable
 
-from dartsrenet import native
-
-ACTIVATION_CODES = {"tanh": 0, "relu": 1, "sigmoid": 2, "identity": 3}
-"""The activations the kernels know, by name, with their codes in node_kernels.c."""
-
-
-def _pointer(tensor: Tensor | None) -> int | None:
-    return None if tensor is None else tensor.data_ptr()
+from dartsrenet.cells.backends import BackendError
+from dartsrenet.cells.norms import DirectionalBatchNorm, record_together
+from dartsrenet.kernels.protocol import ACTIVATION_CODES, KernelBackend, NormArguments
 
 
-def _kernel(name: str, dtype: torch.dtype):
-    return getattr(native.library(), name + ("_f32" if dtype == torch.float32 else "_f64"))
+def check_kernel_inputs(name: str, source: Tensor, projection: Tensor, norms: Sequence[DirectionalBatchNorm]) -> None:
+    """Refuse, in one line, inputs a fused backend cannot compute (instead of a wrong result)."""
+    if source.dtype not in (torch.float32, torch.float64) or projection.dtype not in (
+        source.dtype, torch.bfloat16, torch.float16
+    ):  # fmt: skip
+        raise BackendError(
+            f"backend {name!r} computes DARTS cells in float32 or float64 (matmuls in bf16/fp16 under "
+            f"autocast), not {source.dtype}/{projection.dtype}; use backend 'eager' for this dtype"
+        )
+    if source.shape[1] < 2 and any(norm.uses_batch_statistics() for norm in norms):
+        raise ValueError(
+            f"Expected more than 1 value per channel when training, got input size {tuple(source.shape)}"
+        )
 
 
-def _check(status: int, name: str) -> None:
-    if status != 0:
-        raise MemoryError(f"{name}: out of memory")
-
-
-@dataclass
-class NormArguments:
-    """What the kernels need of one :class:`~dartsrenet.cells.DirectionalBatchNorm` at one slot."""
-
-    weight: Tensor | None
-    bias: Tensor | None
-    batch_stats: bool
-    running_mean: Tensor | None  # the slot's statistics, eval mode only
-    running_var: Tensor | None
-    eps: float
-
-    @classmethod
-    def of(cls, norm, slot: int) -> NormArguments:
-        batch_stats = norm.uses_batch_statistics()
-        mean, var = (None, None) if batch_stats else norm.slot_statistics(slot)
-        return cls(norm.weight, norm.bias, batch_stats, mean, var, norm.eps)
-
-
-def node_forward(
-    source: Tensor, projection: Tensor, code: int, norm: NormArguments, statistics: Tensor, out: Tensor | None = None
-) -> Tensor:
-    """y = BN(s + σ(c) ⊙ (f(ĥ) − s)), into ``out`` or a new (2, B, h) tensor.
-
-    ``statistics`` (3, 2h) receives the mean, biased variance and 1/√(var + ε) used.
-    """
-    _, rows, hidden = source.shape
-    out = source.new_empty(2, rows, hidden) if out is None else out
-    mean, var, invstd = statistics.unbind(0)
-    status = _kernel("node_forward", source.dtype)(
-        projection.data_ptr(), projection.stride(0), projection.stride(1),
-        source.data_ptr(), source.stride(0), source.stride(1),
-        rows, hidden, code,
-        _pointer(norm.weight), _pointer(norm.bias),
-        int(norm.batch_stats), _pointer(norm.running_mean), _pointer(norm.running_var), norm.eps,
-        out.data_ptr(), out.stride(0), out.stride(1),
-        mean.data_ptr(), var.data_ptr(), invstd.data_ptr(), torch.get_num_threads(),
-    )  # fmt: skip
-    _check(status, "node_forward")
-    return out
-
-
-def _strides(tensor: Tensor | None) -> tuple[int, int]:
-    return (0, 0) if tensor is None else (tensor.stride(0), tensor.stride(1))
-
-
-def _inner_contiguous(tensor: Tensor | None) -> Tensor | None:
-    return tensor if tensor is None or tensor.stride(-1) == 1 else tensor.contiguous()
-
-
-def node_backward(
-    grad: Tensor | None,
-    grad_scale: float,
-    extra: Tensor | None,
-    source: Tensor,
-    projection: Tensor,
-    code: int,
-    weight: Tensor | None,
-    batch_stats: bool,
-    statistics: Tensor,
-    grad_state: Tensor,
-    accumulate: bool,
-    grad_projection: Tensor,
-    affine_grads: tuple[Tensor, Tensor] | None = None,
-) -> tuple[Tensor, Tensor]:
-    """Backward of :func:`node_forward` for dy = grad_scale·grad + extra (either may be ``None``).
-
-    Writes (or adds to) ``grad_state``, writes ``grad_projection``; returns (dγ, dβ) — or, with
-    ``affine_grads`` (two (2h,) tensors), adds them there and returns ``affine_grads``.
-    """
-    _, rows, hidden = source.shape
-    grad, extra = _inner_contiguous(grad), _inner_contiguous(extra)
-    grad_weight, grad_bias = source.new_empty(2 * hidden), source.new_empty(2 * hidden)
-    mean, _, invstd = statistics.unbind(0)
-    status = _kernel("node_backward", source.dtype)(
-        _pointer(grad), *_strides(grad), grad_scale,
-        _pointer(extra), *_strides(extra),
-        projection.data_ptr(), projection.stride(0), projection.stride(1),
-        source.data_ptr(), source.stride(0), source.stride(1),
-        rows, hidden, code,
-        _pointer(weight), mean.data_ptr(), invstd.data_ptr(), int(batch_stats),
-        grad_state.data_ptr(), grad_state.stride(0), grad_state.stride(1), int(accumulate),
-        grad_projection.data_ptr(), grad_projection.stride(0), grad_projection.stride(1),
-        grad_weight.data_ptr(), grad_bias.data_ptr(), torch.get_num_threads(),
-    )  # fmt: skip
-    _check(status, "node_backward")
-    if affine_grads is None:
-        return grad_weight, grad_bias
-    affine_grads[0].add_(grad_weight)
-    affine_grads[1].add_(grad_bias)
-    return affine_grads
-
-
-def mean_of_states(states: Sequence[Tensor]) -> Tensor:
-    """The mean of contiguous tensors of one shape, in one pass."""
-    out = torch.empty_like(states[0])
-    pointers = (ctypes.c_void_p * len(states))(*(state.data_ptr() for state in states))
-    _kernel("mean_of_states", out.dtype)(pointers, len(states), out.numel(), out.data_ptr(), torch.get_num_threads())
-    return out
-
-
-def _record(norm, first_slot: int, statistics: Tensor, batch_size: int) -> None:
-    """Training mode: fold the batch statistics the kernels used into ``norm``'s running statistics.
-
-    ``statistics`` (n, 3, 2h): per slot first_slot … first_slot + n − 1, the mean, biased
-    variance and 1/σ as the kernels wrote them.
-    """
-    if norm.training and norm.track_running_stats:
-        norm.record(first_slot, statistics[:, 0], statistics[:, 1], batch_size, biased=True)
-
-
-# --- the search cell's mixed nodes ---------------------------------------------------------
-SEARCH_PRIMITIVES = ("tanh", "relu", "sigmoid", "identity")
-"""The non-``none`` primitives the mixed-node kernel knows, in the order of its mixing weights."""
-
-
-def mixed_forward(
-    sources: Tensor, projection: Tensor, weights: Tensor, norm: NormArguments, statistics: Tensor, out: Tensor
-) -> None:
-    """out = BN(Σ_j Σ_f w_jf · node_update(s_j, σ(c_j), f(ĥ_j))) (eq. 8), BatchNorm without affine parameters.
-
-    Args:
-        sources: s_0 … s_{i−1}, (2, i, B, h).
-        projection: [c_j, ĥ_j] = s_j·W_i, (2, i, B, 2h).
-        weights: w_jf = softmax(α)[j→i, f] for f in :data:`SEARCH_PRIMITIVES`, (i, 4), contiguous.
-        norm: the shared node norm at this node's slot.
-        statistics: (3, 2h), receives mean, biased variance, 1/σ.
-        out: (2, B, h), written.
-    """
-    _, count, rows, hidden = sources.shape
-    mean, var, invstd = statistics.unbind(0)
-    status = _kernel("mixed_forward", sources.dtype)(
-        projection.data_ptr(), *projection.stride()[:3],
-        sources.data_ptr(), *sources.stride()[:3],
-        count, rows, hidden, weights.data_ptr(),
-        int(norm.batch_stats), _pointer(norm.running_mean), _pointer(norm.running_var), norm.eps,
-        out.data_ptr(), out.stride(0), out.stride(1),
-        mean.data_ptr(), var.data_ptr(), invstd.data_ptr(), torch.get_num_threads(),
-    )  # fmt: skip
-    _check(status, "mixed_forward")
-
-
-def mixed_backward(
-    grad: Tensor, out: Tensor, sources: Tensor, projection: Tensor, weights: Tensor, batch_stats: bool,
-    statistics: Tensor, scratch: Tensor, grad_sources: Tensor, grad_projection: Tensor,
-    weight_grads: Tensor | None = None,
-) -> Tensor:  # fmt: skip
-    """Backward of :func:`mixed_forward`: adds to ``grad_sources``, writes ``grad_projection``;
-    returns the gradient of the mixing weights (i, 4) — or, with ``weight_grads`` (rows of a
-    :func:`mixing_gradients` accumulator), adds it there and returns ``weight_grads``."""
-    _, count, rows, hidden = sources.shape
-    grad_weights = torch.empty_like(weights)
-    status = _kernel("mixed_backward", sources.dtype)(
-        grad.data_ptr(), grad.stride(0), grad.stride(1),
-        out.data_ptr(), out.stride(0), out.stride(1),
-        projection.data_ptr(), *projection.stride()[:3],
-        sources.data_ptr(), *sources.stride()[:3],
-        count, rows, hidden, weights.data_ptr(),
-        statistics[2].data_ptr(), int(batch_stats), scratch.data_ptr(),
-        grad_sources.data_ptr(), *grad_sources.stride()[:3],
-        grad_projection.data_ptr(), *grad_projection.stride()[:3],
-        grad_weights.data_ptr(), torch.get_num_threads(),
-    )  # fmt: skip
-    _check(status, "mixed_backward")
-    if weight_grads is None:
-        return grad_weights
-    return weight_grads.add_(grad_weights)
-
-
-def mixing_gradients(rows: int, hidden: int, edges: int, like: Tensor) -> Tensor:
-    """A zeroed accumulator for the mixing weights' gradient over many :func:`mixed_backward` calls:
-    (edges, 4); the rows of node i's edges are ``[..., first_edge : first_edge + i, :]``."""
-    return like.new_zeros(edges, len(SEARCH_PRIMITIVES))
-
-
-def total_mixing_gradient(accumulator: Tensor) -> Tensor:
-    """The (edges, 4) gradient a :func:`mixing_gradients` accumulator holds."""
-    return accumulator
+def _norm_arguments(norm: DirectionalBatchNorm, slot: int) -> NormArguments:
+    """What the kernels need of ``norm`` at statistics slot ``slot``."""
+    batch_stats = norm.uses_batch_statistics()
+    mean, var = (None, None) if batch_stats else norm.slot_statistics(slot)
+    return NormArguments(norm.weight, norm.bias, batch_stats, mean, var, norm.eps)
 
 
 def _directions(weight: Tensor) -> Tensor:
@@ -327,7 +152,7 @@ class HiddenInput:
 class _SweepPlan:
     """What the derived and search sweeps share: the kernels and the input node."""
 
-    kernels: ModuleType  # node_forward, node_backward, mixed_forward, mixed_backward, … of the backend
+    kernels: KernelBackend
     hidden: HiddenInput | None  # None: x_parts are the whole projections (one step from a given state)
     aligned: bool  # output (T, B, 2h) as BidirectionalCell.sweep returns it, else h_t as (T, B, 2, h)
     matmul_dtype: torch.dtype | None  # bf16 under CPU autocast
@@ -414,7 +239,7 @@ def _grad_of_previous(t: int, gradients: Tensor, grad_initial: Tensor | None, sc
     return scratch if grad_initial is None else grad_initial
 
 
-def _plan(kernels: ModuleType, initial: Tensor, steps: int, hidden: HiddenInput | None, aligned: bool,
+def _plan(kernels: KernelBackend, initial: Tensor, steps: int, hidden: HiddenInput | None, aligned: bool,
           norms: list[list[NormArguments]], features: int, nodes: int) -> _SweepPlan:  # fmt: skip
     return _SweepPlan(
         kernels=kernels, hidden=hidden, aligned=aligned, matmul_dtype=autocast_matmul_dtype(initial.device.type),
@@ -558,7 +383,7 @@ def _derived_graph(activations: Sequence[str], predecessors: Sequence[int], conc
 
 
 def fused_derived_sweep(
-    kernels: ModuleType,
+    kernels: KernelBackend,
     initial: Tensor,
     x_parts: Tensor,
     hidden_weight: Tensor | None,
@@ -567,7 +392,7 @@ def fused_derived_sweep(
     predecessors: Sequence[int],
     concat: Sequence[int],
     node_weights: Sequence[Tensor],
-    norms: Sequence,
+    norms: Sequence[DirectionalBatchNorm],
     first_slot: int = 0,
     aligned: bool = True,
 ) -> Tensor:
@@ -578,8 +403,7 @@ def fused_derived_sweep(
     that already holds the output's — no per-step gradient sums, stacks or copies.
 
     Args:
-        kernels: the backend's kernel module (this module for ``native``, see
-            :func:`dartsrenet.cells.backends.kernels`).
+        kernels: the backend's kernels (:func:`dartsrenet.cells.backends.kernels`).
         initial: h_{−1}, (2, B, h).
         x_parts: (T, 2, B, 2h): with ``hidden``, x_t's share of the input node's projection;
             without, the whole projection [c_0, ĥ_0] of each step.
@@ -598,10 +422,11 @@ def fused_derived_sweep(
         The sweep's output; in training mode the norms' running statistics of the steps'
         slots are updated.
     """
+    check_kernel_inputs(kernels.name, initial, x_parts[0], norms)
     steps, count = x_parts.shape[0], len(predecessors)
     plan = _plan(
         kernels, initial, steps, hidden, aligned,
-        [[NormArguments.of(norm, first_slot + t) for norm in norms] for t in range(steps)], norms[0].num_features, count,
+        [[_norm_arguments(norm, first_slot + t) for norm in norms] for t in range(steps)], norms[0].num_features, count,
     )  # fmt: skip
     graph = _derived_graph(activations, predecessors, concat)
     gammas, betas = [norm.weight for norm in norms], [norm.bias for norm in norms]
@@ -609,22 +434,19 @@ def fused_derived_sweep(
         plan, graph, initial, x_parts.to(initial.dtype), hidden_weight, *node_weights, *gammas, *betas
     )
     statistics = plan.statistics.transpose(0, 1)  # (n + 1, T, 3, 2h)
-    # imported here, not at the top: dartsrenet.cells imports this module (an upward import)
-    from dartsrenet.cells.norms import record_together
-
     record_together(norms, first_slot, statistics[:, :, 0], statistics[:, :, 1], initial.shape[1], biased=True)
     return output
 
 
 def fused_derived_step(
-    kernels: ModuleType,
+    kernels: KernelBackend,
     previous: Tensor,
     projection: Tensor,
     activations: Sequence[str],
     predecessors: Sequence[int],
     concat: Sequence[int],
     node_weights: Sequence[Tensor],
-    norms: Sequence,
+    norms: Sequence[DirectionalBatchNorm],
     slot: int,
 ) -> Tensor:
     """One step of a derived DARTS cell (:func:`fused_derived_sweep` of one step from h_{t−1}).
@@ -744,14 +566,14 @@ class _FusedSearchSweep(torch.autograd.Function):
 
 
 def fused_search_sweep(
-    kernels: ModuleType,
+    kernels: KernelBackend,
     initial: Tensor,
     x_parts: Tensor,
     hidden_weight: Tensor | None,
     hidden: HiddenInput | None,
     mixing: Tensor,
     node_weights: Sequence[Tensor],
-    norm,
+    norm: DirectionalBatchNorm,
     first_slot: int = 0,
     aligned: bool = True,
 ) -> Tensor:
@@ -762,27 +584,30 @@ def fused_search_sweep(
 
     Args:
         mixing: softmax(α) over all primitives without the ``none`` column, (edges, 4),
-            columns in the order of :data:`SEARCH_PRIMITIVES`.
+            columns in the order of :data:`~dartsrenet.kernels.protocol.SEARCH_PRIMITIVES`.
         node_weights: W_1 … W_n, each (D, h, 2h).
         norm: the shared affine-free node BatchNorm.
         first_slot: the first statistics slot of step 0; step t uses first_slot + t·(n + 1) + node.
         The others: as :func:`fused_derived_sweep`.
     """
+    check_kernel_inputs(kernels.name, initial, x_parts[0], [norm])
     steps, nodes = x_parts.shape[0], len(node_weights)
     plan = _plan(
         kernels, initial, steps, hidden, aligned,
-        [[NormArguments.of(norm, first_slot + t * (nodes + 1) + node) for node in range(nodes + 1)] for t in range(steps)],
+        [[_norm_arguments(norm, first_slot + t * (nodes + 1) + node) for node in range(nodes + 1)] for t in range(steps)],
         norm.num_features, nodes,
     )  # fmt: skip
     output = _FusedSearchSweep.apply(
         plan, initial, x_parts.to(initial.dtype), hidden_weight, mixing.to(initial.dtype).contiguous(), *node_weights
     )
-    _record(norm, first_slot, plan.statistics.view(steps * (nodes + 1), 3, -1), initial.shape[1])
+    statistics = plan.statistics.view(1, steps * (nodes + 1), 3, -1)  # one norm, a row per slot
+    record_together([norm], first_slot, statistics[:, :, 0], statistics[:, :, 1], initial.shape[1], biased=True)
     return output
 
 
 def fused_search_step(
-    kernels: ModuleType, previous: Tensor, projection: Tensor, mixing: Tensor, node_weights: Sequence[Tensor], norm, slot: int
+    kernels: KernelBackend, previous: Tensor, projection: Tensor, mixing: Tensor, node_weights: Sequence[Tensor],
+    norm: DirectionalBatchNorm, slot: int,
 ) -> Tensor:
     """One step of the search cell (:func:`fused_search_sweep` of one step from h_{t−1}).
 

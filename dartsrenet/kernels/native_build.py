@@ -1,8 +1,7 @@
 """Build and load the fused C kernels of ``dartsrenet/csrc`` (node + BatchNorm, docs/architecture.md §2–§3).
 
 The kernels (``csrc/node_kernels.c``) are plain C with OpenMP, called through
-``ctypes`` on the memory of CPU tensors; :mod:`dartsrenet.fused_nodes` wraps them in an
-autograd function. They are compiled on first use with the system's C compiler
+``ctypes`` on the memory of CPU tensors by :mod:`dartsrenet.kernels.native`. They are compiled on first use with the system's C compiler
 (``$CC``, else ``cc``; about a second) for this machine's CPU, into a cache folder
 (``$DARTSRENET_CACHE``, else ``~/.cache/dartsrenet``) under a key made of the sources,
 the compiler, the flags and the CPU's features, so machines that share a home folder
@@ -36,7 +35,7 @@ import tempfile
 import warnings
 from pathlib import Path
 
-SOURCE_DIR = Path(__file__).with_name("csrc")
+SOURCE_DIR = Path(__file__).parents[1] / "csrc"
 SOURCES = ("node_kernels.c", "node_kernels_body.h")
 MAIN_SOURCE = "node_kernels.c"
 ENV_SWITCH = "DARTSRENET_NATIVE"
@@ -95,7 +94,6 @@ MIXED_BACKWARD_ARGTYPES = (
     + [_pointer, _int64, _int64, _int64]  # grad projection, strides
     + [_pointer, _int]  # grad mixing weights, threads
 )
-MEAN_ARGTYPES = [ctypes.POINTER(_pointer), _int, _int64, _pointer, _int]  # states, count, size, out, threads
 
 _STATE: dict = {"library": None, "failed": False, "reason": None}
 
@@ -184,8 +182,6 @@ def library() -> ctypes.CDLL | None:
                 for name, argtypes in (("mixed_forward", MIXED_FORWARD_ARGTYPES), ("mixed_backward", MIXED_BACKWARD_ARGTYPES)):
                     function = getattr(loaded, name + suffix)
                     function.argtypes, function.restype = argtypes, _int
-                mean = getattr(loaded, "mean_of_states" + suffix)
-                mean.argtypes, mean.restype = MEAN_ARGTYPES, None
         except (OSError, RuntimeError) as error:
             _STATE["failed"] = True
             _STATE["reason"] = str(error).splitlines()[0]
