@@ -22,7 +22,6 @@ from dartsrenet.kernels import native_build as native
 from dartsrenet.kernels.native import NATIVE
 from dartsrenet.kernels.protocol import ACTIVATION_CODES, NormArguments
 from tests.cell_comparison import assert_same_cell_results
-from tests.ci import missing
 
 HIDDEN, BATCH = 6, 5
 TOLERANCE = {torch.float64: {"rtol": 1e-9, "atol": 1e-11}, torch.float32: {"rtol": 2e-4, "atol": 2e-5}}
