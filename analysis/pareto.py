@@ -18,7 +18,7 @@ re-evaluation (``<experiment>_reeval``), from their run folders
 
 Usage::
 
-    python analysis/pareto.py results/design_digits_design_params_n14_seed0
+    python analysis/pareto.py results/design_digits_design_params_n20_seed0
     python analysis/pareto.py EXPERIMENT --eval results/demo/eval_digits_demo --out figures/
 
 Functions build DataFrames and :class:`matplotlib.figure.Figure` objects without pyplot;

@@ -98,7 +98,7 @@ def build_parser() -> argparse.ArgumentParser:
         description=__doc__.split("\n\n")[0], epilog="Run the same command again to resume the experiment."
     )
     parser.add_argument("--dataset", help="dataset (default: the preset's: design → digits, paper → cifar10)")
-    parser.add_argument("--num-samples", type=int, default=14, metavar="N", help="networks to try (default: 14)")
+    parser.add_argument("--num-samples", type=int, default=20, metavar="N", help="networks to try (default: 20)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the sampler and of every search trial (default: 0)")
     parser.add_argument(
         "--objective", choices=list(COST_METRICS), default="params",

@@ -228,4 +228,4 @@ def test_the_space_takes_a_random_controls_genotypes(tmp_path):
     assert sorted(cells) == ["gru", "random0_directional_weight_sharing", "random0_vanilla",
                              "random1_directional_weight_sharing", "random1_vanilla"]
     assert cells["random1_vanilla"].genotype == drawn[1] and cells["random1_vanilla"].variant == "vanilla"
-    assert sweep.name == "design_digits_design_params_n14_seed0" and sweep.kind == results.DESIGN_KIND
+    assert sweep.name == "design_digits_design_params_n20_seed0" and sweep.kind == results.DESIGN_KIND
