@@ -48,6 +48,19 @@ def _row_range(split, splits, rows, BLOCK_ROWS: tl.constexpr):
 
 
 @triton.jit
+def _forward_program(out, hidden, splits, rows, BLOCK_ROWS: tl.constexpr, BLOCK_COLUMNS: tl.constexpr):
+    """Where a forward program (direction, column block, row range) works — direction, its
+    columns and which of them exist, its row range [start, end) — and its column statistics
+    (count, shift, mean of u − shift, m2 for :func:`_fold_block`), empty, in ``out``'s dtype."""
+    direction = tl.program_id(0)
+    columns = tl.program_id(1) * BLOCK_COLUMNS + tl.arange(0, BLOCK_COLUMNS)
+    split = tl.program_id(2)
+    start, end = _row_range(split, splits, rows, BLOCK_ROWS)
+    zero = tl.full([BLOCK_COLUMNS], 0.0, dtype=out.dtype.element_ty)
+    return direction, columns, columns < hidden, split, start, end, zero, zero, zero, zero
+
+
+@triton.jit
 def _divide(numerator, denominator):
     """numerator / denominator, IEEE-rounded (float32 ``/`` on a GPU is a 2-ulp approximation)."""
     if denominator.dtype == tl.float64:
@@ -192,16 +205,9 @@ def node_forward_kernel(
     """Program (direction, column block, row range): pass 1 u = s + σ(c)(f(ĥ) − s) into ``out`` and
     the column statistics, pass 2 the BatchNorm in place (:func:`_normalise`). Batch statistics
     need one row range (all rows); running statistics let ``splits`` ranges run side by side."""
-    direction = tl.program_id(0)
-    columns = tl.program_id(1) * BLOCK_COLUMNS + tl.arange(0, BLOCK_COLUMNS)
-    in_columns = columns < hidden
-    split = tl.program_id(2)
-    start, end = _row_range(split, splits, rows, BLOCK_ROWS)
-    accumulator = out.dtype.element_ty
-    count = tl.full([BLOCK_COLUMNS], 0.0, dtype=accumulator)
-    shift = tl.full([BLOCK_COLUMNS], 0.0, dtype=accumulator)
-    mean = tl.full([BLOCK_COLUMNS], 0.0, dtype=accumulator)  # of u − shift
-    m2 = tl.full([BLOCK_COLUMNS], 0.0, dtype=accumulator)
+    direction, columns, in_columns, split, start, end, count, shift, mean, m2 = _forward_program(
+        out, hidden, splits, rows, BLOCK_ROWS, BLOCK_COLUMNS
+    )
     for first in tl.range(start, end, BLOCK_ROWS):
         row = first + tl.arange(0, BLOCK_ROWS)
         mask = (row < end)[:, None] & in_columns[None, :]
@@ -337,21 +343,14 @@ def mixed_forward_kernel(
     """Program (direction, column block, row range): pass 1 u = Σ_j [K_j s_j + g_j (m_j − K_j s_j)]
     into ``out`` and the column statistics, pass 2 the affine-free BatchNorm in place (row ranges
     as in :func:`node_forward_kernel`)."""
-    direction = tl.program_id(0)
-    columns = tl.program_id(1) * BLOCK_COLUMNS + tl.arange(0, BLOCK_COLUMNS)
-    in_columns = columns < hidden
-    split = tl.program_id(2)
-    start, end = _row_range(split, splits, rows, BLOCK_ROWS)
-    accumulator = out.dtype.element_ty
-    count = tl.full([BLOCK_COLUMNS], 0.0, dtype=accumulator)
-    shift = tl.full([BLOCK_COLUMNS], 0.0, dtype=accumulator)
-    mean = tl.full([BLOCK_COLUMNS], 0.0, dtype=accumulator)  # of u − shift
-    m2 = tl.full([BLOCK_COLUMNS], 0.0, dtype=accumulator)
+    direction, columns, in_columns, split, start, end, count, shift, mean, m2 = _forward_program(
+        out, hidden, splits, rows, BLOCK_ROWS, BLOCK_COLUMNS
+    )
     for first in tl.range(start, end, BLOCK_ROWS):
         row = first + tl.arange(0, BLOCK_ROWS)
         mask = (row < end)[:, None] & in_columns[None, :]
         row = row.to(tl.int64)[:, None]
-        update = tl.full([BLOCK_ROWS, BLOCK_COLUMNS], 0.0, dtype=accumulator)
+        update = tl.full([BLOCK_ROWS, BLOCK_COLUMNS], 0.0, dtype=out.dtype.element_ty)
         for j in tl.range(0, sources):
             w_tanh = tl.load(weights + j * weights_stride)
             w_relu = tl.load(weights + j * weights_stride + 1)
