@@ -174,6 +174,16 @@ def project_classes() -> dict[str, list[str]]:
     return classes
 
 
+@pytest.fixture(scope="module", autouse=True)
+def interpreted_triton_imports():
+    """TRITON_INTERPRET=1 while this module imports the documented modules: importing
+    ``dartsrenet.kernels.triton_device`` jits its kernels in the mode then in force, and the
+    tests run Triton only in its interpreter (tests/test_triton_kernels.py, test_orderings.py)."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("TRITON_INTERPRET", "1")
+        yield
+
+
 def has_attribute(owner: object, name: str) -> bool:
     fields = getattr(owner, "__dataclass_fields__", {})
     return hasattr(owner, name) or name in fields

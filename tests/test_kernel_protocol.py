@@ -6,6 +6,9 @@ the Triton kernels' checks are (tests/test_triton_kernels.py runs them there).
 """
 
 import inspect
+import os
+import subprocess
+import sys
 
 import pytest
 import torch
@@ -120,3 +123,22 @@ def test_native_bad_mixed_inputs_are_refused_in_one_line_before_any_work(node):
     assert "scratch" in one_line_error(backward(scratch=torch.zeros(BATCH * HIDDEN)))
     assert "weight_grads" in one_line_error(backward(weight_grads=torch.zeros(count + 1, 4)))
     assert not grad_sources.any() and not grad_projection.any()
+
+
+def test_kernels_imported_in_another_triton_mode_are_one_clear_error():
+    """The device code is jitted when imported: changing TRITON_INTERPRET afterwards is named
+    at the first kernel call, not left to fail inside Triton."""
+    pytest.importorskip("triton", reason="triton is not installed: the triton backend is optional")
+    script = (
+        "import os\n"
+        "import dartsrenet.kernels.triton_device\n"
+        "os.environ['TRITON_INTERPRET'] = '1'\n"
+        "from dartsrenet.kernels import triton_backend\n"
+        "triton_backend.interpreted()\n"
+    )
+    environment = {key: value for key, value in os.environ.items() if key != "TRITON_INTERPRET"}
+    result = subprocess.run([sys.executable, "-c", script], env=environment, capture_output=True, text=True,
+                            timeout=300, check=False)
+    assert result.returncode != 0
+    assert ("RuntimeError: dartsrenet.kernels.triton_device was imported with TRITON_INTERPRET=0 but the first "
+            "kernel call has TRITON_INTERPRET=1") in result.stderr

@@ -128,7 +128,24 @@ def _load() -> None:
 
         interpret = bool(triton.knobs.runtime.interpret)
         importlib.import_module("dartsrenet.kernels.triton_ops")  # registers torch.ops.dartsrenet.triton_*
+        _check_jit_mode(interpret)
         _STATE.update(loaded=True, interpret=interpret)
+
+
+def _check_jit_mode(interpret: bool) -> None:
+    """The device code is jitted when its module is imported, in the mode then in force: a
+    process that imported it before changing ``TRITON_INTERPRET`` gets one clear error here,
+    not a failure inside Triton (compiled kernels on the CPU: "0 active drivers")."""
+    from triton.runtime.interpreter import InterpretedFunction
+
+    from dartsrenet.kernels import triton_device
+
+    jitted_interpreted = isinstance(triton_device.node_forward_kernel, InterpretedFunction)
+    if jitted_interpreted != interpret:
+        raise RuntimeError(
+            f"dartsrenet.kernels.triton_device was imported with TRITON_INTERPRET={int(jitted_interpreted)} but the "
+            f"first kernel call has TRITON_INTERPRET={int(interpret)}: set TRITON_INTERPRET before importing the kernels"
+        )
 
 
 def interpreted() -> bool:
