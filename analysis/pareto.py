@@ -44,6 +44,7 @@ from dartsrenet.design_results import (
     SEARCH_STAGE,
     STAGE_FIELD,
     Outcome,
+    distinct_runs,
     finished_outcomes,
     front_of,
     most_accurate,
@@ -85,8 +86,8 @@ class DesignResults:
         return front_of(self.search, self.objective)
 
     def runs_of(self, configuration: tuple[object, ...]) -> list[Outcome]:
-        """Every finished run (search and re-evaluation) of one configuration."""
-        return [o for o in [*self.search, *self.reevaluation] if o.configuration == configuration]
+        """Every finished run (search and re-evaluation) of one configuration, one per seed."""
+        return distinct_runs([o for o in [*self.search, *self.reevaluation] if o.configuration == configuration])
 
 
 def load_design(experiment: str, reevaluation: str | None = None) -> DesignResults:

@@ -93,8 +93,23 @@ def finished_outcomes(experiment: str) -> list[Outcome]:
     return outcomes
 
 
+def distinct_runs(outcomes: Sequence[Outcome]) -> list[Outcome]:
+    """The first outcome of each (configuration, seed): the sampler can propose a network it
+    tried before, and the same network trained with the same seed is one observation, not two."""
+    seen: set[tuple[object, ...]] = set()
+    distinct = []
+    for outcome in outcomes:
+        key = (*outcome.configuration, outcome.seed)
+        if key not in seen:
+            seen.add(key)
+            distinct.append(outcome)
+    return distinct
+
+
 def front_of(outcomes: Sequence[Outcome], objective: str) -> list[Outcome]:
-    """The non-dominated outcomes (validation accuracy max, cost min), by ascending cost."""
+    """The non-dominated outcomes (validation accuracy max, cost min), by ascending cost; a
+    configuration tried twice with one seed counts once (:func:`distinct_runs`)."""
+    outcomes = distinct_runs(outcomes)
     indices = pareto_front([(outcome.val_accuracy, outcome.cost(objective)) for outcome in outcomes])
     return [outcomes[index] for index in indices]
 

@@ -229,3 +229,18 @@ def test_the_space_takes_a_random_controls_genotypes(tmp_path):
                              "random1_directional_weight_sharing", "random1_vanilla"]
     assert cells["random1_vanilla"].genotype == drawn[1] and cells["random1_vanilla"].variant == "vanilla"
     assert sweep.name == "design_digits_design_params_n20_seed0" and sweep.kind == results.DESIGN_KIND
+
+
+def test_a_network_sampled_twice_is_one_point_of_the_front():
+    """The sampler may propose a network again: the same network and seed count once, on the
+    front and in the mean over seeds."""
+    from dartsrenet.design_results import Outcome, distinct_runs, front_of
+
+    def outcome(network, seed, params, accuracy, trial):
+        return Outcome(model="lstm", genotype=None, variant=None, network=network, lr=0.05, seed=seed, params=params,
+                       latency_ms=None, val_accuracy=accuracy, test_accuracy=accuracy, trial=trial)
+
+    first, again = outcome("2x32", 0, 1000, 0.5, "a"), outcome("2x32", 0, 1000, 0.5, "b")
+    other_seed, larger = outcome("2x32", 1, 1000, 0.6, "c"), outcome("2x64", 0, 4000, 0.9, "d")
+    assert [o.trial for o in front_of([first, again, larger], "params")] == ["a", "d"]
+    assert [o.trial for o in distinct_runs([first, again, other_seed])] == ["a", "c"]
