@@ -173,6 +173,7 @@ NOT_A_RESULT = {
     "NaN in metrics.jsonl": ({}, ("val_accuracy", math.nan), "metrics.jsonl epoch 2: val_accuracy is NaN, not a fraction in [0, 1]"),
     "null in metrics.jsonl": ({}, ("train_accuracy", None), "metrics.jsonl epoch 2: train_accuracy is null (not a number), not a fraction in [0, 1]"),
     "null validation not marked": ({}, ("val_accuracy", None), "metrics.jsonl epoch 2: val_accuracy is null (not a number), not a fraction in [0, 1]"),
+    "null best with an epoch selected": ({}, ("best_val_accuracy", None), "metrics.jsonl epoch 2: best_val_accuracy is null (not a number), not a fraction in [0, 1]"),
 }
 
 
@@ -205,7 +206,7 @@ def test_an_epoch_marked_not_finite_leaves_a_finished_run_a_result(tmp_path):
     config = eval_config("svhn", "gru", 0)
     write_sweep(experiment_dir, "eval", [config], 1.0)
     reports = eval_reports(0.9, 4_790_000)
-    reports[1].update(val_accuracy=None, val_loss=None, val_finite=False)
+    reports[0].update(val_accuracy=None, val_loss=None, val_finite=False, best_epoch=0, best_val_accuracy=None)
     write_trial(experiment_dir, 0, config, reports)
     trials = load_trials(read_experiment(experiment_dir))
     assert trials["status"].tolist() == [FINISHED] and trials.loc[0, "error"] is None

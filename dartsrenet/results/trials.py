@@ -126,7 +126,8 @@ def invalid_result(history: list[dict[str, Any]], summary: Mapping[str, Any] | N
     Every accuracy (:data:`ACCURACY_FIELDS`) in ``metrics.jsonl`` must be a finite
     fraction in [0, 1], except the ``null`` validation accuracy of an epoch the run marked
     ``val_finite: false`` (its outputs were not finite: recorded as null and never
-    selected, docs/architecture.md §6.4); a finished run's ``summary.json`` must have such a
+    selected, docs/architecture.md §6.4) and the ``null`` best validation accuracy of an
+    epoch with ``best_epoch: 0`` (none selected yet); a finished run's ``summary.json`` must have such a
     ``best_val_accuracy`` (and ``test_accuracy`` for an evaluation run), and a search
     run's ``genotype_string`` must parse as a genotype.
 
@@ -138,6 +139,8 @@ def invalid_result(history: list[dict[str, Any]], summary: Mapping[str, Any] | N
         for name in ACCURACY_FIELDS:
             if name == "val_accuracy" and record.get("val_finite") is False and record[name] is None:
                 continue  # an epoch whose validation outputs were not finite: null, never selected
+            if name == "best_val_accuracy" and record.get("best_epoch") == 0 and record[name] is None:
+                continue  # no epoch selected yet (every validation so far not finite)
             if name in record and (problem := fraction_problem(name, record[name])) is not None:
                 return f"{METRICS_FILE} epoch {record['epoch']}: {problem}"
     if summary is None:
