@@ -35,7 +35,7 @@ COMPARISON_NOTE = (
     "A − B: difference of the mean test accuracies, paired by training seed where both have at least two "
     "seeds in common (n = pairs), else unpaired; 95 % bootstrap interval (10,000 resamples, seed 0) and "
     "two-sided permutation p-value (exact when all rearrangements fit in 20,000); not distinguishable where "
-    "the interval contains 0 (analysis/significance.py)."
+    "the interval contains 0 or p ≥ 0.05 (3 paired seeds cannot give p below 0.25; analysis/significance.py)."
 )
 
 KENDALL_COLUMNS: tuple[str, ...] = ("strategy", "variant", "k", "kendall_tau", "p_value")

@@ -81,7 +81,7 @@ CONTROL_NOTE = (
     "counting half. DARTS − random: difference of the mean accuracies (DARTS cell's seeds vs the K random "
     "genotypes, unpaired) with its 95 % bootstrap interval (10,000 resamples, seed 0) and two-sided "
     "permutation p-value (exact when all rearrangements fit in 20,000); not distinguishable where the "
-    "interval contains 0 (analysis/significance.py). Compute: device-hours (trial wall time × GPUs held, or CPUs when none) of the search "
+    "interval contains 0 or p ≥ 0.05 (analysis/significance.py). Compute: device-hours (trial wall time × GPUs held, or CPUs when none) of the search "
     "and the DARTS cell's evaluation against the K random evaluations."
 )
 

@@ -15,8 +15,12 @@ mean(a) − mean(b), in accuracy points, with
   p-value is exact); otherwise :data:`BOOTSTRAP_RESAMPLES` random ones give
   (1 + hits)/(1 + resamples).
 
-The arms are *not distinguishable* when the interval contains 0. With a handful of seeds
-the intervals are wide: that is the honest answer, not a defect.
+The arms are *not distinguishable* when the interval contains 0 or the p-value is not below
+:data:`SIGNIFICANCE` (5 %). Both are needed: a percentile interval of 3 paired differences
+excludes 0 whenever the three share a sign, while their sign-flip test cannot go below
+2/2³ = 0.25 (n pairs: 2/2ⁿ at the least); 6 pairs are the fewest that can reach 5 %. With a
+handful of seeds most differences are not distinguishable: that is the honest answer, not a
+defect.
 
 For weight-sharing searches, :func:`kendall_tau` measures how well the supernet's ranking
 of K genotypes agrees with their stand-alone accuracy (Sciuto et al. 2019 found it weak in
@@ -36,6 +40,8 @@ from scipy import stats
 BOOTSTRAP_RESAMPLES = 10_000
 BOOTSTRAP_SEED = 0
 CONFIDENCE = 0.95
+SIGNIFICANCE = 1 - CONFIDENCE
+"""A difference is distinguishable only with a p-value below this (and an interval without 0)."""
 EXACT_LIMIT = 20_000
 """Rearrangements up to which a permutation test enumerates them all (exact p-value)."""
 TOLERANCE = 1e-9
@@ -66,8 +72,11 @@ class Comparison:
 
     @property
     def distinguishable(self) -> bool:
-        """False when the interval contains 0 (or there is no interval)."""
-        return not (math.isnan(self.low) or self.low <= 0.0 <= self.high)
+        """False when the interval contains 0, the p-value is not below :data:`SIGNIFICANCE`, or
+        there is no interval."""
+        if math.isnan(self.low) or self.low <= 0.0 <= self.high:
+            return False
+        return self.p_value < SIGNIFICANCE - TOLERANCE
 
 
 def _values(values: Sequence[float], name: str) -> np.ndarray:

@@ -52,9 +52,13 @@ def test_bootstrap_interval_unpaired_constant_arms_and_reproducibility():
 
 
 def test_compare_flags_intervals_that_contain_zero():
-    clear = compare([2, 4, 6], [1, 2, 3], paired=True)
-    assert clear.difference == pytest.approx(2.0) and clear.distinguishable  # d ≥ 1 always
-    assert format_comparison(clear) == "+2.00 [+1.00, +3.00], p = 0.250"
+    one_sign = compare([2, 4, 6], [1, 2, 3], paired=True)  # d = (1, 2, 3): the interval is [1, 3] ...
+    assert one_sign.difference == pytest.approx(2.0) and (one_sign.low, one_sign.high) == (1.0, 3.0)
+    assert one_sign.p_value == pytest.approx(0.25) and not one_sign.distinguishable  # ... but 3 sign flips: p ≥ 2/8
+    assert format_comparison(one_sign) == "+2.00 [+1.00, +3.00], p = 0.250 (not distinguishable)"
+    clear = compare([2, 4, 6, 8, 10, 12], [1, 2, 3, 4, 5, 6], paired=True)  # d = 1..6, all positive
+    assert clear.p_value == pytest.approx(2 / 64) and clear.low > 0 and clear.distinguishable
+    assert format_comparison(clear).endswith("p = 0.031")
     unclear = compare([1, 3], [2, 2], paired=True)  # d = (−1, 1)
     assert unclear.low == -1.0 and unclear.high == 1.0 and not unclear.distinguishable
     assert format_comparison(unclear).endswith("(not distinguishable)")
