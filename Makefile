@@ -6,7 +6,7 @@
 #   make fashion-mnist install Debian's dataset-fashion-mnist (the study's data) if missing
 #   make test    run the test suite (extra pytest options: make test PYTEST_ARGS="-k cells")
 #   make demo    run the small end-to-end sweep demo (sweeps/demo.py)
-#   make study   DARTS and 4 other search strategies against random cells on Fashion-MNIST, ~2 h on 2 cores (sweeps/study.py)
+#   make study   DARTS and 4 other search strategies against random cells on Fashion-MNIST, ~2.5 h on 2 cores (sweeps/study.py)
 #   make bench   quick speed benchmark of the recurrent cells
 #   make clean   remove build artefacts and caches (keeps .venv, results/ and data/)
 

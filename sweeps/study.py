@@ -1,5 +1,5 @@
 """``make study``: the searched cells against random ones on Fashion-MNIST, on a CPU, in
-about two hours with every search strategy (docs/study-fashion-mnist.md).
+about two and a half hours (2 h 27 min on 2026-12-03) with every search strategy (docs/study-fashion-mnist.md).
 
 Fashion-MNIST (60,000/10,000 real 28×28 images; offline from Debian's
 ``dataset-fashion-mnist``) at the ``study`` preset (training subsets, narrow networks:
