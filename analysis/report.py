@@ -111,6 +111,9 @@ def write_study_report(
     for experiment in (evaluation, evaluation2):
         if experiment is not None:
             tables.append(_demote(make_table.results_text(experiment, "markdown")))
+            baselines = make_table.baselines_text(experiment, "markdown")
+            if baselines is not None:
+                tables.append(_demote(baselines))
     for experiment in (search, search2):
         if experiment is not None:
             tables.append(_demote(make_table.search_text(experiment, "markdown")))

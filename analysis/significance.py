@@ -40,7 +40,7 @@ from scipy import stats
 BOOTSTRAP_RESAMPLES = 10_000
 BOOTSTRAP_SEED = 0
 CONFIDENCE = 0.95
-SIGNIFICANCE = 1 - CONFIDENCE
+SIGNIFICANCE = 0.05
 """A difference is distinguishable only with a p-value below this (and an interval without 0)."""
 EXACT_LIMIT = 20_000
 """Rearrangements up to which a permutation test enumerates them all (exact p-value)."""
@@ -76,7 +76,7 @@ class Comparison:
         there is no interval."""
         if math.isnan(self.low) or self.low <= 0.0 <= self.high:
             return False
-        return self.p_value < SIGNIFICANCE - TOLERANCE
+        return self.p_value < SIGNIFICANCE
 
 
 def _values(values: Sequence[float], name: str) -> np.ndarray:

@@ -175,6 +175,7 @@ def test_study_report_holds_every_table_figure_and_the_missing_stages(control, t
     assert "| **all sweeps** | **3.0 min** |" in text
     assert "- cell search, first-order DARTS: no experiment" in text
     assert "### Table 1: test accuracy per data set and model (experiment eval)" in text
+    assert "### Searched cells against the baselines (experiment eval)" in text
     assert "### Random-genotype control" in text and "| Vanilla " in text
     assert (tmp_path / "figures" / "random_control.png").stat().st_size > 10_000
     assert "![random-genotype control](figures/random_control.png)" in text
